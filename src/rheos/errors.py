@@ -1,0 +1,160 @@
+"""Every exception rheos raises, in one tree.
+
+All of them derive from :class:`RheosError`, so ``except rheos.RheosError`` catches
+everything rheos itself raises (user code's own exceptions are wrapped, never hidden)::
+
+    RheosError
+    ├── ConfigError                 a bad argument: duration, option, name
+    │   └── InvalidTopicNameError   a topic name that is empty, too long, or escapes the data dir
+    ├── LogError                    the embedded log (rheos.transport)
+    │   ├── TopicNotFoundError
+    │   ├── TopicExistsError
+    │   ├── PartitionLockedError    another process holds the partition's writer lock
+    │   ├── RecordTooLargeError     a record over the topic's ``max_record_bytes``
+    │   ├── CorruptLogError         a batch whose CRC or framing is wrong, a missing segment
+    │   ├── OffsetOutOfRangeError   a read below the first kept offset or past the end
+    │   ├── DiskFullError           the disk filled up during an append (nothing partial kept)
+    │   └── LogClosedError          use of a closed log, producer or reader
+    ├── FlowError                   building or running a flow (rheos.flows, rheos.runtime)
+    │   ├── FlowDefinitionError     a flow that cannot run as written (names the step)
+    │   ├── UserFunctionError       user code raised; names flow, step and function
+    │   └── EventError              an event that cannot be processed: decoding, timestamp,
+    │                               schema (names topic, partition and offset when known)
+    └── CheckpointError             saving or restoring state
+
+Every error carries its *where* in the message; errors about a place in the log also keep
+``topic``, ``partition`` and ``offset`` as attributes so programs can act on them.
+"""
+
+from __future__ import annotations
+
+
+class RheosError(Exception):
+    """Root of every exception rheos raises."""
+
+
+class ConfigError(RheosError, ValueError):
+    """A bad argument or option."""
+
+
+class InvalidTopicNameError(ConfigError):
+    """A topic name that rheos refuses (empty, too long, bad characters, or a path)."""
+
+
+class LogError(RheosError):
+    """An error in the embedded log.
+
+    ``topic``, ``partition`` and ``offset`` name where it happened, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        where = _where(topic, partition, offset)
+        super().__init__(f"{message} ({where})" if where else message)
+
+
+def _where(topic: str | None, partition: int | None, offset: int | None) -> str:
+    parts = []
+    if topic is not None:
+        parts.append(f"topic {topic!r}")
+    if partition is not None:
+        parts.append(f"partition {partition}")
+    if offset is not None:
+        parts.append(f"offset {offset}")
+    return ", ".join(parts)
+
+
+class TopicNotFoundError(LogError):
+    """The topic does not exist."""
+
+
+class TopicExistsError(LogError):
+    """The topic already exists (with other settings)."""
+
+
+class PartitionLockedError(LogError):
+    """Another writer holds the partition; only one writer per partition at a time."""
+
+
+class RecordTooLargeError(LogError):
+    """A record is larger than the topic's ``max_record_bytes``."""
+
+
+class CorruptLogError(LogError):
+    """Data on disk failed its CRC or framing check, or a segment file is missing."""
+
+
+class OffsetOutOfRangeError(LogError):
+    """A read asked for an offset the partition does not hold."""
+
+
+class DiskFullError(LogError):
+    """The disk filled up; the failed append left nothing behind."""
+
+
+class LogClosedError(LogError):
+    """The log, producer or reader was already closed."""
+
+
+class FlowError(RheosError):
+    """An error while building or running a flow."""
+
+
+class FlowDefinitionError(FlowError):
+    """A flow that cannot run as it is written."""
+
+
+class UserFunctionError(FlowError):
+    """A user function raised. The message names the flow, the step and the function."""
+
+
+class EventError(FlowError):
+    """An event could not be processed (decoding, timestamp, schema)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        where = _where(topic, partition, offset)
+        super().__init__(f"{message} ({where})" if where else message)
+
+
+class CheckpointError(RheosError):
+    """Saving or restoring a checkpoint failed."""
+
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "CorruptLogError",
+    "DiskFullError",
+    "EventError",
+    "FlowDefinitionError",
+    "FlowError",
+    "InvalidTopicNameError",
+    "LogClosedError",
+    "LogError",
+    "OffsetOutOfRangeError",
+    "PartitionLockedError",
+    "RecordTooLargeError",
+    "RheosError",
+    "TopicExistsError",
+    "TopicNotFoundError",
+    "UserFunctionError",
+]

@@ -1,0 +1,460 @@
+"""Aggregations: what a window computes over its events.
+
+Each aggregation folds the events of one window (of one key) into an *accumulator* and turns
+it into a result at the end. Built in:
+
+=========================  ==============================================================
+``count()``                number of events
+``sum(field)``             sum of the values (``0`` for none)
+``min(field)``             smallest value
+``max(field)``             largest value
+``mean(field)``            arithmetic mean (a ``float``)
+``first(field)``           value of the event with the smallest timestamp (ties: the first
+                           to arrive)
+``last(field)``            value of the event with the largest timestamp (ties: the last
+                           to arrive)
+``collect(field=None)``    list of the values, ordered by event time (ties: by arrival);
+                           without a field, the whole events
+``count_distinct(field)``  number of distinct values
+=========================  ==============================================================
+
+``field`` is a key of a dict event or a function ``event -> value``. ``sum``, ``min``,
+``max``, ``mean`` and ``count_distinct`` skip ``None`` values (``min``/``max``/``mean`` of
+nothing is ``None``). A missing field raises :class:`rheos.errors.EventError`.
+
+``first``, ``last`` and ``collect`` go by *event time*, so a bounded run gives the same answer
+whatever order the events arrived in. Their accumulators keep each value with its timestamp and
+its arrival number: ``[ts, seq, value]`` (``seq`` is the operator's arrival counter).
+
+User-defined aggregations. Any object with these four methods is an :class:`Aggregation`::
+
+    init() -> acc                  a fresh accumulator
+    add(acc, value) -> acc         fold one value in
+    merge(a, b) -> acc             combine two accumulators (a holds the earlier events;
+                                   session windows merge when an event bridges them)
+    result(acc) -> Any             the window's result
+
+Wrap it with :func:`aggregate_with` to say which value it receives (by default the whole
+event); an unwrapped object given to the window operator receives whole events.
+
+>>> class Product:
+...     def init(self): return 1
+...     def add(self, acc, value): return acc * value
+...     def merge(self, a, b): return a * b
+...     def result(self, acc): return acc
+>>> product = aggregate_with(Product(), "x")
+>>> acc = product.init()
+>>> for event in [{"x": 2}, {"x": 3}, {"x": 7}]:
+...     acc = product.add(acc, event)
+>>> product.result(acc)
+42
+
+Accumulators must be plain data -- ``int``, ``float``, ``str``, ``bytes``, ``None``, lists and
+dicts with ``str`` keys -- because checkpoints store them with msgpack (tuples come back as
+lists). An aggregation whose accumulator is not plain data provides ``dump(acc) -> plain`` and
+``load(plain) -> acc``; :func:`count_distinct` does (its accumulator is a ``set``).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from rheos.errors import ConfigError, EventError
+
+Field = str | Callable[[Any], Any] | None
+"""Which value an aggregation reads: a dict key, a function of the event, or the whole event."""
+
+
+@runtime_checkable
+class Aggregation(Protocol):
+    """A user-defined aggregation (see the module docs)."""
+
+    def init(self) -> Any:
+        """Return a fresh accumulator."""
+        ...
+
+    def add(self, acc: Any, value: Any) -> Any:
+        """Fold ``value`` into ``acc`` and return the accumulator."""
+        ...
+
+    def merge(self, a: Any, b: Any) -> Any:
+        """Combine two accumulators; ``a`` holds the earlier events."""
+        ...
+
+    def result(self, acc: Any) -> Any:
+        """Turn an accumulator into the window's result."""
+        ...
+
+
+def _extractor(field: Field, label: str) -> Callable[[Any], Any] | None:
+    if field is None:
+        return None
+    if isinstance(field, str):
+        key = field
+
+        def get(event: Any) -> Any:
+            try:
+                return event[key]
+            except (KeyError, TypeError, IndexError):
+                text = repr(event)
+                if len(text) > 80:
+                    text = text[:77] + "..."
+                raise EventError(f"aggregation {label}: the event has no field {key!r}: {text}")
+
+        return get
+    if callable(field):
+        return field
+    raise ConfigError(f"aggregation {label}: field must be a str or a function, got {field!r}")
+
+
+def _label(kind: str, field: Field) -> str:
+    if field is None:
+        return f"{kind}()"
+    if isinstance(field, str):
+        return f"{kind}({field!r})"
+    return f"{kind}({getattr(field, '__qualname__', repr(field))})"
+
+
+class BoundAggregation:
+    """An aggregation together with the way it reads events; what the operators execute.
+
+    ``add_event(acc, event, ts, seq)`` is the operator's entry point: ``ts`` is the event time
+    and ``seq`` the arrival number. ``add(acc, event)`` (the :class:`Aggregation` protocol)
+    folds an event with no known time, as if every event had the same timestamp, so order of
+    arrival decides.
+    """
+
+    kind = "aggregation"
+
+    def __init__(self, field: Field = None) -> None:
+        self.field = field
+        self.label = _label(self.kind, field)
+        self._get = _extractor(field, self.label)
+
+    def value(self, event: Any) -> Any:
+        """The value this aggregation reads from ``event``."""
+        get = self._get
+        return event if get is None else get(event)
+
+    def init(self) -> Any:
+        """A fresh accumulator."""
+        raise NotImplementedError
+
+    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
+        """Fold ``event`` (at event time ``ts``, arrival number ``seq``) into ``acc``."""
+        raise NotImplementedError
+
+    def add(self, acc: Any, value: Any) -> Any:
+        """Fold event ``value`` in, with no event time (arrival order decides)."""
+        return self.add_event(acc, value, 0, 0)
+
+    def merge(self, a: Any, b: Any) -> Any:
+        """Combine two accumulators; ``a`` holds the earlier events."""
+        raise NotImplementedError
+
+    def result(self, acc: Any) -> Any:
+        """The window's result."""
+        return acc
+
+    def dump(self, acc: Any) -> Any:
+        """The accumulator as plain data for a checkpoint."""
+        return acc
+
+    def load(self, data: Any) -> Any:
+        """The accumulator back from :meth:`dump` output."""
+        return data
+
+    def __repr__(self) -> str:
+        return self.label
+
+
+class _Count(BoundAggregation):
+    kind = "count"
+
+    def init(self) -> int:
+        return 0
+
+    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
+        return acc + 1
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return a + b
+
+
+class _Sum(BoundAggregation):
+    kind = "sum"
+
+    def init(self) -> int:
+        return 0
+
+    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
+        value = self.value(event)
+        return acc if value is None else acc + value
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return a + b
+
+
+class _Min(BoundAggregation):
+    kind = "min"
+
+    def init(self) -> None:
+        return None
+
+    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
+        value = self.value(event)
+        if value is None or (acc is not None and acc <= value):
+            return acc
+        return value
+
+    def merge(self, a: Any, b: Any) -> Any:
+        if a is None:
+            return b
+        return a if b is None or a <= b else b
+
+
+class _Max(BoundAggregation):
+    kind = "max"
+
+    def init(self) -> None:
+        return None
+
+    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
+        value = self.value(event)
+        if value is None or (acc is not None and acc >= value):
+            return acc
+        return value
+
+    def merge(self, a: Any, b: Any) -> Any:
+        if a is None:
+            return b
+        return a if b is None or a >= b else b
+
+
+class _Mean(BoundAggregation):
+    kind = "mean"
+
+    def init(self) -> list[Any]:
+        return [0, 0]
+
+    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
+        value = self.value(event)
+        if value is not None:
+            acc[0] += value
+            acc[1] += 1
+        return acc
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return [a[0] + b[0], a[1] + b[1]]
+
+    def result(self, acc: Any) -> Any:
+        return acc[0] / acc[1] if acc[1] else None
+
+
+class _First(BoundAggregation):
+    kind = "first"
+
+    def init(self) -> None:
+        return None
+
+    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
+        if acc is None or ts < acc[0]:
+            return [ts, seq, self.value(event)]
+        return acc
+
+    def merge(self, a: Any, b: Any) -> Any:
+        if a is None:
+            return b
+        if b is None:
+            return a
+        return b if (b[0], b[1]) < (a[0], a[1]) else a
+
+    def result(self, acc: Any) -> Any:
+        return None if acc is None else acc[2]
+
+
+class _Last(BoundAggregation):
+    kind = "last"
+
+    def init(self) -> None:
+        return None
+
+    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
+        if acc is None or ts >= acc[0]:
+            return [ts, seq, self.value(event)]
+        return acc
+
+    def merge(self, a: Any, b: Any) -> Any:
+        if a is None:
+            return b
+        if b is None:
+            return a
+        return b if (b[0], b[1]) >= (a[0], a[1]) else a
+
+    def result(self, acc: Any) -> Any:
+        return None if acc is None else acc[2]
+
+
+class _Collect(BoundAggregation):
+    kind = "collect"
+
+    def init(self) -> list[Any]:
+        return []
+
+    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
+        acc.append([ts, seq, self.value(event)])
+        return acc
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return a + b
+
+    def result(self, acc: Any) -> Any:
+        return [item[2] for item in sorted(acc, key=lambda item: (item[0], item[1]))]
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return value
+
+
+class _CountDistinct(BoundAggregation):
+    kind = "count_distinct"
+
+    def init(self) -> set[Any]:
+        return set()
+
+    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
+        value = self.value(event)
+        if value is not None:
+            acc.add(_hashable(value))
+        return acc
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return a | b
+
+    def result(self, acc: Any) -> Any:
+        return len(acc)
+
+    def dump(self, acc: Any) -> Any:
+        return [list(v) if isinstance(v, tuple) else v for v in acc]
+
+    def load(self, data: Any) -> Any:
+        return {_hashable(v) for v in data}
+
+
+class _Custom(BoundAggregation):
+    kind = "aggregate_with"
+
+    def __init__(self, aggregation: Aggregation, field: Field = None) -> None:
+        for method in ("init", "add", "merge", "result"):
+            if not callable(getattr(aggregation, method, None)):
+                raise ConfigError(
+                    f"aggregate_with: {aggregation!r} has no {method}() method; an aggregation "
+                    "needs init(), add(acc, value), merge(a, b) and result(acc)"
+                )
+        self.aggregation = aggregation
+        super().__init__(field)
+        name = type(aggregation).__qualname__
+        self.label = self.label.replace("aggregate_with(", f"aggregate_with({name}, ", 1)
+        if field is None:
+            self.label = f"aggregate_with({name})"
+        self.init = aggregation.init  # type: ignore[method-assign]
+        self.merge = aggregation.merge  # type: ignore[method-assign]
+        self.result = aggregation.result  # type: ignore[method-assign]
+        dump = getattr(aggregation, "dump", None)
+        load = getattr(aggregation, "load", None)
+        if callable(dump) and callable(load):
+            self.dump = dump  # type: ignore[method-assign]
+            self.load = load  # type: ignore[method-assign]
+        add = aggregation.add
+        get = self._get
+        if get is None:
+            self.add_event = lambda acc, event, ts, seq: add(acc, event)  # type: ignore[method-assign]
+        else:
+            self.add_event = lambda acc, event, ts, seq: add(acc, get(event))  # type: ignore[method-assign]
+
+
+def count() -> BoundAggregation:
+    """Number of events.
+
+    >>> agg = count(); agg.result(agg.add(agg.add(agg.init(), "a"), "b"))
+    2
+    """
+    return _Count()
+
+
+def sum(field: Field) -> BoundAggregation:  # noqa: A001 - the name users expect
+    """Sum of ``field`` (``None`` values skipped)."""
+    return _Sum(field)
+
+
+def min(field: Field) -> BoundAggregation:  # noqa: A001
+    """Smallest value of ``field`` (``None`` values skipped)."""
+    return _Min(field)
+
+
+def max(field: Field) -> BoundAggregation:  # noqa: A001
+    """Largest value of ``field`` (``None`` values skipped)."""
+    return _Max(field)
+
+
+def mean(field: Field) -> BoundAggregation:
+    """Arithmetic mean of ``field`` as a float (``None`` values skipped)."""
+    return _Mean(field)
+
+
+def first(field: Field) -> BoundAggregation:
+    """Value of ``field`` in the event with the smallest timestamp (ties: first arrival)."""
+    return _First(field)
+
+
+def last(field: Field) -> BoundAggregation:
+    """Value of ``field`` in the event with the largest timestamp (ties: last arrival)."""
+    return _Last(field)
+
+
+def collect(field: Field = None) -> BoundAggregation:
+    """Values of ``field`` (whole events without one), ordered by event time, then arrival."""
+    return _Collect(field)
+
+
+def count_distinct(field: Field) -> BoundAggregation:
+    """Number of distinct values of ``field`` (``None`` skipped; lists compared by content)."""
+    return _CountDistinct(field)
+
+
+def aggregate_with(aggregation: Aggregation, field: Field = None) -> BoundAggregation:
+    """Run a user-defined :class:`Aggregation` on ``field`` (the whole event by default)."""
+    return _Custom(aggregation, field)
+
+
+def bind(aggregation: Aggregation | BoundAggregation) -> BoundAggregation:
+    """Return ``aggregation`` ready for an operator (wrapping a user object on whole events)."""
+    if isinstance(aggregation, BoundAggregation):
+        return aggregation
+    return _Custom(aggregation)
+
+
+_ = builtins  # the module shadows sum/min/max; use builtins.<name> for the originals
+
+__all__ = [
+    "Aggregation",
+    "BoundAggregation",
+    "Field",
+    "aggregate_with",
+    "bind",
+    "collect",
+    "count",
+    "count_distinct",
+    "first",
+    "last",
+    "max",
+    "mean",
+    "min",
+    "sum",
+]

@@ -1,0 +1,309 @@
+"""Watermarks: how far event time has progressed on a source.
+
+A watermark ``W`` is a promise: *no future event is expected with a timestamp below W*.
+Windows use it to know when they are complete (see :mod:`rheos.windowing.windows`).
+
+Bounded out-of-orderness. A source whose events arrive at most ``B`` milliseconds out of
+order has ``W = (max event ts seen) - B``. Before any event ``W`` is :data:`MIN_WATERMARK`
+(minus infinity); :data:`MAX_WATERMARK` (plus infinity) means the input has ended.
+
+Out of order. An event is *out of order* when its timestamp is below the largest timestamp
+seen before it on the same source; :class:`WatermarkTracker` counts those events and keeps the
+largest delay (``max ts before - ts``). An out-of-order event is not necessarily *late*:
+lateness is decided by the window operator against the watermark.
+
+Partitions. A source is read as several partitions. The source's watermark is the minimum, over
+its *active* partitions, of ``partition max ts - B``, so a slow partition holds event time back
+for the whole source. A partition that has produced nothing yet holds it at
+:data:`MIN_WATERMARK`. A partition stops counting when
+
+* it is **ended** (:meth:`WatermarkTracker.end_partition`: exhausted, bounded input); when
+  every known partition has ended, the watermark is :data:`MAX_WATERMARK`;
+* it is **idle**: with ``idle_timeout_ms`` set, :meth:`WatermarkTracker.poll_idle` marks
+  idle each partition that has had no event for at least ``idle_timeout_ms`` of processing
+  time (a partition that never produced counts from when it became known). Its next event
+  makes it active again.
+
+All partitions idle. If every partition that has not ended is idle, nothing holds the
+watermark back, and it follows the processing clock so that windows do not stay open for ever
+when a source goes quiet::
+
+    W = max(W_last, max_ts_seen_on_source - B + (now - last_event_processing_time))
+
+where ``W_last`` is the watermark last returned, ``now`` is the clock's time and
+``last_event_processing_time`` the clock's time when the source's latest event was observed.
+In words: event time is assumed to keep flowing at the speed of the wall clock since the last
+event. (A source that never produced an event stays at ``W_last``.)
+
+The watermark never goes backwards: :meth:`WatermarkTracker.current` returns
+``max(W_last, computed)``, so an idle partition that wakes up behind the others cannot pull it
+back; its events below the watermark are simply late for the consumer.
+
+>>> from rheos.windowing.clock import ManualClock
+>>> clock = ManualClock()
+>>> tracker = WatermarkTracker(1_000, idle_timeout_ms=5_000, clock=clock)
+>>> tracker.declare_partitions([0, 1])
+>>> tracker.observe(0, 10_000)
+False
+>>> tracker.current() == MIN_WATERMARK       # partition 1 has produced nothing yet
+True
+>>> clock.advance(5_000); tracker.poll_idle()  # partition 1 is idle now
+>>> tracker.current()
+9000
+>>> tracker.observe(0, 9_500)                 # out of order, within the bound
+True
+>>> clock.advance(5_000); tracker.poll_idle()  # everything idle: follow the clock
+>>> tracker.current()
+14000
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from typing import Any
+
+from rheos.durations import Duration, to_ms
+from rheos.errors import CheckpointError, ConfigError, FlowDefinitionError
+from rheos.windowing.clock import Clock, SystemClock
+
+MIN_WATERMARK = -(2**63)
+"""The watermark before anything is known: minus infinity."""
+
+MAX_WATERMARK = 2**63 - 1
+"""The watermark at the end of input: plus infinity; every window finalizes."""
+
+_FORMAT = 1
+
+
+def combine_watermarks(*watermarks: int) -> int:
+    """Watermark of several inputs merged together (a union, a join): their minimum.
+
+    >>> combine_watermarks(5_000, 3_000, MAX_WATERMARK)
+    3000
+    """
+    if not watermarks:
+        raise ConfigError("combine_watermarks: needs at least one watermark")
+    return min(watermarks)
+
+
+def _plain_to_hashable(value: Any) -> Any:
+    """Undo what msgpack does to tuples (they come back as lists)."""
+    if isinstance(value, list):
+        return tuple(_plain_to_hashable(v) for v in value)
+    return value
+
+
+def _hashable_to_plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_hashable_to_plain(v) for v in value]
+    return value
+
+
+class _Partition:
+    __slots__ = ("ended", "idle", "last_seen_ms", "max_ts")
+
+    def __init__(self, now_ms: int) -> None:
+        self.max_ts: int | None = None
+        self.ended = False
+        self.idle = False
+        self.last_seen_ms = now_ms
+
+
+class WatermarkTracker:
+    """The watermark of one source read as several partitions (see the module docs).
+
+    ``out_of_orderness_ms`` is the bound ``B`` (a duration such as ``"5s"`` is accepted too).
+    ``idle_timeout_ms`` (default: never) is how long a partition may stay silent before it no
+    longer holds the watermark back; ``clock`` is the processing clock (default
+    :class:`SystemClock`).
+    """
+
+    def __init__(
+        self,
+        out_of_orderness_ms: Duration,
+        *,
+        idle_timeout_ms: Duration | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.out_of_orderness_ms = to_ms(out_of_orderness_ms, what="out_of_orderness")
+        self.idle_timeout_ms = (
+            None if idle_timeout_ms is None else to_ms(idle_timeout_ms, what="idle_timeout")
+        )
+        if self.idle_timeout_ms == 0:
+            raise ConfigError("idle_timeout: must be greater than zero (or None for never)")
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._partitions: dict[Hashable, _Partition] = {}
+        self._max_ts: int | None = None
+        self._last_event_ms = self._clock.now_ms()
+        self._watermark = MIN_WATERMARK
+        self.events = 0
+        """Events observed."""
+        self.out_of_order_count = 0
+        """Events whose timestamp was below the largest one seen before them."""
+        self.max_delay_ms = 0
+        """The largest ``max ts before - ts`` of an out-of-order event."""
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def declare_partitions(self, partitions: Iterable[Hashable]) -> None:
+        """Make partitions known before they produce, so they hold the watermark back."""
+        now = self._clock.now_ms()
+        for p in partitions:
+            if p not in self._partitions:
+                self._partitions[p] = _Partition(now)
+
+    def observe(self, partition: Hashable, ts: int) -> bool:
+        """Record an event of ``partition`` at event time ``ts``; return True if out of order."""
+        part = self._partitions.get(partition)
+        if part is None:
+            part = self._partitions[partition] = _Partition(0)
+        elif part.ended:
+            raise FlowDefinitionError(
+                f"watermarks: event observed on partition {partition!r} after it was ended"
+            )
+        self.events += 1
+        if self.idle_timeout_ms is not None:
+            now = self._clock.now_ms()
+            part.last_seen_ms = now
+            self._last_event_ms = now
+        part.idle = False
+        if part.max_ts is None or ts > part.max_ts:
+            part.max_ts = ts
+        top = self._max_ts
+        if top is None or ts >= top:
+            self._max_ts = ts
+            return False
+        self.out_of_order_count += 1
+        if top - ts > self.max_delay_ms:
+            self.max_delay_ms = top - ts
+        return True
+
+    def end_partition(self, partition: Hashable) -> None:
+        """Mark ``partition`` exhausted: it no longer holds the watermark back."""
+        part = self._partitions.get(partition)
+        if part is None:
+            part = self._partitions[partition] = _Partition(self._clock.now_ms())
+        part.ended = True
+
+    def mark_idle(self, partition: Hashable) -> None:
+        """Mark ``partition`` idle now, whatever the timeout; its next event wakes it."""
+        part = self._partitions.get(partition)
+        if part is None:
+            part = self._partitions[partition] = _Partition(self._clock.now_ms())
+        part.idle = True
+
+    def poll_idle(self) -> None:
+        """Mark idle every partition silent for ``idle_timeout_ms`` of processing time."""
+        if self.idle_timeout_ms is None:
+            return
+        now = self._clock.now_ms()
+        for part in self._partitions.values():
+            if not part.idle and now - part.last_seen_ms >= self.idle_timeout_ms:
+                part.idle = True
+
+    # -- output --------------------------------------------------------------------------------
+
+    def current(self) -> int:
+        """Return the source's watermark now (never lower than the one returned before)."""
+        low: int | None = None
+        any_open = False
+        for part in self._partitions.values():
+            if part.ended:
+                continue
+            any_open = True
+            if part.idle:
+                continue
+            w = MIN_WATERMARK if part.max_ts is None else part.max_ts - self.out_of_orderness_ms
+            if low is None or w < low:
+                low = w
+        if not self._partitions:
+            computed = MIN_WATERMARK
+        elif not any_open:
+            computed = MAX_WATERMARK
+        elif low is not None:
+            computed = low
+        elif self._max_ts is None:
+            computed = MIN_WATERMARK
+        else:
+            quiet = max(0, self._clock.now_ms() - self._last_event_ms)
+            computed = self._max_ts - self.out_of_orderness_ms + quiet
+        computed = min(computed, MAX_WATERMARK)
+        if computed > self._watermark:
+            self._watermark = computed
+        return self._watermark
+
+    @property
+    def partitions(self) -> dict[Hashable, str]:
+        """Each known partition and its state: ``"active"``, ``"idle"`` or ``"ended"``."""
+        return {
+            p: "ended" if s.ended else "idle" if s.idle else "active"
+            for p, s in self._partitions.items()
+        }
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the tracker's state as plain data (msgpack-able)."""
+        return {
+            "format": _FORMAT,
+            "out_of_orderness_ms": self.out_of_orderness_ms,
+            "partitions": [
+                [_hashable_to_plain(p), s.max_ts, s.ended] for p, s in self._partitions.items()
+            ],
+            "max_ts": self._max_ts,
+            "watermark": self._watermark,
+            "events": self.events,
+            "out_of_order_count": self.out_of_order_count,
+            "max_delay_ms": self.max_delay_ms,
+        }
+
+    def load(self, snapshot: dict[str, Any]) -> None:
+        """Replace this tracker's state by ``snapshot``.
+
+        Processing-time state is not kept: after a restore, every partition counts as
+        having been seen now (idleness restarts).
+        """
+        if snapshot.get("format") != _FORMAT:
+            raise CheckpointError(f"watermarks: unknown snapshot format {snapshot.get('format')!r}")
+        now = self._clock.now_ms()
+        self._partitions = {}
+        for p, max_ts, ended in snapshot["partitions"]:
+            part = _Partition(now)
+            part.max_ts = max_ts
+            part.ended = bool(ended)
+            self._partitions[_plain_to_hashable(p)] = part
+        self._max_ts = snapshot["max_ts"]
+        self._watermark = int(snapshot["watermark"])
+        self._last_event_ms = now
+        self.events = int(snapshot["events"])
+        self.out_of_order_count = int(snapshot["out_of_order_count"])
+        self.max_delay_ms = int(snapshot["max_delay_ms"])
+
+    @classmethod
+    def restore(
+        cls,
+        snapshot: dict[str, Any],
+        *,
+        idle_timeout_ms: Duration | None = None,
+        clock: Clock | None = None,
+    ) -> WatermarkTracker:
+        """Build a tracker from :meth:`snapshot` output."""
+        tracker = cls(
+            int(snapshot["out_of_orderness_ms"]), idle_timeout_ms=idle_timeout_ms, clock=clock
+        )
+        tracker.load(snapshot)
+        return tracker
+
+    def __repr__(self) -> str:
+        return (
+            f"WatermarkTracker(out_of_orderness_ms={self.out_of_orderness_ms}, "
+            f"partitions={len(self._partitions)}, watermark={self._watermark})"
+        )
+
+
+__all__ = [
+    "MAX_WATERMARK",
+    "MIN_WATERMARK",
+    "WatermarkTracker",
+    "combine_watermarks",
+]
