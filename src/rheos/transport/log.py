@@ -30,8 +30,10 @@ import msgspec
 
 from rheos.durations import Duration
 from rheos.errors import (
+    ConfigError,
     LogClosedError,
     OffsetOutOfRangeError,
+    RecordTooLargeError,
     TopicExistsError,
     TopicNotFoundError,
 )
@@ -66,6 +68,7 @@ class _Shared:
 
     @classmethod
     def signal(cls, topic_dir: Path) -> threading.Condition:
+        topic_dir = topic_dir.resolve()  # one key however the data dir was spelled
         with cls.lock:
             cond = cls.signals.get(topic_dir)
             if cond is None:
@@ -161,6 +164,9 @@ class Log:
                 raise TopicExistsError("the topic already exists", topic=name) from None
         for p in range(partitions):
             (folder / str(p)).mkdir(exist_ok=True)
+            first = segment_path(folder / str(p), 0)
+            for path in (first, index_path(first), _timeindex_path(first)):
+                path.touch()
         write_config(folder / "topic.json", config)
         return config
 
@@ -321,7 +327,8 @@ class Producer:
         self.topic = topic
         self.config = log.config(topic)
         self.durability = Durability.parse(durability or self.config.durability)
-        self._folder = log.topic_dir(topic)
+        # resolved: producers of one partition share its writer however the data dir was spelled
+        self._folder = log.topic_dir(topic).resolve()
         self._signal = _Shared.signal(self._folder)
         self._writers: dict[int, tuple[PartitionWriter, threading.Lock]] = {}
         self._rr = 0
@@ -406,10 +413,18 @@ class Producer:
         ``timestamps`` default to the append time.
         """
         n = len(values)
+        for what, column in (("keys", keys), ("timestamps", timestamps), ("headers", headers)):
+            if column is not None and len(column) != n:
+                raise ConfigError(
+                    f"topic {self.topic!r}: append of {n} values with {len(column)} {what}; "
+                    "give one per value"
+                )
         if n == 0:
             return []
         ts: Sequence[int] = timestamps if timestamps is not None else [now_ms()] * n
         parts = self.config.partitions
+        if partition is None and parts > 1:
+            self._check_sizes(values, keys)  # before any partition is written
         if partition is not None or parts == 1:
             p = 0 if partition is None else partition
             return [(p, self._append_partition(p, values, ts, keys, headers), n)]
@@ -447,6 +462,22 @@ class Producer:
                 )
             )
         return out
+
+    def _check_sizes(self, values: Sequence[bytes], keys: Sequence[bytes | None] | None) -> None:
+        limit = self.config.max_record_bytes
+        biggest = max(map(len, values))
+        if keys is not None:
+            biggest += max((len(k) for k in keys if k is not None), default=0)
+        if biggest <= limit:
+            return
+        for i, value in enumerate(values):
+            size = len(value) + (len(keys[i] or b"") if keys is not None else 0)
+            if size > limit:
+                raise RecordTooLargeError(
+                    f"record {i} of the append is {size} bytes, over the topic's "
+                    f"max_record_bytes of {limit}; nothing of this append was written",
+                    topic=self.topic,
+                )
 
     def send(
         self,

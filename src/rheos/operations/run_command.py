@@ -1,0 +1,83 @@
+"""``rheos run app.py[:flow_name] [--bounded]``: load a Python file and run a flow in it.
+
+The file is loaded by path (as module ``__rheos_app__``, with its folder first on
+``sys.path`` so it can import its neighbours). The flow is the module attribute named after
+the colon, or else the only :class:`~rheos.flows.Flow` object in the module. The run summary
+is printed when the flow ends; the exit code is 0 on success, 130 if stopped by a signal.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from types import ModuleType
+
+from rheos.errors import ConfigError
+from rheos.flows import Flow as FlowDescription
+from rheos.runtime import RunSummary, run_flow
+
+EXIT_OK = 0
+EXIT_INTERRUPTED = 130
+
+
+def split_target(target: str) -> tuple[str, str | None]:
+    """``"app.py:flow"`` -> ``("app.py", "flow")``; a Windows drive letter is not a name.
+
+    >>> split_target("apps/quotes.py:alerts")
+    ('apps/quotes.py', 'alerts')
+    >>> split_target("quotes.py")
+    ('quotes.py', None)
+    """
+    path, sep, name = target.rpartition(":")
+    if not sep or not path or os.sep in name or "/" in name or len(path) == 1:
+        return target, None
+    return path, name or None
+
+
+def load_module(path: str) -> ModuleType:
+    """Import the Python file at ``path``."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"rheos run: no such file: {path}")
+    spec = importlib.util.spec_from_file_location("__rheos_app__", path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"rheos run: cannot load {path} as Python")
+    module = importlib.util.module_from_spec(spec)
+    folder = os.path.dirname(os.path.abspath(path))
+    sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if sys.path and sys.path[0] == folder:
+            del sys.path[0]
+    return module
+
+
+def find_flow(module: ModuleType, name: str | None, path: str) -> FlowDescription:
+    """The flow named ``name`` in ``module``, or its only flow."""
+    if name is not None:
+        flow = getattr(module, name, None)
+        if not isinstance(flow, FlowDescription):
+            raise ConfigError(f"rheos run: {path} has no flow named {name!r}")
+        return flow
+    flows = {k: v for k, v in vars(module).items() if isinstance(v, FlowDescription)}
+    if not flows:
+        raise ConfigError(f"rheos run: {path} defines no Flow")
+    if len(flows) > 1:
+        names = ", ".join(sorted(flows))
+        raise ConfigError(
+            f"rheos run: {path} defines several flows ({names}); say which: {path}:NAME"
+        )
+    return next(iter(flows.values()))
+
+
+def run_app(target: str, *, bounded: bool, data_dir: str | None) -> int:
+    """Load ``target`` (``app.py[:flow_name]``), run its flow, print the summary."""
+    path, name = split_target(target)
+    flow = find_flow(load_module(path), name, path)
+    summary: RunSummary = run_flow(flow, bounded=bounded, data_dir=data_dir)
+    print(summary)
+    return EXIT_INTERRUPTED if summary.stopped == "signal" else EXIT_OK
+
+
+__all__ = ["find_flow", "load_module", "run_app", "split_target"]
