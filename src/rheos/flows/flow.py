@@ -11,7 +11,7 @@ Building a flow only records steps; nothing runs until ``flow.run()`` (see :mod:
 ...     .sink(list_sink(out)))
 >>> print(flow.describe())  # doctest: +ELLIPSIS
 flow 'doubles'
-  #0 source 'source' ...
+  #0 source 'source': ...
   #1 map 'map' <- #0: ...
   #2 filter 'filter' <- #1: ...
   #3 sink 'sink' <- #2: ListSink(...)
@@ -20,7 +20,7 @@ flow 'doubles'
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -113,9 +113,9 @@ class Flow:
             timestamp=timestamp,
             timestamp_unit=timestamp_unit,
             out_of_orderness_ms=to_ms(out_of_orderness, what="out_of_orderness"),
-            idle_timeout_ms=None if idle_timeout is None else to_ms(
-                idle_timeout, what="idle_timeout"
-            ),
+            idle_timeout_ms=None
+            if idle_timeout is None
+            else to_ms(idle_timeout, what="idle_timeout"),
         )
         return Stream(self, self._add(step))
 
@@ -177,14 +177,20 @@ class Stream:
         return Stream(self.flow, port)
 
     def _transform(
-        self, kind: TransformKind, fn: Callable[..., Any], name: str | None
+        self,
+        kind: TransformKind,
+        fn: Callable[..., Any],
+        name: str | None,
+        default: str | None = None,
     ) -> Port:
         if not callable(fn):
             raise FlowDefinitionError(
                 f"flow {self.flow.name!r}: {kind} needs a function, got {fn!r}"
             )
         flow = self.flow
-        step = TransformStep(flow._next_id(), flow._name(name, kind), (self.port,), kind, fn)
+        step = TransformStep(
+            flow._next_id(), flow._name(name, default or kind), (self.port,), kind, fn
+        )
         return flow._add(step)
 
     # -- stateless ---------------------------------------------------------------------------
@@ -221,9 +227,9 @@ class Stream:
     ) -> tuple[Stream, Stream]:
         """Two streams: events where ``predicate`` is true, and the rest."""
         base = name or "split"
-        yes = self.filter(predicate, name=self.flow._name(None, f"{base}.true"))
+        yes = self._derive(self._transform("filter", predicate, None, f"{base}.true"))
 
-        no = self.filter(_Not(predicate), name=self.flow._name(None, f"{base}.false"))
+        no = self._derive(self._transform("filter", _Not(predicate), None, f"{base}.false"))
         return yes, no
 
     def branch(self, **predicates: Callable[[Any], Any]) -> dict[str, Stream]:
@@ -231,12 +237,13 @@ class Stream:
 
         >>> from rheos.connectors import iterable_source
         >>> flow = Flow("b")
-        >>> parts = flow.source(iterable_source([1, 2])).branch(odd=lambda x: x % 2, big=lambda x: x > 1)
+        >>> numbers = flow.source(iterable_source([1, 2]))
+        >>> parts = numbers.branch(odd=lambda x: x % 2, big=lambda x: x > 1)
         >>> sorted(parts)
         ['big', 'odd']
         """
         return {
-            label: self.filter(pred, name=self.flow._name(None, f"branch.{label}"))
+            label: self._derive(self._transform("filter", pred, None, f"branch.{label}"))
             for label, pred in predicates.items()
         }
 
@@ -262,7 +269,8 @@ class Stream:
         """Window this stream. Unkeyed streams get one global window set (key ``None``).
 
         ``allowed_lateness``: a window stays open this long after the watermark passes its
-        end; events for windows closed beyond it go to the late output (:meth:`WindowedStream.late`).
+        end; events for windows closed beyond it go to the late output
+        (:meth:`WindowedStream.late`).
         ``emit="final"`` emits each window once when it closes; ``"update"`` emits the new
         result on every change. ``time="processing"`` windows by the flow clock instead.
         """
@@ -279,7 +287,9 @@ class Stream:
         flow._add(SinkStep(flow._next_id(), flow._name(name, "sink"), (self.port,), sink))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.flow.name!r}, step={self.port[0]}, port={self.port[1]!r})"
+        return (
+            f"{type(self).__name__}({self.flow.name!r}, step={self.port[0]}, port={self.port[1]!r})"
+        )
 
 
 class _Not:
@@ -364,8 +374,12 @@ class KeyedStream(Stream):
         closes.
         """
         step = JoinStep(
-            self.flow._next_id(), self.flow._name(name, "join"), self._pair(other), "window",
-            spec=window, allowed_lateness_ms=to_ms(allowed_lateness, what="allowed_lateness"),
+            self.flow._next_id(),
+            self.flow._name(name, "join"),
+            self._pair(other),
+            "window",
+            spec=window,
+            allowed_lateness_ms=to_ms(allowed_lateness, what="allowed_lateness"),
             combine=combine,
         )
         return KeyedStream(self.flow, self.flow._add(step))
@@ -388,8 +402,13 @@ class KeyedStream(Stream):
         if lo > hi:
             raise FlowDefinitionError(f"interval_join: lower {lower!r} is above upper {upper!r}")
         step = JoinStep(
-            self.flow._next_id(), self.flow._name(name, "interval_join"), self._pair(other),
-            "interval", lower_ms=lo, upper_ms=hi, combine=combine,
+            self.flow._next_id(),
+            self.flow._name(name, "interval_join"),
+            self._pair(other),
+            "interval",
+            lower_ms=lo,
+            upper_ms=hi,
+            combine=combine,
         )
         return KeyedStream(self.flow, self.flow._add(step))
 
@@ -429,9 +448,14 @@ class WindowedStream:
             )
         flow = self.upstream.flow
         step = WindowStep(
-            flow._next_id(), flow._name(name, "window"), (self.upstream.port,),
-            spec=self.spec, aggregations=dict(aggregations),
-            allowed_lateness_ms=self.allowed_lateness_ms, emit=self.emit, time=self.time,
+            flow._next_id(),
+            flow._name(name, "window"),
+            (self.upstream.port,),
+            spec=self.spec,
+            aggregations=dict(aggregations),
+            allowed_lateness_ms=self.allowed_lateness_ms,
+            emit=self.emit,
+            time=self.time,
             keyed=self.upstream.keyed,
         )
         port = flow._add(step)
@@ -442,8 +466,7 @@ class WindowedStream:
         self, fn: Callable[[Any, Any], Any], *, name: str | None = None, field: str = "value"
     ) -> Stream:
         """Reduce each window's events with ``fn(acc, event)``; the result is under ``field``."""
-        from_windowing = _reduce_aggregation(fn)
-        return self.aggregate(name=name, **{field: from_windowing})
+        return self.aggregate(name=name, **{field: _ReduceAggregation(fn)})
 
     def late(self) -> Stream:
         """The events that arrived after their window closed (call after :meth:`aggregate`).
@@ -468,8 +491,6 @@ class WindowOutput(Stream):
 
 class _ReduceAggregation:
     """A window aggregation from a two-argument reduce function (first event is the seed)."""
-
-    _EMPTY: Any = None
 
     def __init__(self, fn: Callable[[Any, Any], Any]) -> None:
         self.fn = fn
@@ -497,15 +518,6 @@ class _ReduceAggregation:
 
     def __repr__(self) -> str:
         return f"reduce({getattr(self.fn, '__qualname__', self.fn)!r})"
-
-
-def _reduce_aggregation(fn: Callable[[Any, Any], Any]) -> _ReduceAggregation:
-    return _ReduceAggregation(fn)
-
-
-def aggregations_of(step: WindowStep) -> Mapping[str, Any]:
-    """The step's aggregations (a helper for runtimes)."""
-    return step.aggregations
 
 
 __all__ = [

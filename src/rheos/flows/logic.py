@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
+from rheos.windowing.aggregations import bind
+
 
 class ProcessContext(Protocol):
     """What a process step's logic sees for one key (implemented by the runtime)."""
@@ -115,16 +117,19 @@ class RunningAggregate:
     """
 
     def __init__(self, aggregations: Mapping[str, Any]) -> None:
-        self.aggregations = dict(aggregations)
+        self.aggregations = {name: bind(agg) for name, agg in aggregations.items()}
         self.__qualname__ = "aggregate(" + ", ".join(self.aggregations) + ")"
+        self._seq = 0
 
     def process(self, ctx: ProcessContext, event: Any) -> None:
         aggs = self.aggregations
         accs = ctx.state
         if accs is None:
             accs = {name: agg.init() for name, agg in aggs.items()}
+        self._seq += 1
+        ts, seq = ctx.timestamp, self._seq
         for name, agg in aggs.items():
-            accs[name] = agg.add(accs[name], event)
+            accs[name] = agg.add_event(accs[name], event, ts, seq)
         ctx.state = accs
         out = {"key": ctx.key}
         for name, agg in aggs.items():

@@ -51,7 +51,7 @@ def describe_callable(fn: object) -> str:
     """
     code = getattr(fn, "__code__", None)
     if code is None:
-        call = getattr(type(fn), "__call__", None)  # a callable object: point at its __call__
+        call = getattr(type(fn), "__call__", None)  # noqa: B004 - a callable object's code
         code = getattr(call, "__code__", None)
         name = type(fn).__qualname__
     else:
@@ -90,8 +90,10 @@ class SourceStep(Step):
     idle_timeout_ms: int | None
 
     def detail(self) -> str:
-        ts = self.timestamp if isinstance(self.timestamp, str) or self.timestamp is None else (
-            describe_callable(self.timestamp)
+        ts = (
+            self.timestamp
+            if isinstance(self.timestamp, str) or self.timestamp is None
+            else (describe_callable(self.timestamp))
         )
         idle = f", idle_timeout={format_ms(self.idle_timeout_ms)}" if self.idle_timeout_ms else ""
         return (
@@ -120,6 +122,10 @@ class KeyByStep(Step):
     """Keys each event by a field (``str``) or a function of the event."""
 
     key: str | Callable[[Any], Any]
+
+    @property
+    def kind(self) -> str:
+        return "key_by"
 
     def detail(self) -> str:
         return repr(self.key) if isinstance(self.key, str) else describe_callable(self.key)
@@ -219,9 +225,9 @@ class Graph:
             )
             arrow = f" <- {src}" if src else ""
             detail = step.detail()
-            lines.append(f"  #{step.id} {step.kind} {step.name!r}{arrow}" + (
-                f": {detail}" if detail else ""
-            ))
+            lines.append(
+                f"  #{step.id} {step.kind} {step.name!r}{arrow}" + (f": {detail}" if detail else "")
+            )
         return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -39,7 +39,13 @@ from rheos.errors import (
 )
 from rheos.transport.format import Headers, Record, RecordBatch
 from rheos.transport.groups import GroupOffsets
-from rheos.transport.partition import PartitionCursor, PartitionWriter, now_ms
+from rheos.transport.partition import (
+    PartitionCursor,
+    PartitionWriter,
+    now_ms,
+    read_committed,
+    write_committed,
+)
 from rheos.transport.partitioner import partition_for_key
 from rheos.transport.segment import index_path, list_segments, load_index, segment_path
 from rheos.transport.segment import timeindex_path as _timeindex_path
@@ -56,7 +62,11 @@ Start = Literal["beginning", "end"] | int | datetime | Mapping[int, int]
 """Where a reader starts: the beginning, the end, an offset (every partition), offsets per
 partition, or a time (the first record at or after it)."""
 
+Isolation = Literal["committed", "uncommitted"]
+
 TAIL_POLL_S = 0.002
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 class _Shared:
@@ -249,11 +259,16 @@ class Log:
         *,
         durability: str | Durability | None = None,
         create_partitions: int | None = None,
+        transactional: bool = False,
     ) -> Producer:
-        """A producer for ``topic``; with ``create_partitions`` the topic is created if missing."""
+        """A producer for ``topic``; with ``create_partitions`` the topic is created if missing.
+
+        A ``transactional`` producer's records stay invisible to committed readers until
+        :meth:`Producer.commit`; :meth:`Producer.rollback_to` discards an uncommitted tail.
+        """
         if create_partitions is not None and not self.has_topic(topic):
             self.create_topic(topic, create_partitions, exist_ok=True)
-        return Producer(self, topic, durability=durability)
+        return Producer(self, topic, durability=durability, transactional=transactional)
 
     def reader(
         self,
@@ -262,13 +277,21 @@ class Log:
         partitions: Sequence[int] | None = None,
         start: Start = "beginning",
         group: str | None = None,
+        isolation: Isolation = "committed",
     ) -> Reader:
         """A reader of ``topic`` (all partitions unless ``partitions`` is given).
 
         With ``group``, partitions the group has committed resume from there; the others
         start at ``start``. :meth:`Reader.commit` stores the reader's positions.
+
+        ``isolation="committed"`` (the default) serves only records a transactional producer
+        has committed (all records, on topics never written transactionally);
+        ``"uncommitted"`` serves everything written, at the lowest latency, including records
+        a crashed transactional writer will discard when it recovers.
         """
-        return Reader(self, topic, partitions=partitions, start=start, group=group)
+        return Reader(
+            self, topic, partitions=partitions, start=start, group=group, isolation=isolation
+        )
 
     @property
     def groups(self) -> GroupOffsets:
@@ -322,9 +345,17 @@ class Producer:
     topic's durability policy) once the call that wrote it returns.
     """
 
-    def __init__(self, log: Log, topic: str, *, durability: str | Durability | None = None) -> None:
+    def __init__(
+        self,
+        log: Log,
+        topic: str,
+        *,
+        durability: str | Durability | None = None,
+        transactional: bool = False,
+    ) -> None:
         self.log = log
         self.topic = topic
+        self.transactional = transactional
         self.config = log.config(topic)
         self.durability = Durability.parse(durability or self.config.durability)
         # resolved: producers of one partition share its writer however the data dir was spelled
@@ -376,6 +407,8 @@ class Producer:
         elif self.durability.mode == "interval":
             _FLUSHER.add(writer, self.durability.interval_ms, lock)
         self._writers[partition] = (writer, lock)
+        if self.transactional and read_committed(folder) is None:
+            write_committed(folder, writer.next_offset)  # what exists before is committed
         return writer, lock
 
     def _append_partition(
@@ -512,11 +545,47 @@ class Producer:
             hs = [r[3] for r in rows] if any(r[3] for r in rows) else None
             self._append_partition(p, values, ts, keys, hs)
 
+    def positions(self, partitions: Sequence[int] | None = None) -> dict[int, int]:
+        """The next offset of each partition (taking the writer of each one)."""
+        parts = range(self.config.partitions) if partitions is None else partitions
+        return {p: self._writer(p)[0].next_offset for p in parts}
+
+    def commit(self) -> dict[int, int]:
+        """Flush, make durable, and mark everything written so far as committed.
+
+        Returns the committed offsets per partition written by this producer.
+        """
+        if not self.transactional:
+            raise ConfigError("commit() needs a producer opened with transactional=True")
+        self.flush()
+        out = {}
+        for p, (writer, lock) in self._writers.items():
+            with lock:
+                writer.sync()
+                write_committed(self._folder / str(p), writer.next_offset)
+                out[p] = writer.next_offset
+        with self._signal:
+            self._signal.notify_all()
+        return out
+
+    def rollback_to(self, offsets: Mapping[int, int]) -> None:
+        """Discard records at or after ``offsets[p]`` in each partition, and mark the rest
+        committed: how a recovering transactional writer drops its uncommitted tail."""
+        if not self.transactional:
+            raise ConfigError("rollback_to() needs a producer opened with transactional=True")
+        self._buffer, self._buffered = {}, 0
+        for p, offset in offsets.items():
+            writer, lock = self._writer(p)
+            with lock:
+                writer.truncate_to(offset)
+                write_committed(self._folder / str(p), offset)
+
     def close(self) -> None:
         if self._closed:
             return
         try:
-            self.flush()
+            if not self.transactional:
+                self.flush()
         finally:
             self._closed = True
             for partition, (writer, _lock) in self._writers.items():
@@ -543,10 +612,14 @@ class Reader:
         partitions: Sequence[int] | None = None,
         start: Start = "beginning",
         group: str | None = None,
+        isolation: Isolation = "committed",
     ) -> None:
+        if isolation not in ("committed", "uncommitted"):
+            raise ConfigError(f"isolation must be 'committed' or 'uncommitted', not {isolation!r}")
         self.log = log
         self.topic = topic
         self.group = group
+        self.isolation = isolation
         config = log.config(topic)
         self.partitions = list(range(config.partitions)) if partitions is None else list(partitions)
         for p in self.partitions:
@@ -557,6 +630,8 @@ class Reader:
         folder = log.topic_dir(topic)
         self._signal = _Shared.signal(folder)
         self._cursors = {p: PartitionCursor(folder / str(p), topic, p) for p in self.partitions}
+        for cursor in self._cursors.values():
+            cursor.committed_only = isolation == "committed"
         self._next = 0
         self._closed = False
         committed = log.groups.committed(group, topic) if group is not None else {}
@@ -574,7 +649,8 @@ class Reader:
             cursor.seek(cursor.end_offset())
         elif isinstance(start, datetime):
             when = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
-            cursor.seek_time(int(when.timestamp() * 1000))
+            # exact integer ms, rounded up: a float timestamp() * 1000 can land 1 ms early
+            cursor.seek_time(-((_EPOCH - when) // _MS))
         elif isinstance(start, Mapping):
             cursor.seek(start.get(cursor.partition, cursor.start_offset()))
         elif isinstance(start, int):
@@ -646,8 +722,14 @@ class Reader:
         return {p: c.next_offset for p, c in self._cursors.items()}
 
     def end_offsets(self) -> dict[int, int]:
-        """The next offset to be written, per partition (the end of what exists now)."""
-        return {p: c.end_offset() for p, c in self._cursors.items()}
+        """The end of what this reader can read now, per partition: the next offset to be
+        written, or the committed mark for a committed reader of a transactional topic."""
+        out = {}
+        for p, c in self._cursors.items():
+            end = c.end_offset()
+            limit = c.committed_limit()
+            out[p] = end if limit is None else min(end, limit)
+        return out
 
     def seek(self, partition: int, offset: int) -> None:
         self._cursors[partition].seek(offset)

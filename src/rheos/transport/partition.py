@@ -20,7 +20,9 @@ import errno
 import fcntl
 import logging
 import os
+import struct
 import time
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from rheos.errors import (
 )
 from rheos.transport.format import (
     HEADER_SIZE,
+    BatchHeader,
     Headers,
     RecordBatch,
     check_crc,
@@ -69,6 +72,35 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+COMMITTED_FILE = "committed"
+_MARK = struct.Struct("<QI")
+
+
+def write_committed(folder: Path, offset: int) -> None:
+    """Durably record that records below ``offset`` are committed (atomic: write + rename)."""
+    body = struct.pack("<Q", offset)
+    tmp = folder / (COMMITTED_FILE + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(_MARK.pack(offset, zlib.crc32(body)))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, folder / COMMITTED_FILE)
+
+
+def read_committed(folder: Path) -> int | None:
+    """The committed mark of a partition, or ``None`` if it was never written transactionally."""
+    try:
+        raw = (folder / COMMITTED_FILE).read_bytes()
+    except FileNotFoundError:
+        return None
+    if len(raw) != _MARK.size:
+        raise CorruptLogError(f"the {COMMITTED_FILE} mark file has {len(raw)} bytes")
+    offset, crc = _MARK.unpack(raw)
+    if zlib.crc32(raw[:8]) != crc:
+        raise CorruptLogError(f"the {COMMITTED_FILE} mark file fails its CRC")
+    return int(offset)
 
 
 class PartitionWriter:
@@ -234,12 +266,30 @@ class PartitionWriter:
             pos += len(chunk)
         self.pos = pos
         self.next_offset = offset
-        idx_blob, tim_blob = b"".join(idx_parts), b"".join(tim_parts)
-        if idx_blob:
-            os.write(self._idx_fd, idx_blob)
-        if tim_blob:
-            os.write(self._tim_fd, tim_blob)
+        self._write_index_entries(b"".join(idx_parts), b"".join(tim_parts))
         return first
+
+    def _write_index_entries(self, idx_blob: bytes, tim_blob: bytes) -> None:
+        """Append index entries. The records are already written (and acknowledged once this
+        returns), so a failure here (a full disk) must not fail the append: the index files are
+        emptied instead, which readers treat as "scan the segment" (an index with entries
+        missing in the middle would make a time seek skip records)."""
+        try:
+            if idx_blob:
+                os.write(self._idx_fd, idx_blob)
+            if tim_blob:
+                os.write(self._tim_fd, tim_blob)
+        except OSError as exc:
+            log.warning(
+                "topic %r partition %d: could not write the segment index (%s); emptied it, "
+                "reads of this segment will scan",
+                self.topic,
+                self.partition,
+                exc.strerror,
+            )
+            for fd in (self._idx_fd, self._tim_fd):
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
 
     def _check_sizes(self, values: Sequence[bytes], keys: Sequence[bytes | None] | None) -> None:
         limit = self.max_record_bytes
@@ -283,6 +333,52 @@ class PartitionWriter:
                 ) from exc
             raise
 
+    def truncate_to(self, offset: int) -> None:
+        """Cut every record at or after ``offset`` (a batch boundary) off the partition.
+
+        Used to discard an uncommitted tail when a transactional writer recovers.
+        """
+        if offset == self.next_offset:
+            return
+        bases = list_segments(self.folder)
+        if not bases[0] <= offset < self.next_offset:
+            raise OffsetOutOfRangeError(
+                f"cannot truncate to offset {offset}: the partition holds "
+                f"{bases[0]}..{self.next_offset - 1}",
+                topic=self.topic,
+                partition=self.partition,
+                offset=offset,
+            )
+        for fd in (self._fd, self._idx_fd, self._tim_fd):
+            os.close(fd)
+        base = max(b for b in bases if b <= offset)
+        path = segment_path(self.folder, base)
+        fd = os.open(path, os.O_RDWR)
+        try:
+            pos, at = 0, base
+            while at < offset:
+                header = read_header_at(fd, pos)
+                if header is None or not plausible(header, at) or header.next_offset > offset:
+                    raise CorruptLogError(
+                        f"offset {offset} is not a batch boundary; cannot truncate there",
+                        topic=self.topic,
+                        partition=self.partition,
+                        offset=offset,
+                    )
+                pos += header.size
+                at = header.next_offset
+            os.ftruncate(fd, pos)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        for b in bases:
+            if b > base:
+                later = segment_path(self.folder, b)
+                for p in (later, index_path(later), timeindex_path(later)):
+                    p.unlink(missing_ok=True)
+        fsync_dir(self.folder)
+        self._open_active()
+
     def sync(self) -> None:
         """Make everything appended so far durable (fdatasync)."""
         if self.dirty and not self._closed:
@@ -307,6 +403,22 @@ class PartitionWriter:
         os.close(self._lock_fd)
 
 
+def whole_batch_at(fd: int, pos: int, size: int, expected_base: int) -> BatchHeader | None:
+    """The header of the batch at ``pos`` if it is sound and complete, else ``None``.
+
+    Positioning walks batch headers with it. The last batch (no sound header after it) must
+    also pass its CRC, so that a torn tail whose length happens to fit is never counted as
+    records; damage further back is left for the read to report.
+    """
+    header = read_header_at(fd, pos)
+    if header is None or not plausible(header, expected_base) or pos + header.size > size:
+        return None
+    after = read_header_at(fd, pos + header.size)
+    if after is not None and plausible(after, header.next_offset):
+        return header
+    return header if check_crc(os.pread(fd, header.size, pos), 0, header) else None
+
+
 class PartitionCursor:
     """Reads one partition forward from an offset. Lock-free; safe beside a live writer."""
 
@@ -319,6 +431,25 @@ class PartitionCursor:
         self._fd: int | None = None
         self._pos = 0
         self._batch_base = 0
+        self.committed_only = False
+        self._mark_key: tuple[int, int] | None = None
+        self._mark: int | None = None
+
+    def committed_limit(self) -> int | None:
+        """For a committed reader: the partition's committed mark, if it has one (cached by
+        the mark file's inode and mtime)."""
+        if not self.committed_only:
+            return None
+        try:
+            st = os.stat(self.folder / COMMITTED_FILE)
+        except FileNotFoundError:
+            self._mark_key = self._mark = None
+            return None
+        key = (st.st_ino, st.st_mtime_ns)
+        if key != self._mark_key:
+            mark = read_committed(self.folder)
+            self._mark_key, self._mark = key, mark
+        return self._mark
 
     def close(self) -> None:
         if self._fd is not None:
@@ -353,10 +484,7 @@ class PartitionCursor:
         try:
             size = os.fstat(fd).st_size
             pos, offset = self._indexed_start(path, fd, size, base, None)
-            while pos + HEADER_SIZE <= size:
-                header = read_header_at(fd, pos)
-                if header is None or not plausible(header, offset) or pos + header.size > size:
-                    break
+            while (header := whole_batch_at(fd, pos, size, offset)) is not None:
                 pos += header.size
                 offset = header.next_offset
             return offset
@@ -398,10 +526,7 @@ class PartitionCursor:
         path = segment_path(self.folder, base)
         size = os.fstat(self._fd).st_size
         pos, at = self._indexed_start(path, self._fd, size, base, offset)
-        while pos + HEADER_SIZE <= size:
-            header = read_header_at(self._fd, pos)
-            if header is None or not plausible(header, at) or pos + header.size > size:
-                break
+        while (header := whole_batch_at(self._fd, pos, size, at)) is not None:
             if header.next_offset > offset:
                 break
             pos += header.size
@@ -438,7 +563,11 @@ class PartitionCursor:
             start = base if hint is None else hint
             break
         self.seek(start)
-        while batches := self.read(1 << 20, skip_below_ts=timestamp):
+        while True:
+            before = self.next_offset
+            batches = self.read(1 << 20, skip_below_ts=timestamp)
+            if not batches and self.next_offset == before:
+                break  # the end: batches that were only skipped still move the cursor on
             for batch in batches:
                 ts = batch.timestamps
                 for i in range(batch.start, batch.stop):
@@ -477,16 +606,25 @@ class PartitionCursor:
         """
         if self._fd is None:
             self.seek(self.next_offset)
+        limit = self.committed_limit()
+        if limit is not None and self.next_offset >= limit:
+            return []
         out: list[RecordBatch] = []
         budget = max_bytes
         while budget > 0:
-            got = self._read_segment(budget, out, skip_below_ts)
+            got = self._read_segment(budget, out, skip_below_ts, limit)
             budget -= got
             if got == 0 and not self._advance_segment():
                 break
         return out
 
-    def _read_segment(self, budget: int, out: list[RecordBatch], skip_below_ts: int | None) -> int:
+    def _read_segment(
+        self,
+        budget: int,
+        out: list[RecordBatch],
+        skip_below_ts: int | None,
+        limit: int | None = None,
+    ) -> int:
         assert self._fd is not None
         data = os.pread(self._fd, max(budget, HEADER_SIZE), self._pos)
         used = 0
@@ -494,8 +632,10 @@ class PartitionCursor:
         while pos + HEADER_SIZE <= len(data):
             header = parse_header(data, pos)
             if not plausible(header, self._batch_base):
-                self._bad_batch(pos, "bad batch header")
+                self._bad_batch("bad batch header")
                 break
+            if limit is not None and header.next_offset > limit:
+                break  # not committed yet (marks fall on batch boundaries)
             if pos + header.size > len(data):
                 if pos == 0 and header.size > len(data):
                     # a single batch larger than the budget: read it whole
@@ -505,7 +645,7 @@ class PartitionCursor:
                     continue
                 break
             if not check_crc(data, pos, header):
-                self._bad_batch(pos, "CRC mismatch")
+                self._bad_batch("CRC mismatch")
                 break
             if skip_below_ts is None or header.max_ts >= skip_below_ts:
                 batch = decode_batch(data, pos, header, self.topic, self.partition)
@@ -520,15 +660,15 @@ class PartitionCursor:
             self._batch_base = header.next_offset
         return used
 
-    def _bad_batch(self, rel: int, reason: str) -> None:
+    def _bad_batch(self, reason: str) -> None:
         """A bad batch at the end of the newest segment is pending; anywhere else it's corrupt."""
         assert self._fd is not None and self._base is not None
-        pos = self._pos + rel
+        pos = self._pos  # _read_segment has advanced it to the start of the bad batch
         size = os.fstat(self._fd).st_size
         bases = self._segments()
         if self._base == bases[-1]:
             header = read_header_at(self._fd, pos)
-            end = pos + header.size if header is not None and plausible(header, None) else size
+            end = pos + header.size if header is not None and plausible(header, None) else pos
             if end >= size or not valid_after(self._fd, size, end):
                 return  # a write in flight, or a torn tail the next writer will cut
         raise CorruptLogError(
@@ -548,8 +688,17 @@ class PartitionCursor:
             self._open(self.next_offset)
             self._batch_base = self.next_offset
             return True
-        later = [b for b in self._segments() if b > (self._base or 0)]
+        bases = self._segments()
+        later = [b for b in bases if b > (self._base or 0)]
         if later and self._at_segment_end():
+            if self.next_offset < bases[0]:
+                raise OffsetOutOfRangeError(
+                    f"offset {self.next_offset} was deleted by retention while this reader was "
+                    f"behind; the first kept offset is {bases[0]}",
+                    topic=self.topic,
+                    partition=self.partition,
+                    offset=self.next_offset,
+                )
             raise CorruptLogError(
                 f"the segment holding offset {self.next_offset} is missing (the next segment "
                 f"starts at offset {later[0]})",

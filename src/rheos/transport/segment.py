@@ -183,7 +183,9 @@ def scan_segment(fd: int, size: int, start_pos: int, start_offset: int) -> ScanR
                 index, pos, offset, pos, "bad batch header", valid_after(fd, size, pos)
             )
         if pos + header.size > size:
-            return ScanResult(index, pos, offset, pos, "batch cut short", False)
+            # A torn tail, unless a damaged length field hides valid batches after it.
+            after = valid_after(fd, size, pos)
+            return ScanResult(index, pos, offset, pos, "batch cut short", after)
         if pos + header.size > chunk_pos + len(chunk):
             chunk = os.pread(fd, max(1 << 22, header.size), pos)
             chunk_pos = pos

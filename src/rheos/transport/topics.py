@@ -40,7 +40,7 @@ def check_topic_name(name: str) -> str:
     with ``.`` or ``-``: no path separators, no ``..``, so a topic can never point outside
     the data directory.
     """
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
         raise InvalidTopicNameError(
             f"invalid topic name {name!r}: use 1 to 249 letters, digits, '.', '_' or '-', "
             "not starting with '.' or '-' and without '..'"

@@ -52,13 +52,15 @@ event); an unwrapped object given to the window operator receives whole events.
 Accumulators must be plain data -- ``int``, ``float``, ``str``, ``bytes``, ``None``, lists and
 dicts with ``str`` keys -- because checkpoints store them with msgpack (tuples come back as
 lists). An aggregation whose accumulator is not plain data provides ``dump(acc) -> plain`` and
-``load(plain) -> acc``; :func:`count_distinct` does (its accumulator is a ``set``).
+``load(plain) -> acc``. Every built-in accumulator is plain data (:func:`count_distinct` keeps
+a dict from a text form of each distinct value: ``1`` and ``1.0`` are one value, ``True`` is
+another, lists and dicts are compared by content).
 """
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any, Protocol, runtime_checkable
 
 from rheos.errors import ConfigError, EventError
@@ -101,7 +103,9 @@ def _extractor(field: Field, label: str) -> Callable[[Any], Any] | None:
                 text = repr(event)
                 if len(text) > 80:
                     text = text[:77] + "..."
-                raise EventError(f"aggregation {label}: the event has no field {key!r}: {text}")
+                raise EventError(
+                    f"aggregation {label}: the event has no field {key!r}: {text}"
+                ) from None
 
         return get
     if callable(field):
@@ -120,10 +124,11 @@ def _label(kind: str, field: Field) -> str:
 class BoundAggregation:
     """An aggregation together with the way it reads events; what the operators execute.
 
-    ``add_event(acc, event, ts, seq)`` is the operator's entry point: ``ts`` is the event time
-    and ``seq`` the arrival number. ``add(acc, event)`` (the :class:`Aggregation` protocol)
-    folds an event with no known time, as if every event had the same timestamp, so order of
-    arrival decides.
+    Operators read every value first (:attr:`read`, then :meth:`add_value`), so an event with
+    a missing field changes no accumulator. ``add_value(acc, value, ts, seq)`` receives the
+    event time ``ts`` and the arrival number ``seq``. ``add_event`` reads and adds in one step;
+    ``add(acc, event)`` (the :class:`Aggregation` protocol) adds an event with no known time,
+    as if all events had the same timestamp, so the order of arrival decides.
     """
 
     kind = "aggregation"
@@ -132,23 +137,31 @@ class BoundAggregation:
         self.field = field
         self.label = _label(self.kind, field)
         self._get = _extractor(field, self.label)
+        self.read: Callable[[Any], Any] | None = (
+            itemgetter(field) if isinstance(field, str) else field
+        )
+        """Fast reader of the value: raises plain ``KeyError`` etc.; None for the whole event."""
 
     def value(self, event: Any) -> Any:
-        """The value this aggregation reads from ``event``."""
+        """The value this aggregation reads from ``event`` (:class:`EventError` if missing)."""
         get = self._get
         return event if get is None else get(event)
+
+    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
+        """Fold ``event`` (at event time ``ts``, arrival number ``seq``) into ``acc``."""
+        return self.add_value(acc, self.value(event), ts, seq)
+
+    def add(self, acc: Any, value: Any) -> Any:
+        """Fold event ``value`` in, with no event time (arrival order decides)."""
+        return self.add_value(acc, self.value(value), 0, 0)
 
     def init(self) -> Any:
         """A fresh accumulator."""
         raise NotImplementedError
 
-    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
-        """Fold ``event`` (at event time ``ts``, arrival number ``seq``) into ``acc``."""
+    def add_value(self, acc: Any, value: Any, ts: int, seq: int) -> Any:
+        """Fold ``value`` (of an event at ``ts`` with arrival number ``seq``) into ``acc``."""
         raise NotImplementedError
-
-    def add(self, acc: Any, value: Any) -> Any:
-        """Fold event ``value`` in, with no event time (arrival order decides)."""
-        return self.add_event(acc, value, 0, 0)
 
     def merge(self, a: Any, b: Any) -> Any:
         """Combine two accumulators; ``a`` holds the earlier events."""
@@ -176,7 +189,7 @@ class _Count(BoundAggregation):
     def init(self) -> int:
         return 0
 
-    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
+    def add_value(self, acc: Any, value: Any, ts: int, seq: int) -> Any:
         return acc + 1
 
     def merge(self, a: Any, b: Any) -> Any:
@@ -189,8 +202,7 @@ class _Sum(BoundAggregation):
     def init(self) -> int:
         return 0
 
-    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
-        value = self.value(event)
+    def add_value(self, acc: Any, value: Any, ts: int, seq: int) -> Any:
         return acc if value is None else acc + value
 
     def merge(self, a: Any, b: Any) -> Any:
@@ -203,8 +215,7 @@ class _Min(BoundAggregation):
     def init(self) -> None:
         return None
 
-    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
-        value = self.value(event)
+    def add_value(self, acc: Any, value: Any, ts: int, seq: int) -> Any:
         if value is None or (acc is not None and acc <= value):
             return acc
         return value
@@ -221,8 +232,7 @@ class _Max(BoundAggregation):
     def init(self) -> None:
         return None
 
-    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
-        value = self.value(event)
+    def add_value(self, acc: Any, value: Any, ts: int, seq: int) -> Any:
         if value is None or (acc is not None and acc >= value):
             return acc
         return value
@@ -239,8 +249,7 @@ class _Mean(BoundAggregation):
     def init(self) -> list[Any]:
         return [0, 0]
 
-    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
-        value = self.value(event)
+    def add_value(self, acc: Any, value: Any, ts: int, seq: int) -> Any:
         if value is not None:
             acc[0] += value
             acc[1] += 1
@@ -259,9 +268,9 @@ class _First(BoundAggregation):
     def init(self) -> None:
         return None
 
-    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
+    def add_value(self, acc: Any, value: Any, ts: int, seq: int) -> Any:
         if acc is None or ts < acc[0]:
-            return [ts, seq, self.value(event)]
+            return [ts, seq, value]
         return acc
 
     def merge(self, a: Any, b: Any) -> Any:
@@ -281,9 +290,9 @@ class _Last(BoundAggregation):
     def init(self) -> None:
         return None
 
-    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
+    def add_value(self, acc: Any, value: Any, ts: int, seq: int) -> Any:
         if acc is None or ts >= acc[0]:
-            return [ts, seq, self.value(event)]
+            return [ts, seq, value]
         return acc
 
     def merge(self, a: Any, b: Any) -> Any:
@@ -303,8 +312,8 @@ class _Collect(BoundAggregation):
     def init(self) -> list[Any]:
         return []
 
-    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
-        acc.append([ts, seq, self.value(event)])
+    def add_value(self, acc: Any, value: Any, ts: int, seq: int) -> Any:
+        acc.append([ts, seq, value])
         return acc
 
     def merge(self, a: Any, b: Any) -> Any:
@@ -314,37 +323,43 @@ class _Collect(BoundAggregation):
         return [item[2] for item in sorted(acc, key=lambda item: (item[0], item[1]))]
 
 
-def _hashable(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_hashable(v) for v in value)
+def _distinct_key(value: Any) -> str:
+    """The text a distinct value is known by: equal values, equal text; plain data."""
+    if isinstance(value, str):
+        return "s:" + value
+    if isinstance(value, bool):
+        return "b:" + repr(value)
+    if isinstance(value, int):
+        return "n:" + repr(value)
+    if isinstance(value, float):
+        return "n:" + (repr(int(value)) if value.is_integer() else repr(value))
+    return "r:" + repr(_canonical(value))
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
     if isinstance(value, dict):
-        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+        return sorted((repr(k), _canonical(v)) for k, v in value.items())
     return value
 
 
 class _CountDistinct(BoundAggregation):
     kind = "count_distinct"
 
-    def init(self) -> set[Any]:
-        return set()
+    def init(self) -> dict[str, None]:
+        return {}
 
-    def add_event(self, acc: Any, event: Any, ts: int, seq: int) -> Any:
-        value = self.value(event)
+    def add_value(self, acc: Any, value: Any, ts: int, seq: int) -> Any:
         if value is not None:
-            acc.add(_hashable(value))
+            acc[_distinct_key(value)] = None
         return acc
 
     def merge(self, a: Any, b: Any) -> Any:
-        return a | b
+        return {**a, **b}
 
     def result(self, acc: Any) -> Any:
         return len(acc)
-
-    def dump(self, acc: Any) -> Any:
-        return [list(v) if isinstance(v, tuple) else v for v in acc]
-
-    def load(self, data: Any) -> Any:
-        return {_hashable(v) for v in data}
 
 
 class _Custom(BoundAggregation):
@@ -357,26 +372,33 @@ class _Custom(BoundAggregation):
                     f"aggregate_with: {aggregation!r} has no {method}() method; an aggregation "
                     "needs init(), add(acc, value), merge(a, b) and result(acc)"
                 )
-        self.aggregation = aggregation
         super().__init__(field)
+        self.aggregation = aggregation
         name = type(aggregation).__qualname__
-        self.label = self.label.replace("aggregate_with(", f"aggregate_with({name}, ", 1)
         if field is None:
             self.label = f"aggregate_with({name})"
-        self.init = aggregation.init  # type: ignore[method-assign]
-        self.merge = aggregation.merge  # type: ignore[method-assign]
-        self.result = aggregation.result  # type: ignore[method-assign]
-        dump = getattr(aggregation, "dump", None)
-        load = getattr(aggregation, "load", None)
-        if callable(dump) and callable(load):
-            self.dump = dump  # type: ignore[method-assign]
-            self.load = load  # type: ignore[method-assign]
-        add = aggregation.add
-        get = self._get
-        if get is None:
-            self.add_event = lambda acc, event, ts, seq: add(acc, event)  # type: ignore[method-assign]
         else:
-            self.add_event = lambda acc, event, ts, seq: add(acc, get(event))  # type: ignore[method-assign]
+            self.label = f"aggregate_with({name}, {self.label[len('aggregate_with(') :]}"
+        dump, load = getattr(aggregation, "dump", None), getattr(aggregation, "load", None)
+        self._codec = (dump, load) if callable(dump) and callable(load) else None
+
+    def init(self) -> Any:
+        return self.aggregation.init()
+
+    def add_value(self, acc: Any, value: Any, ts: int, seq: int) -> Any:
+        return self.aggregation.add(acc, value)
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return self.aggregation.merge(a, b)
+
+    def result(self, acc: Any) -> Any:
+        return self.aggregation.result(acc)
+
+    def dump(self, acc: Any) -> Any:
+        return acc if self._codec is None else self._codec[0](acc)
+
+    def load(self, data: Any) -> Any:
+        return data if self._codec is None else self._codec[1](data)
 
 
 def count() -> BoundAggregation:
@@ -388,17 +410,21 @@ def count() -> BoundAggregation:
     return _Count()
 
 
-def sum(field: Field) -> BoundAggregation:  # noqa: A001 - the name users expect
+# sum, min and max shadow the builtins inside this module on purpose (they are the names users
+# expect); nothing below this point uses the builtins.
+
+
+def sum(field: Field) -> BoundAggregation:
     """Sum of ``field`` (``None`` values skipped)."""
     return _Sum(field)
 
 
-def min(field: Field) -> BoundAggregation:  # noqa: A001
+def min(field: Field) -> BoundAggregation:
     """Smallest value of ``field`` (``None`` values skipped)."""
     return _Min(field)
 
 
-def max(field: Field) -> BoundAggregation:  # noqa: A001
+def max(field: Field) -> BoundAggregation:
     """Largest value of ``field`` (``None`` values skipped)."""
     return _Max(field)
 
@@ -424,7 +450,15 @@ def collect(field: Field = None) -> BoundAggregation:
 
 
 def count_distinct(field: Field) -> BoundAggregation:
-    """Number of distinct values of ``field`` (``None`` skipped; lists compared by content)."""
+    """Number of distinct values of ``field`` (``None`` skipped; lists compared by content).
+
+    >>> agg = count_distinct("v")
+    >>> acc = agg.init()
+    >>> for v in [1, 1.0, "1", True, [1, 2], [1, 2], None]:
+    ...     acc = agg.add(acc, {"v": v})
+    >>> agg.result(acc)
+    4
+    """
     return _CountDistinct(field)
 
 
@@ -439,8 +473,6 @@ def bind(aggregation: Aggregation | BoundAggregation) -> BoundAggregation:
         return aggregation
     return _Custom(aggregation)
 
-
-_ = builtins  # the module shadows sum/min/max; use builtins.<name> for the originals
 
 __all__ = [
     "Aggregation",

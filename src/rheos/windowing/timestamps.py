@@ -6,7 +6,8 @@ many shapes; :func:`parse_timestamp` turns each into milliseconds:
 * ``int`` / ``float``: epoch milliseconds, or epoch **seconds** (see *units* below);
   fractions of a millisecond are rounded to the nearest millisecond.
 * ``str``: ISO-8601, such as ``"2024-05-01T12:00:00Z"``, ``"2024-05-01T14:00:00+02:00"``
-  or ``"2024-05-01 12:00:00.250"``; a string without an offset is read as UTC.
+  or ``"2024-05-01 12:00:00.250"``; a string without an offset is read as UTC. A string is
+  always read as ISO-8601, never as a number (``"20240501"`` is the date 2024-05-01).
 * :class:`datetime.datetime`: an aware datetime is converted; a naive one is read as UTC.
   A plain :class:`datetime.date` is its midnight UTC.
 

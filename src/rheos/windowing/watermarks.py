@@ -22,7 +22,7 @@ for the whole source. A partition that has produced nothing yet holds it at
 * it is **idle**: with ``idle_timeout_ms`` set, :meth:`WatermarkTracker.poll_idle` marks
   idle each partition that has had no event for at least ``idle_timeout_ms`` of processing
   time (a partition that never produced counts from when it became known). Its next event
-  makes it active again.
+  makes it active again. :meth:`WatermarkTracker.mark_idle` marks a partition idle at once.
 
 All partitions idle. If every partition that has not ended is idle, nothing holds the
 watermark back, and it follows the processing clock so that windows do not stay open for ever
@@ -43,11 +43,12 @@ back; its events below the watermark are simply late for the consumer.
 >>> clock = ManualClock()
 >>> tracker = WatermarkTracker(1_000, idle_timeout_ms=5_000, clock=clock)
 >>> tracker.declare_partitions([0, 1])
+>>> clock.advance(3_000)
 >>> tracker.observe(0, 10_000)
 False
 >>> tracker.current() == MIN_WATERMARK       # partition 1 has produced nothing yet
 True
->>> clock.advance(5_000); tracker.poll_idle()  # partition 1 is idle now
+>>> clock.advance(2_000); tracker.poll_idle()  # partition 1 is idle now
 >>> tracker.current()
 9000
 >>> tracker.observe(0, 9_500)                 # out of order, within the bound
@@ -135,6 +136,8 @@ class WatermarkTracker:
         self._partitions: dict[Hashable, _Partition] = {}
         self._max_ts: int | None = None
         self._last_event_ms = self._clock.now_ms()
+        # the hot path reads the clock only when idleness can matter
+        self._reads_clock = self.idle_timeout_ms is not None
         self._watermark = MIN_WATERMARK
         self.events = 0
         """Events observed."""
@@ -156,13 +159,13 @@ class WatermarkTracker:
         """Record an event of ``partition`` at event time ``ts``; return True if out of order."""
         part = self._partitions.get(partition)
         if part is None:
-            part = self._partitions[partition] = _Partition(0)
+            part = self._partitions[partition] = _Partition(self._last_event_ms)
         elif part.ended:
             raise FlowDefinitionError(
                 f"watermarks: event observed on partition {partition!r} after it was ended"
             )
         self.events += 1
-        if self.idle_timeout_ms is not None:
+        if self._reads_clock:
             now = self._clock.now_ms()
             part.last_seen_ms = now
             self._last_event_ms = now
@@ -187,9 +190,16 @@ class WatermarkTracker:
 
     def mark_idle(self, partition: Hashable) -> None:
         """Mark ``partition`` idle now, whatever the timeout; its next event wakes it."""
+        now = self._clock.now_ms()
+        if not self._reads_clock:
+            # without a timeout the clock was not read so far: count quiet time from now
+            self._reads_clock = True
+            self._last_event_ms = now
+            for other in self._partitions.values():
+                other.last_seen_ms = now
         part = self._partitions.get(partition)
         if part is None:
-            part = self._partitions[partition] = _Partition(self._clock.now_ms())
+            part = self._partitions[partition] = _Partition(now)
         part.idle = True
 
     def poll_idle(self) -> None:
@@ -275,6 +285,7 @@ class WatermarkTracker:
         self._max_ts = snapshot["max_ts"]
         self._watermark = int(snapshot["watermark"])
         self._last_event_ms = now
+        self._reads_clock = self.idle_timeout_ms is not None
         self.events = int(snapshot["events"])
         self.out_of_order_count = int(snapshot["out_of_order_count"])
         self.max_delay_ms = int(snapshot["max_delay_ms"])

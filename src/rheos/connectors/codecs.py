@@ -1,0 +1,102 @@
+"""Event encodings: ``"json"`` (default), ``"msgpack"`` and ``"raw"`` bytes, via msgspec.
+
+With a ``schema`` (a :class:`msgspec.Struct` type) values are decoded *and validated* as that
+type; ``as_dict=True`` (the default) turns each struct into a dict so that field-name
+helpers (``key_by("symbol")``, ``rh.sum("qty")``) keep working; pass ``as_dict=False`` to keep
+the structs and use attribute access in your functions.
+
+>>> decode = decoder("json")
+>>> decode([b'{"a": 1}', b'[2]'])
+[{'a': 1}, [2]]
+>>> encoder("json")({"a": (1, 2)})
+b'{"a":[1,2]}'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import msgspec
+
+from rheos.errors import ConfigError
+
+Format = Literal["json", "msgpack", "raw"]
+FORMATS = ("json", "msgpack", "raw")
+
+
+def _fallback(obj: Any) -> Any:
+    """Encode what msgspec does not know as its ``str`` (sets become lists)."""
+    if isinstance(obj, set | frozenset):
+        return sorted(obj, key=repr)
+    return str(obj)
+
+
+def check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ConfigError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+
+
+def value_decoder(
+    fmt: str, schema: type | None = None, *, as_dict: bool = True
+) -> Callable[[bytes], Any]:
+    """A function decoding one value."""
+    check_format(fmt)
+    if fmt == "raw":
+        if schema is not None:
+            raise ConfigError("format='raw' cannot take a schema")
+        return bytes
+    kind: Any = schema if schema is not None else Any
+    dec = (msgspec.json.Decoder(kind) if fmt == "json" else msgspec.msgpack.Decoder(kind)).decode
+    if schema is not None and as_dict and issubclass(schema, msgspec.Struct):
+        to_dict = msgspec.structs.asdict
+
+        def decode_struct(data: bytes) -> Any:
+            return to_dict(dec(data))
+
+        return decode_struct
+    return dec
+
+
+def decoder(
+    fmt: str, schema: type | None = None, *, as_dict: bool = True
+) -> Callable[[list[bytes]], list[Any]]:
+    """A function decoding a list of values at once (one list comprehension)."""
+    one = value_decoder(fmt, schema, as_dict=as_dict)
+
+    def decode_all(values: list[bytes]) -> list[Any]:
+        return [one(v) for v in values]
+
+    return decode_all
+
+
+def encoder(fmt: str) -> Callable[[Any], bytes]:
+    """A function encoding one value (``raw`` takes bytes, or str as UTF-8)."""
+    check_format(fmt)
+    if fmt == "json":
+        return msgspec.json.Encoder(enc_hook=_fallback).encode
+    if fmt == "msgpack":
+        return msgspec.msgpack.Encoder(enc_hook=_fallback).encode
+
+    def raw(value: Any) -> bytes:
+        if isinstance(value, bytes):
+            return value
+        if isinstance(value, str):
+            return value.encode()
+        raise ConfigError(
+            f"format='raw' sinks need bytes or str values, got {type(value).__name__}"
+        )
+
+    return raw
+
+
+def key_bytes(key: Any) -> bytes | None:
+    """A record key as bytes: ``None`` stays, str is UTF-8, bytes as is, others JSON."""
+    if key is None or isinstance(key, bytes):
+        return key
+    if isinstance(key, str):
+        return key.encode()
+    return msgspec.json.encode(key, enc_hook=_fallback)
+
+
+__all__ = ["FORMATS", "Format", "decoder", "encoder", "key_bytes", "value_decoder"]

@@ -1,0 +1,470 @@
+"""Runtime nodes for the stateful primitives: windows, keyed process steps and joins.
+
+A node turns a step into *push functions* (``push(key, value, ts)``) and an
+``advance(watermark)`` method. Nodes read a *held-back* watermark: the flow watermark minus
+the allowed lateness of the windows upstream of them (``hold_ms``), so that results a window
+emits when it finalizes (stamped ``window_end - 1``) are never late for the next window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from heapq import heappop, heappush
+from typing import Any
+
+from rheos.errors import EventError, RheosError, UserFunctionError
+from rheos.flows.steps import JoinStep, ProcessStep, Step, WindowStep, describe_callable
+from rheos.runtime.summary import StepStats
+from rheos.windowing import (
+    MAX_WATERMARK,
+    MIN_WATERMARK,
+    IntervalJoinOperator,
+    LateInfo,
+    WindowJoinOperator,
+    WindowOperator,
+)
+from rheos.windowing.operator import key_from_plain, key_to_plain
+from rheos.windowing.windows import SlidingWindows, TumblingWindows
+
+Push = Callable[[Any, Any, int], None]
+
+
+def where(flow: str, step: Step) -> str:
+    """``flow 'f', step #3 'window'`` -- the prefix of every runtime error message."""
+    return f"flow {flow!r}, step #{step.id} {step.name!r} ({step.kind})"
+
+
+def user_error(flow: str, step: Step, fn: Any, exc: BaseException) -> RheosError:
+    """Wrap an exception raised by user code (EventErrors get the step added)."""
+    if isinstance(exc, EventError):
+        return EventError(
+            f"{where(flow, step)}: {exc}",
+            topic=exc.topic,
+            partition=exc.partition,
+            offset=exc.offset,
+        )
+    if isinstance(exc, RheosError):
+        return exc
+    err = UserFunctionError(
+        f"{where(flow, step)}: {describe_callable(fn)} raised {type(exc).__name__}: {exc}"
+    )
+    err.flow, err.step, err.function = flow, step.name, describe_callable(fn)  # type: ignore[attr-defined]
+    return err
+
+
+def held(watermark: int, hold_ms: int) -> int:
+    """``watermark - hold_ms``, keeping the infinities infinite."""
+    if watermark >= MAX_WATERMARK or watermark <= MIN_WATERMARK:
+        return watermark
+    return watermark - hold_ms
+
+
+class LateRouter:
+    """Turns a late report into a late record and sends it to the late output."""
+
+    def __init__(self, flow: str, step: Step, out: Push, stats: StepStats) -> None:
+        self.flow, self.step, self.out, self.stats = flow, step, out, stats
+
+    def __call__(self, late: LateInfo, watermark: int) -> None:
+        self.stats.late += 1
+        record = {
+            "flow": self.flow,
+            "step": self.step.name,
+            "key": late.key,
+            "timestamp": late.ts,
+            "watermark": watermark,
+            "windows": [list(w) for w in late.windows],
+            "event": late.event,
+        }
+        self.out(late.key, record, late.ts)
+
+
+class WindowNode:
+    """Runs a :class:`WindowStep` with a :class:`~rheos.windowing.WindowOperator`."""
+
+    def __init__(
+        self,
+        flow: str,
+        step: WindowStep,
+        out: Push,
+        late: LateRouter,
+        hold_ms: int,
+        now: Callable[[], int],
+    ) -> None:
+        self.step = step
+        self.hold_ms = hold_ms
+        self.processing_time = step.time == "processing"
+        self.op = WindowOperator(
+            step.spec,
+            step.aggregations,
+            allowed_lateness_ms=step.allowed_lateness_ms,
+            emit=step.emit,
+        )
+        self.stats = StepStats(step.name, step.kind)
+        self._out = out
+        self._late = late
+        late.stats = self.stats
+        self._flow = flow
+        self._now = now
+        self._q = self._quantum()
+        self.flow_watermark: Callable[[], int] = lambda: self.op.watermark
+        """Set by the runner: the flow watermark now (for late records)."""
+        self._due = MIN_WATERMARK + 1
+        self.cell = [0, MIN_WATERMARK, 0, 0]
+        """Hot-path counters: events in, largest time seen, out of order, largest delay."""
+        self.push = self._make_push()
+
+    def _make_push(self) -> Push:
+        process = self.op.process
+        cell, now = self.cell, self._now
+        proc = self.processing_time
+        emit_rows, route_late, error = self.emit_rows, self.route_late, self.error
+
+        def push(key: Any, value: Any, ts: int) -> None:
+            if proc:
+                ts = now()
+            cell[0] += 1
+            if ts < cell[1]:
+                cell[2] += 1
+                if cell[1] - ts > cell[3]:
+                    cell[3] = cell[1] - ts
+            else:
+                cell[1] = ts
+            try:
+                rows, late = process(key, value, ts)
+            except Exception as exc:
+                raise error(exc) from exc
+            if rows:
+                emit_rows(rows)
+            if late is not None:
+                route_late(late)
+
+        return push
+
+    def emit_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Send result rows downstream, stamped with their window's last millisecond."""
+        self.stats.events_out += len(rows)
+        out = self._out
+        for row in rows:
+            out(row["key"], row, row["window_end"] - 1)
+
+    def route_late(self, late: LateInfo) -> None:
+        """Send a late event to the late output."""
+        self._late(late, held(self.flow_watermark(), self.hold_ms))
+
+    def error(self, exc: Exception) -> RheosError:
+        """The error to raise for an exception from the operator (aggregations, fields)."""
+        return user_error(self._flow, self.step, self.step.aggregations, exc)
+
+    def sync_stats(self) -> StepStats:
+        """Copy the hot-path counters into :attr:`stats` and return it."""
+        stats = self.stats
+        stats.events_in, _, stats.out_of_order, stats.max_delay_ms = self.cell
+        stats.state_size = self.op.state_size
+        return stats
+
+    def _quantum(self) -> tuple[int, int] | None:
+        """``(period, phase)`` if the operator only changes when the watermark reaches
+        ``k * period + phase`` (tumbling and sliding windows), else ``None`` (sessions)."""
+        spec = self.step.spec
+        if isinstance(spec, TumblingWindows | SlidingWindows):
+            period = spec.every_ms if isinstance(spec, SlidingWindows) else spec.size_ms
+            delta = spec.size_ms + self.op.allowed_lateness_ms
+            return period, (spec.offset_ms + delta) % period
+        return None
+
+    @property
+    def next_due(self) -> int:
+        """The lowest flow watermark at which :meth:`advance` can change anything."""
+        return MAX_WATERMARK if self.processing_time else self._due
+
+    def advance(self, watermark: int) -> None:
+        """Advance to the flow watermark (event-time windows only).
+
+        Tumbling and sliding windows finalize, and decide lateness, only at watermarks
+        ``k * every + offset + size + allowed_lateness``; between two such points the
+        operator is not called (the result is the same).
+        """
+        if self.processing_time or watermark < self._due:
+            return
+        wm = held(watermark, self.hold_ms)
+        rows = self.op.advance(wm)
+        if rows:
+            self.emit_rows(rows)
+        self._due = self._next(wm)
+
+    def _next(self, wm: int) -> int:
+        if wm >= MAX_WATERMARK:
+            return MAX_WATERMARK
+        q = self._q
+        if q is None:
+            nxt = wm + 1
+        else:
+            period, phase = q
+            nxt = wm - (wm - phase) % period + period
+        return nxt + self.hold_ms
+
+    def advance_processing(self, now_ms: int) -> None:
+        """Advance a processing-time window to the clock."""
+        if self.processing_time:
+            rows = self.op.advance(now_ms)
+            if rows:
+                self.emit_rows(rows)
+
+    def finish(self) -> None:
+        rows = self.op.advance(MAX_WATERMARK)
+        if rows:
+            self.emit_rows(rows)
+        self._due = MAX_WATERMARK
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.op.snapshot()
+
+
+class _Context:
+    """The :class:`~rheos.flows.ProcessContext` of a :class:`ProcessNode`."""
+
+    __slots__ = ("_node", "key", "timestamp")
+
+    def __init__(self, node: ProcessNode) -> None:
+        self._node = node
+        self.key: Any = None
+        self.timestamp = 0
+
+    @property
+    def watermark(self) -> int:
+        node = self._node
+        return held(node.flow_watermark(), node.hold_ms)
+
+    @property
+    def state(self) -> Any:
+        return self._node.states.get(self.key)
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        if value is None:
+            self._node.states.pop(self.key, None)
+        else:
+            self._node.states[self.key] = value
+
+    def emit(self, value: Any, timestamp: int | None = None) -> None:
+        node = self._node
+        node.stats.events_out += 1
+        node.out(self.key, value, self.timestamp if timestamp is None else timestamp)
+
+    def register_timer(self, timestamp: int) -> None:
+        node = self._node
+        entry = (int(timestamp), self.key)
+        if entry not in node.timer_set:
+            node.timer_set.add(entry)
+            node.seq += 1
+            heappush(node.timers, (entry[0], node.seq, self.key))
+            node.lower_due(entry[0] + node.hold_ms)
+
+    def delete_timer(self, timestamp: int) -> None:
+        self._node.timer_set.discard((int(timestamp), self.key))
+
+
+class ProcessNode:
+    """Runs a :class:`ProcessStep`: per-key state (plain data) and event-time timers.
+
+    Timers fire, in time order, when the (held-back) watermark reaches their time; a timer
+    registered again for the same key and time fires once.
+    """
+
+    def __init__(self, flow: str, step: ProcessStep, out: Push, hold_ms: int) -> None:
+        self.step = step
+        self.hold_ms = hold_ms
+        self.out = out
+        self.logic = step.logic
+        self.states: dict[Hashable, Any] = {}
+        self.timers: list[tuple[int, int, Hashable]] = []
+        self.timer_set: set[tuple[int, Hashable]] = set()
+        self.seq = 0
+        self.stats = StepStats(step.name, "process")
+        self._flow = flow
+        self._ctx = _Context(self)
+        self._on_timer = getattr(self.logic, "on_timer", None)
+        self.flow_watermark: Callable[[], int] = lambda: MIN_WATERMARK
+        """Set by the runner: the flow watermark now."""
+        self.lower_due: Callable[[int], None] = lambda due: None
+        """Set by the runner: called when a new timer makes this node due earlier."""
+        self.push = self._make_push()
+
+    @property
+    def next_due(self) -> int:
+        """The flow watermark at which the earliest timer fires."""
+        return self.timers[0][0] + self.hold_ms if self.timers else MAX_WATERMARK
+
+    def _make_push(self) -> Push:
+        ctx, process, stats = self._ctx, self.logic.process, self.stats
+        flow, step, logic = self._flow, self.step, self.logic
+        top = [MIN_WATERMARK]
+
+        def push(key: Any, value: Any, ts: int) -> None:
+            stats.events_in += 1
+            if ts < top[0]:
+                stats.out_of_order += 1
+                if top[0] - ts > stats.max_delay_ms:
+                    stats.max_delay_ms = top[0] - ts
+            else:
+                top[0] = ts
+            ctx.key = key
+            ctx.timestamp = ts
+            try:
+                process(ctx, value)
+            except Exception as exc:
+                raise user_error(flow, step, logic, exc) from exc
+
+        return push
+
+    def advance(self, watermark: int) -> None:
+        wm = held(watermark, self.hold_ms)
+        ctx = self._ctx
+        timers = self.timers
+        if not timers or timers[0][0] > wm:
+            return
+        on_timer = self._on_timer
+        while timers and timers[0][0] <= wm:
+            ts, _, key = heappop(timers)
+            if (ts, key) not in self.timer_set:
+                continue  # deleted
+            self.timer_set.discard((ts, key))
+            if on_timer is None:
+                continue
+            ctx.key = key
+            ctx.timestamp = ts
+            try:
+                on_timer(ctx, ts)
+            except Exception as exc:
+                raise user_error(self._flow, self.step, on_timer, exc) from exc
+        self.stats.state_size = len(self.states)
+
+    def finish(self) -> None:
+        self.advance(MAX_WATERMARK)
+
+    def sync_stats(self) -> StepStats:
+        self.stats.state_size = len(self.states)
+        return self.stats
+
+    def snapshot(self) -> dict[str, Any]:
+        """Per-key state and pending timers as plain data."""
+        return {
+            "states": [[key_to_plain(k), v] for k, v in self.states.items()],
+            "timers": sorted([ts, key_to_plain(k)] for ts, k in self.timer_set),
+        }
+
+    def load(self, snapshot: dict[str, Any]) -> None:
+        """Restore what :meth:`snapshot` returned."""
+        self.states = {key_from_plain(k): v for k, v in snapshot["states"]}
+        self.timers, self.timer_set = [], set()
+        for ts, k in snapshot["timers"]:
+            key = key_from_plain(k)
+            self.timer_set.add((ts, key))
+            self.seq += 1
+            heappush(self.timers, (ts, self.seq, key))
+
+
+def _default_pair(key: Any, left: Any, right: Any) -> dict[str, Any]:
+    return {"key": key, "left": left, "right": right}
+
+
+class JoinNode:
+    """Runs a :class:`JoinStep` (window or interval join); ``push_left``/``push_right``."""
+
+    def __init__(
+        self, flow: str, step: JoinStep, out: Push, late: LateRouter, hold_ms: int
+    ) -> None:
+        self.step = step
+        self.hold_ms = hold_ms
+        self.stats = StepStats(step.name, step.kind)
+        self._flow, self._out, self._late = flow, out, late
+        late.stats = self.stats
+        self._combine = step.combine
+        self._due = MIN_WATERMARK + 1
+        self.flow_watermark: Callable[[], int] = lambda: MIN_WATERMARK
+        """Set by the runner: the flow watermark now (for late records)."""
+        self.window_op: WindowJoinOperator | None = None
+        self.interval_op: IntervalJoinOperator | None = None
+        if step.mode == "window":
+            self.window_op = WindowJoinOperator(
+                step.spec, allowed_lateness_ms=step.allowed_lateness_ms
+            )
+            self.push_left = self._window_push(self.window_op.process_left)
+            self.push_right = self._window_push(self.window_op.process_right)
+        else:
+            self.interval_op = IntervalJoinOperator(step.lower_ms, step.upper_ms)
+            self.push_left = self._interval_push(self.interval_op.process_left)
+            self.push_right = self._interval_push(self.interval_op.process_right)
+
+    def _window_push(self, process: Callable[[Any, Any, int], Any]) -> Push:
+        stats, late_out = self.stats, self._late
+        node = self
+
+        def push(key: Any, value: Any, ts: int) -> None:
+            stats.events_in += 1
+            _, late = process(key, value, ts)
+            if late is not None:
+                late_out(late, held(node.flow_watermark(), node.hold_ms))
+
+        return push
+
+    def _interval_push(self, process: Callable[[Any, Any, int], Any]) -> Push:
+        stats, out, combine = self.stats, self._out, self._combine
+        flow, step = self._flow, self.step
+
+        def push(key: Any, value: Any, ts: int) -> None:
+            stats.events_in += 1
+            pairs = process(key, value, ts)
+            if pairs.late:
+                stats.late += 1
+            for a, b in pairs:
+                if combine is None:
+                    row = _default_pair(key, a, b)
+                else:
+                    try:
+                        row = combine(a, b)
+                    except Exception as exc:
+                        raise user_error(flow, step, combine, exc) from exc
+                stats.events_out += 1
+                out(key, row, ts)
+
+        return push
+
+    @property
+    def next_due(self) -> int:
+        """Joins decide lateness on the exact watermark: due on every rise."""
+        return self._due
+
+    def advance(self, watermark: int) -> None:
+        wm = held(watermark, self.hold_ms)
+        self._due = MAX_WATERMARK if wm >= MAX_WATERMARK else watermark + 1
+        if self.interval_op is not None:
+            self.interval_op.advance(wm)
+            return
+        assert self.window_op is not None
+        self._emit(self.window_op.advance(wm))
+
+    def _emit(self, rows: list[dict[str, Any]]) -> None:
+        combine, out = self._combine, self._out
+        for row in rows:
+            if combine is None:
+                value: Any = row
+            else:
+                try:
+                    value = combine(row["left"], row["right"])
+                except Exception as exc:
+                    raise user_error(self._flow, self.step, combine, exc) from exc
+            self.stats.events_out += 1
+            out(row["key"], value, row["window_end"] - 1)
+
+    def finish(self) -> None:
+        self.advance(MAX_WATERMARK)
+
+    def sync_stats(self) -> StepStats:
+        return self.stats
+
+
+Node = WindowNode | ProcessNode | JoinNode
+
+__all__ = ["JoinNode", "LateRouter", "Node", "ProcessNode", "WindowNode", "held", "user_error"]

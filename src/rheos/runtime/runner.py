@@ -1,0 +1,494 @@
+"""The stream-first executor: one event at a time through fused push functions.
+
+Event time. Each source has a :class:`~rheos.windowing.WatermarkTracker` over its
+partitions (bounded out-of-orderness, idle timeout); the **flow watermark** is the minimum over
+the sources (an exhausted source no longer counts). It is re-computed after every event that
+can raise it -- just before that event is pushed, which cannot make the event itself late
+-- and every stateful node is advanced as soon as it rises, so an event is late exactly when
+its window was finalized by the events read before it. A finite source
+(iterable, file) ends its partitions when exhausted; when every source is exhausted the
+watermark becomes ``MAX_WATERMARK``, which closes every window, and :meth:`Runner.run`
+returns. A log source never ends in streaming mode: stop the run with :meth:`Runner.stop`,
+SIGINT/SIGTERM, ``stop_after`` or ``timeout``.
+
+Idle sources. While no source has data, the runner polls the trackers' idle timeouts and
+advances processing-time windows with the clock (see :mod:`rheos.windowing.watermarks` for the
+rule: a partition silent for ``idle_timeout`` stops holding the watermark; when all of a
+source's partitions are idle its watermark follows the clock from its last event).
+
+Bounded mode (``bounded=True``) reads every source to its end first (log topics: to their end
+offsets when the run starts), orders all events by event time (stably), and pushes them with a
+perfect watermark (each event's time: nothing earlier is still to come), so no event is late
+and arrival order does not change any result; the final watermark then closes every window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from heapq import merge
+from typing import Any
+
+from rheos.connectors.base import Chunk, OpenContext, SourceReader
+from rheos.errors import EventError
+from rheos.flows.steps import Graph, SourceStep
+from rheos.runtime.compile import ChunkLoop, Compiled, compile_flow
+from rheos.runtime.nodes import ProcessNode, Push, WindowNode, where
+from rheos.runtime.summary import RunSummary, SourceStats
+from rheos.transport import DATA_DIR_ENV, default_data_dir
+from rheos.windowing import (
+    MAX_WATERMARK,
+    MIN_WATERMARK,
+    Clock,
+    SystemClock,
+    WatermarkTracker,
+    timestamp_getter,
+)
+
+IDLE_WAIT_S = 0.05
+AUTO_MS_FROM = 100_000_000_000
+"""With ``timestamp_unit="auto"``, integers from here up are epoch milliseconds (see
+:mod:`rheos.windowing.timestamps`)."""
+FLUSH_EVERY_S = 0.2
+
+
+def resolve_data_dir(data_dir: str | None) -> tuple[str, bool]:
+    """The data directory to use, and whether it was chosen (argument or environment)."""
+    if data_dir is not None:
+        return data_dir, True
+    if os.environ.get(DATA_DIR_ENV):
+        return os.fspath(default_data_dir()), True
+    return os.fspath(default_data_dir()), False
+
+
+class SourceRun:
+    """One source while running: its reader, tracker, timestamps and statistics."""
+
+    def __init__(
+        self, flow: str, step: SourceStep, reader: SourceReader, push: Push, clock: Clock
+    ) -> None:
+        self.flow = flow
+        self.step = step
+        self.reader = reader
+        self.push = push
+        self.clock = clock
+        self.tracker = WatermarkTracker(
+            step.out_of_orderness_ms, idle_timeout_ms=step.idle_timeout_ms, clock=clock
+        )
+        self.tracker.declare_partitions(reader.partitions)
+        self.single = len(reader.partitions) == 1
+        self.bound = step.out_of_orderness_ms
+        self.get_ts = (
+            None
+            if step.timestamp is None
+            else timestamp_getter(step.timestamp, unit=step.timestamp_unit)
+        )
+        self.top = MIN_WATERMARK
+        self.wm = MIN_WATERMARK
+        self.done = False
+        self.loop: ChunkLoop | None = None
+        """The generated chunk loop of a single-partition source (set by the runner)."""
+        self.stats = SourceStats(step.name)
+
+    def timestamps(self, chunk: Chunk) -> list[int]:
+        """Event times of a chunk: from the timestamp spec, the records, or the clock."""
+        get = self.get_ts
+        if get is None:
+            if chunk.timestamps is not None:
+                return chunk.timestamps
+            return [self.clock.now_ms()] * len(chunk.values)
+        field = self.step.timestamp
+        if isinstance(field, str) and self.step.timestamp_unit in ("ms", "auto"):
+            # fast path: a field of int epoch milliseconds needs no parsing
+            try:
+                raw = [v[field] for v in chunk.values]
+            except Exception:
+                raw = None
+            if (
+                raw is not None
+                and set(map(type, raw)) == {int}
+                and (self.step.timestamp_unit == "ms" or min(raw) >= AUTO_MS_FROM)
+            ):
+                return raw
+        try:
+            return [get(v) for v in chunk.values]
+        except Exception:
+            pass
+        for i, value in enumerate(chunk.values):  # find the event and say where it is
+            try:
+                get(value)
+            except EventError as exc:
+                raise EventError(
+                    f"{where(self.flow, self.step)}: {exc}", **chunk.where(i)
+                ) from None
+            except Exception as exc:
+                raise EventError(
+                    f"{where(self.flow, self.step)}: timestamp function raised "
+                    f"{type(exc).__name__}: {exc}",
+                    **chunk.where(i),
+                ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def end(self) -> None:
+        self.done = True
+        for p in self.reader.partitions:
+            self.tracker.end_partition(p)
+        self.wm = MAX_WATERMARK
+
+
+class Runner:
+    """Runs one flow once; see the module docs. Use :meth:`Flow.run` rather than this."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        *,
+        data_dir: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.graph = graph
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.data_dir, self._chosen_dir = resolve_data_dir(data_dir)
+        self._stop = threading.Event()
+        self._stop_reason = "stopped"
+        self.flow_wm = MIN_WATERMARK
+        self.timed = False
+        self._discarded = False
+        self._accounted = False
+        """Every event read has reached its sinks or the flow's final state: offsets may be
+        committed (a bounded run, exhausted sources, or a drained stop without discards)."""
+        """Whether any node needs the watermark (else it is only tracked for statistics)."""
+        self.due = MIN_WATERMARK + 1
+        """The lowest flow watermark at which some node has something to do."""
+        self.sources: list[SourceRun] = []
+        self.compiled: Compiled | None = None
+
+    # -- control ------------------------------------------------------------------------------
+    def stop(self, reason: str = "stopped") -> None:
+        """Ask the run to stop (thread-safe); it finishes the current chunk and returns."""
+        self._stop_reason = reason
+        self._stop.set()
+
+    # -- running ------------------------------------------------------------------------------
+    def run(
+        self,
+        *,
+        bounded: bool = False,
+        stop_after: int | None = None,
+        timeout: float | None = None,
+        drain: bool = False,
+        progress: bool | None = None,
+    ) -> RunSummary:
+        """Run to the end (see the module docs) and return the :class:`RunSummary`.
+
+        ``stop_after`` stops after that many input events, ``timeout`` after that many
+        seconds; ``drain=True`` closes every open window when a streaming run is stopped
+        (otherwise open windows are dropped with the run, as with a crash).
+        """
+        started = time.perf_counter()
+        mode = "bounded" if bounded else "streaming"
+        summary = RunSummary(self.graph.name, mode)
+        ctx = OpenContext(self.graph.name, self.data_dir, bounded, self.clock)
+        late_topic = f"{self.graph.name}.late" if self._chosen_dir else None
+        restore = self._install_signals()
+        try:
+            self.compiled = compile_flow(
+                self.graph, ctx, default_late_topic=late_topic, now=self.clock.now_ms
+            )
+            self._open_sources(ctx)
+            self.timed = bool(self.compiled.nodes)
+            for node in self.compiled.nodes:
+                node.flow_watermark = self.current_watermark
+                if isinstance(node, ProcessNode):
+                    node.lower_due = self._lower_due
+            if bounded:
+                self._run_bounded(progress)
+                summary.stopped = "exhausted"
+                self._accounted = True
+            else:
+                summary.stopped = self._run_streaming(stop_after, timeout, drain)
+            if self._accounted:
+                for src in self.sources:
+                    src.reader.commit()
+        finally:
+            restore()
+            self._close(ctx)
+        summary.elapsed_s = time.perf_counter() - started
+        self._fill(summary)
+        return summary
+
+    def _open_sources(self, ctx: OpenContext) -> None:
+        assert self.compiled is not None
+        for step in self.graph.steps:
+            if isinstance(step, SourceStep):
+                reader = step.source.open(ctx)
+                run = SourceRun(
+                    self.graph.name, step, reader, self.compiled.entries[step.id], self.clock
+                )
+                run.loop = self.compiled.loops[step.id]
+                self.sources.append(run)
+
+    def _install_signals(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {}
+
+        def handler(signum: int, frame: Any) -> None:
+            self.stop("signal")
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, OSError):
+                previous[sig] = signal.signal(sig, handler)
+
+        def restore() -> None:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        return restore
+
+    def _close(self, ctx: OpenContext) -> None:
+        errors: list[BaseException] = []
+        if self.compiled is not None:
+            for writer in self.compiled.writers:
+                try:
+                    writer.close()
+                except Exception as exc:  # close the rest, then report
+                    errors.append(exc)
+        for src in self.sources:
+            src.reader.close()
+        ctx.close()
+        if errors:
+            raise errors[0]
+
+    # -- streaming ----------------------------------------------------------------------------
+    def _run_streaming(self, stop_after: int | None, timeout: float | None, drain: bool) -> str:
+        compiled = self.compiled
+        assert compiled is not None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        proc_nodes = [n for n in compiled.nodes if isinstance(n, WindowNode) and n.processing_time]
+        events = 0
+        wait = 0.0
+        last_flush = time.monotonic()
+        while True:
+            got = 0
+            active = [s for s in self.sources if not s.done]
+            for src in active:
+                chunks = src.reader.poll(wait if src is active[0] else 0.0)
+                for n, chunk in enumerate(chunks):
+                    if stop_after is not None and events >= stop_after:
+                        self._discarded = True  # read but not processed: do not commit
+                        break
+                    if stop_after is not None and events + len(chunk.values) > stop_after:
+                        self._discarded = True
+                        chunk.values = chunk.values[: stop_after - events]
+                        if chunk.timestamps is not None:
+                            chunk.timestamps = chunk.timestamps[: len(chunk.values)]
+                    got += self._chunk(src, chunk)
+                    events += len(chunk.values)
+                    if stop_after is not None and events >= stop_after and n + 1 < len(chunks):
+                        self._discarded = True
+                        break
+                if src.reader.exhausted and not src.done:
+                    src.end()
+                    self.advance_flow()
+                if stop_after is not None and events >= stop_after:
+                    break
+            for node in proc_nodes:
+                node.advance_processing(self.clock.now_ms())
+            if all(s.done for s in self.sources):
+                self._finish()
+                self._accounted = not self._discarded
+                return "exhausted"
+            reason = None
+            if stop_after is not None and events >= stop_after:
+                reason = "stop_after"
+            elif deadline is not None and time.monotonic() >= deadline:
+                reason = "timeout"
+            elif self._stop.is_set():
+                reason = self._stop_reason
+            if reason is not None:
+                if drain:
+                    self._finish()
+                    self._accounted = not self._discarded
+                return reason
+            now = time.monotonic()
+            if got == 0:
+                for src in self.sources:
+                    if not src.done:
+                        src.tracker.poll_idle()
+                        src.wm = max(src.wm, src.tracker.current())
+                self.advance_flow()
+                self._flush()
+                last_flush = now
+                wait = IDLE_WAIT_S
+            else:
+                wait = 0.0
+                if now - last_flush >= FLUSH_EVERY_S:
+                    self._flush()
+                    last_flush = now
+
+    def _flush(self) -> None:
+        assert self.compiled is not None
+        for writer in self.compiled.writers:
+            writer.flush()
+
+    def _finish(self) -> None:
+        """The final watermark: close every window, fire every timer."""
+        assert self.compiled is not None
+        self.flow_wm = MAX_WATERMARK
+        for node in self.compiled.nodes:
+            node.finish()
+
+    def current_watermark(self) -> int:
+        """The flow watermark: the minimum of the sources' watermarks."""
+        sources = self.sources
+        if len(sources) == 1:
+            return sources[0].wm
+        return min(s.wm for s in sources)
+
+    def _lower_due(self, due: int) -> None:
+        if due < self.due:
+            self.due = due
+
+    def advance_flow(self) -> None:
+        """Raise the flow watermark; advance the nodes once it reaches one's next due point."""
+        w = self.current_watermark()
+        if w > self.flow_wm:
+            self.flow_wm = w
+        if w >= self.due:
+            assert self.compiled is not None
+            due = MAX_WATERMARK
+            for node in self.compiled.nodes:
+                node.advance(w)
+                if node.next_due < due:
+                    due = node.next_due
+            self.due = due
+
+    def _chunk(self, src: SourceRun, chunk: Chunk) -> int:
+        """Push one chunk's events, raising the watermark as they go; return the count."""
+        values = chunk.values
+        if not values:
+            return 0
+        tss = src.timestamps(chunk)
+        push = src.push
+        timed = self.timed
+        stats = src.stats
+        stats.events += len(values)
+        if src.single and src.loop is not None:
+            src.loop(values, tss, src, self)
+            src.tracker.observe(chunk.partition, max(tss))  # keeps idleness and max ts
+        else:
+            observe, current, part = src.tracker.observe, src.tracker.current, chunk.partition
+            bound, wm = src.bound, src.wm
+            for v, t in zip(values, tss, strict=True):
+                observe(part, t)
+                if timed and t - bound > wm:
+                    w = current()
+                    if w > wm:
+                        wm = src.wm = w
+                        if wm >= self.due:
+                            self.advance_flow()
+                push(None, v, t)
+            stats.out_of_order = src.tracker.out_of_order_count
+            stats.max_delay_ms = src.tracker.max_delay_ms
+        w = src.tracker.current()
+        if w > src.wm:
+            src.wm = w
+        self.advance_flow()
+        return len(values)
+
+    # -- bounded ------------------------------------------------------------------------------
+    def _run_bounded(self, progress: bool | None) -> None:
+        per_source = [self._read_all(src) for src in self.sources]
+        total = sum(len(events) for events in per_source)
+        show = sys.stdout.isatty() if progress is None else progress
+        ordered = merge(*per_source, key=lambda e: e[0])
+        if show and total:
+            from rich.progress import Progress
+
+            with Progress(transient=True) as bar:
+                task = bar.add_task(f"flow {self.graph.name}", total=total)
+                self._push_ordered(_ticking(ordered, bar, task))
+        else:
+            self._push_ordered(ordered)
+        for src in self.sources:
+            src.end()
+        self._finish()
+
+    def _read_all(self, src: SourceRun) -> list[tuple[int, int, Any, Push]]:
+        out: list[tuple[int, int, Any, Push]] = []
+        seq = 0
+        reader = src.reader
+        stats = src.stats
+        top = MIN_WATERMARK
+        while not reader.exhausted:
+            chunks = reader.poll(0.0)
+            for chunk in chunks:
+                tss = src.timestamps(chunk)
+                for v, t in zip(chunk.values, tss, strict=True):
+                    if t < top:
+                        stats.out_of_order += 1
+                        if top - t > stats.max_delay_ms:
+                            stats.max_delay_ms = top - t
+                    else:
+                        top = t
+                    out.append((t, seq, v, src.push))
+                    seq += 1
+            if not chunks and not reader.exhausted:
+                time.sleep(0.001)  # a reader catching up with its end offsets
+        stats.events = len(out)
+        out.sort(key=_by_time)
+        return out
+
+    def _push_ordered(self, events: Iterator[tuple[int, int, Any, Push]]) -> None:
+        assert self.compiled is not None
+        nodes = self.compiled.nodes
+        wm = MIN_WATERMARK
+        for t, _, v, push in events:
+            if t > wm and nodes:  # sorted input: no event below t is still to come
+                wm = t
+                if wm >= self.due:
+                    self.flow_wm = wm
+                    due = MAX_WATERMARK
+                    for node in nodes:
+                        node.advance(wm)
+                        if node.next_due < due:
+                            due = node.next_due
+                    self.due = due
+            push(None, v, t)
+
+    # -- summary ------------------------------------------------------------------------------
+    def _fill(self, summary: RunSummary) -> None:
+        compiled = self.compiled
+        for src in self.sources:
+            src.stats.watermark = src.wm
+            summary.sources[src.step.name] = src.stats
+            summary.events_in += src.stats.events
+            summary.out_of_order += src.stats.out_of_order
+        if compiled is None:
+            return
+        summary.events_out = compiled.events_out
+        for node in compiled.nodes:
+            stats = node.sync_stats()
+            summary.steps[node.step.name] = stats
+            summary.late += stats.late
+        summary.late_events = compiled.late_memory
+
+
+def _by_time(event: tuple[int, int, Any, Push]) -> tuple[int, int]:
+    return event[0], event[1]
+
+
+def _ticking(events: Iterator[Any], bar: Any, task: Any) -> Iterator[Any]:
+    for n, event in enumerate(events, 1):
+        yield event
+        if n % 10_000 == 0:
+            bar.update(task, completed=n)
+
+
+__all__ = ["Runner", "resolve_data_dir"]

@@ -1,0 +1,652 @@
+"""The window operator: keyed event-time windows, their aggregations, lateness and emission.
+
+:class:`WindowOperator` is pure logic: the caller feeds it events with :meth:`~WindowOperator.
+process` and moves event time forward with :meth:`~WindowOperator.advance`; it returns result
+rows and reports late events. It does no I/O, starts no thread and reads no clock.
+
+Results. One row per (key, window), a plain dict::
+
+    {"key": key, "window_start": start, "window_end": end, <name>: <result>, ...}
+
+with one entry per named aggregation, in the order given. Unkeyed (global) windows use the key
+``None``. Keys are JSON-able scalars (``str``, ``int``, ``float``, ``bool``, ``None``) or
+tuples of them.
+
+Finalization. With allowed lateness ``L`` a window ``[start, end)`` is *finalized* -- its final
+row is emitted and its state dropped -- when the watermark reaches ``end + L``
+(``W >= end + L``); see :mod:`rheos.windowing.windows`.
+
+Emission modes.
+
+* ``emit="final"`` (default): one row per window, when it is finalized; :meth:`process`
+  returns no rows.
+* ``emit="update"``: :meth:`process` returns a row for every window the event changed (by
+  window start), and the final row follows when the window is finalized. Rows carry
+  ``"final": False`` / ``"final": True`` (only in this mode). An update row of a session
+  supersedes the rows of the sessions it merged.
+
+Order. :meth:`advance` returns rows ordered by window end, then window start, then the order in
+which the window's keys received their first event (the *key insertion order* of the window;
+after a merge of sessions, the earliest of the merged ones). The order does not depend on how
+the calls to ``advance`` are grouped: advancing to ``W1`` and then to ``W2`` returns the same
+rows in the same order as advancing to ``W2`` at once, so a stream-first runtime and a
+micro-batch runtime that feed the same events and watermarks produce identical output.
+
+Late events. An event is late for a window that was finalized when it arrived. It is not added
+to such windows, but it is still added to those of its windows that are open (sliding windows).
+:meth:`process` returns a :class:`LateInfo` naming the windows it missed and counts it in
+:attr:`~WindowOperator.late_events`: nothing is dropped silently. For every input, the final
+rows plus the late events re-added to exactly the windows they missed equal the rows of a batch
+run over all events (with a perfect watermark) -- for tumbling and sliding windows; with
+sessions, every event is in exactly one final session or reported late.
+
+Sessions. A late event is one whose own proto-window ``[ts, ts + gap)`` is finalized, or which
+would merge into a session of its key that was already finalized (the operator keeps the bounds
+of each key's last finalized session until no event could reach it any more). It is reported
+with the missed window -- the proto-window, or that finalized session -- and not added at all.
+
+Bad events. Every aggregation's value is read before any state changes: an event without a
+field an aggregation reads raises :class:`rheos.errors.EventError` (an error raised by a user's
+field function propagates as it is) and leaves the operator as it was.
+
+Checkpoints. :meth:`~WindowOperator.snapshot` returns plain data (msgpack-able: lists, dicts
+with ``str`` keys, scalars; never tuples as keys or custom objects) and
+:meth:`~WindowOperator.load` restores it exactly: a restored operator continues as the
+original would have. For incremental checkpoints,
+:meth:`~WindowOperator.changed_keys` names the keys whose state changed since
+:meth:`~WindowOperator.clear_changed`; store ``snapshot(include_keys=False)`` plus
+:meth:`~WindowOperator.snapshot_key` of each changed key, and restore with :meth:`load` followed
+by :meth:`~WindowOperator.restore_key` for every stored key.
+
+>>> from rheos.windowing import MAX_WATERMARK, count, sum, tumbling
+>>> op = WindowOperator(tumbling("10s"), {"n": count(), "total": sum("x")})
+>>> op.process("a", {"x": 1}, 1_000).outputs
+[]
+>>> _ = op.process("a", {"x": 2}, 9_999)
+>>> _ = op.process("b", {"x": 5}, 10_000)
+>>> op.advance(10_000)
+[{'key': 'a', 'window_start': 0, 'window_end': 10000, 'n': 2, 'total': 3}]
+>>> op.process("a", {"x": 7}, 3_000).late
+LateInfo(key='a', ts=3000, event={'x': 7}, windows=((0, 10000),))
+>>> op.advance(MAX_WATERMARK)
+[{'key': 'b', 'window_start': 10000, 'window_end': 20000, 'n': 1, 'total': 5}]
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from collections.abc import Hashable, Mapping
+from heapq import heappop, heappush
+from typing import Any, NamedTuple
+
+from rheos.durations import Duration, to_ms
+from rheos.errors import CheckpointError, ConfigError, EventError
+from rheos.windowing.aggregations import Aggregation, BoundAggregation, bind
+from rheos.windowing.watermarks import MIN_WATERMARK
+from rheos.windowing.windows import SessionWindows, SlidingWindows, TumblingWindows, WindowSpec
+
+_FORMAT = 1
+_RESERVED = frozenset({"key", "window_start", "window_end", "final"})
+_EMITS = ("final", "update")
+
+Row = dict[str, Any]
+
+
+class LateInfo(NamedTuple):
+    """A late event and the windows ``(start, end)`` it missed."""
+
+    key: Hashable
+    ts: int
+    event: Any
+    windows: tuple[tuple[int, int], ...]
+
+
+class ProcessResult(NamedTuple):
+    """What :meth:`WindowOperator.process` returns: update rows, and the late report if any."""
+
+    outputs: list[Row]
+    late: LateInfo | None
+
+
+_new_result = tuple.__new__  # ProcessResult without the NamedTuple constructor: the hot path
+
+
+def key_to_plain(key: Hashable) -> Any:
+    """A key as plain data (tuples become lists)."""
+    if isinstance(key, tuple):
+        return [key_to_plain(k) for k in key]
+    return key
+
+
+def key_from_plain(data: Any) -> Hashable:
+    """A key back from :func:`key_to_plain` (or from msgpack): lists become tuples."""
+    if isinstance(data, list):
+        return tuple(key_from_plain(d) for d in data)
+    return data  # type: ignore[no-any-return]
+
+
+def copy_plain(value: Any) -> Any:
+    """A deep copy of plain data; tuples become lists, as after a msgpack round trip."""
+    if isinstance(value, list | tuple):
+        return [copy_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: copy_plain(v) for k, v in value.items()}
+    return value
+
+
+def _by_creation(item: tuple[Hashable, list[Any]]) -> int:
+    return item[1][0]  # type: ignore[no-any-return]
+
+
+class WindowOperator:
+    """Keyed windows over event time (see the module docs for the semantics).
+
+    ``spec`` comes from :func:`~rheos.windowing.tumbling`, :func:`~rheos.windowing.sliding` or
+    :func:`~rheos.windowing.session`; ``aggregations`` maps each result name to an aggregation.
+    """
+
+    def __init__(
+        self,
+        spec: WindowSpec,
+        aggregations: Mapping[str, Aggregation],
+        *,
+        allowed_lateness_ms: Duration = 0,
+        emit: str = "final",
+    ) -> None:
+        if not isinstance(spec, TumblingWindows | SlidingWindows | SessionWindows):
+            raise ConfigError(
+                f"window operator: expected tumbling(...), sliding(...) or session(...), "
+                f"got {spec!r}"
+            )
+        if emit not in _EMITS:
+            raise ConfigError(f"window operator: emit must be 'final' or 'update', got {emit!r}")
+        for name in aggregations:
+            if not isinstance(name, str) or name in _RESERVED:
+                raise ConfigError(
+                    f"window operator: {name!r} cannot name an aggregation "
+                    "(names are strings other than key, window_start, window_end, final)"
+                )
+        self.spec = spec
+        self.allowed_lateness_ms = to_ms(allowed_lateness_ms, what="allowed_lateness")
+        self.emit = emit
+        self._names = tuple(aggregations)
+        self._aggs: tuple[BoundAggregation, ...] = tuple(bind(a) for a in aggregations.values())
+        self._reads = tuple(a.read for a in self._aggs)
+        self._reads_fields = any(read is not None for read in self._reads)
+        self._adds = tuple(a.add_value for a in self._aggs)
+        self._update = emit == "update"
+        self._watermark = MIN_WATERMARK
+        self._seq = 0
+        self.late_events = 0
+        """Events that missed at least one window."""
+        self._changed: set[Hashable] = set()
+        self._state_size = 0
+        # Tumbling and sliding windows: start -> key -> [creation seq, acc, ...], plus a heap
+        # of starts; windows of restored state may need sorting by creation seq.
+        self._kind: type[WindowSpec] = (
+            TumblingWindows
+            if isinstance(spec, TumblingWindows)
+            else SlidingWindows
+            if isinstance(spec, SlidingWindows)
+            else SessionWindows
+        )
+        self._size = spec.gap_ms if isinstance(spec, SessionWindows) else spec.size_ms
+        self._every = spec.every_ms if isinstance(spec, SlidingWindows) else self._size
+        self._offset = 0 if isinstance(spec, SessionWindows) else spec.offset_ms
+        self._final_delta = self._size + self.allowed_lateness_ms
+        self._windows: dict[int, dict[Hashable, list[Any]]] = {}
+        self._starts: list[int] = []
+        self._unsorted: set[int] = set()
+        # Session windows: key -> sessions by start, each [start, end, creation seq, acc, ...];
+        # a heap of (end, start, creation seq, n, key) with stale entries skipped; per key, the
+        # bounds of the last finalized session, and a heap saying when they can be forgotten.
+        self._sessions: dict[Hashable, list[list[Any]]] = {}
+        self._session_heap: list[tuple[int, int, int, int, Hashable]] = []
+        self._closed: dict[Hashable, list[int]] = {}
+        self._closed_heap: list[tuple[int, int, Hashable]] = []
+        self._pushes = 0
+
+    # -- reading -------------------------------------------------------------------------------
+
+    @property
+    def watermark(self) -> int:
+        """The watermark the operator was last advanced to."""
+        return self._watermark
+
+    @property
+    def windows_open(self) -> int:
+        """Distinct open windows (a session counts once per key)."""
+        if self._kind is SessionWindows:
+            return self._state_size
+        return len(self._windows)
+
+    @property
+    def state_size(self) -> int:
+        """Open (key, window) states held: the number of accumulator sets in memory."""
+        return self._state_size
+
+    def _row(self, key: Hashable, start: int, end: int, state: list[Any], at: int) -> Row:
+        row: Row = {"key": key, "window_start": start, "window_end": end}
+        for name, agg, acc in zip(self._names, self._aggs, state[at:], strict=True):
+            row[name] = agg.result(acc)
+        return row
+
+    def _late(
+        self, key: Hashable, event: Any, ts: int, missed: tuple[tuple[int, int], ...]
+    ) -> LateInfo:
+        self.late_events += 1
+        return LateInfo(key, ts, event, missed)
+
+    # -- processing ----------------------------------------------------------------------------
+
+    def _read(self, event: Any) -> list[Any] | None:
+        """Every aggregation's value of ``event``, read before any state changes.
+
+        None when no aggregation reads a field (each receives the whole event).
+        """
+        if not self._reads_fields:
+            return None
+        try:
+            return [event if read is None else read(event) for read in self._reads]
+        except (LookupError, TypeError) as exc:
+            raise self._bad_event(event, exc) from None
+
+    def _add(
+        self, state: list[Any], at: int, event: Any, values: list[Any] | None, ts: int, seq: int
+    ) -> None:
+        i = at
+        if values is None:
+            for add in self._adds:
+                state[i] = add(state[i], event, ts, seq)
+                i += 1
+        else:
+            for add in self._adds:
+                state[i] = add(state[i], values[i - at], ts, seq)
+                i += 1
+
+    def _bad_event(self, event: Any, exc: Exception) -> Exception:
+        for agg in self._aggs:
+            if isinstance(agg.field, str):
+                try:
+                    agg.value(event)
+                except EventError as error:
+                    return error
+        return exc  # raised by a user's field function: not ours to rename
+
+    def process(self, key: Hashable, event: Any, ts: int) -> ProcessResult:
+        """Add ``event`` (event time ``ts``) to the windows of ``key`` it belongs to."""
+        if self._kind is not TumblingWindows:
+            if self._kind is SlidingWindows:
+                return self._process_sliding(key, event, ts)
+            return self._process_session(key, event, ts)
+        size = self._size
+        start = ts - (ts - self._offset) % size
+        if start + self._final_delta <= self._watermark:
+            return ProcessResult([], self._late(key, event, ts, ((start, start + size),)))
+        values = None
+        if self._reads_fields:
+            try:
+                values = [event if read is None else read(event) for read in self._reads]
+            except (LookupError, TypeError) as exc:
+                raise self._bad_event(event, exc) from None
+        keys = self._windows.get(start)
+        if keys is None:
+            keys = self._windows[start] = {}
+            heappush(self._starts, start)
+        seq = self._seq
+        self._seq = seq + 1
+        state = keys.get(key)
+        if state is None:
+            state = keys[key] = [seq]
+            state.extend([agg.init() for agg in self._aggs])
+            self._state_size += 1
+        i = 1
+        if values is None:
+            for add in self._adds:
+                state[i] = add(state[i], event, ts, seq)
+                i += 1
+        else:
+            for add in self._adds:
+                state[i] = add(state[i], values[i - 1], ts, seq)
+                i += 1
+        self._changed.add(key)
+        if self._update:
+            row = self._row(key, start, start + size, state, 1)
+            row["final"] = False
+            return ProcessResult([row], None)
+        return _new_result(ProcessResult, ([], None))
+
+    def _process_sliding(self, key: Hashable, event: Any, ts: int) -> ProcessResult:
+        size, every = self._size, self._every
+        last = ts - (ts - self._offset) % every
+        start = last - ((last - (ts - size) - 1) // every) * every
+        limit = self._watermark - self._final_delta
+        missed: list[tuple[int, int]] = []
+        outputs: list[Row] = []
+        seq = self._seq
+        added = False
+        windows = self._windows
+        values = self._read(event)
+        while start <= last:
+            if start <= limit:
+                missed.append((start, start + size))
+                start += every
+                continue
+            keys = windows.get(start)
+            if keys is None:
+                keys = windows[start] = {}
+                heappush(self._starts, start)
+            state = keys.get(key)
+            if state is None:
+                state = keys[key] = [seq]
+                state.extend([agg.init() for agg in self._aggs])
+                self._state_size += 1
+            self._add(state, 1, event, values, ts, seq)
+            added = True
+            if self._update:
+                row = self._row(key, start, start + size, state, 1)
+                row["final"] = False
+                outputs.append(row)
+            start += every
+        if added:
+            self._seq = seq + 1
+            self._changed.add(key)
+        late = self._late(key, event, ts, tuple(missed)) if missed else None
+        return ProcessResult(outputs, late)
+
+    def _push_session(self, key: Hashable, state: list[Any]) -> None:
+        self._pushes += 1
+        heappush(self._session_heap, (state[1], state[0], state[2], self._pushes, key))
+
+    def _process_session(self, key: Hashable, event: Any, ts: int) -> ProcessResult:
+        end = ts + self._size
+        if end + self.allowed_lateness_ms <= self._watermark:
+            return ProcessResult([], self._late(key, event, ts, ((ts, end),)))
+        closed = self._closed.get(key)
+        if closed is not None and ts < closed[1]:
+            return ProcessResult([], self._late(key, event, ts, ((closed[0], closed[1]),)))
+        values = self._read(event)
+        seq = self._seq
+        self._seq = seq + 1
+        sessions = self._sessions.get(key)
+        if sessions is None:
+            sessions = self._sessions[key] = []
+        hits = [i for i, s in enumerate(sessions) if s[0] < end and s[1] > ts]
+        if not hits:
+            state = [ts, end, seq]
+            state.extend([agg.init() for agg in self._aggs])
+            insort(sessions, state, key=lambda s: s[0])
+            self._state_size += 1
+            self._push_session(key, state)
+        else:
+            state = sessions[hits[0]]
+            bounds = (state[0], state[1])
+            for other in [sessions[i] for i in hits[1:]]:
+                state[1] = max(state[1], other[1])
+                state[2] = min(state[2], other[2])
+                for i, agg in enumerate(self._aggs, 3):
+                    state[i] = agg.merge(state[i], other[i])
+            if len(hits) > 1:
+                del sessions[hits[1] : hits[-1] + 1]  # overlapping sessions are contiguous
+                self._state_size -= len(hits) - 1
+            state[0] = min(state[0], ts)
+            state[1] = max(state[1], end)
+            if len(hits) > 1 or bounds != (state[0], state[1]):
+                self._push_session(key, state)
+        self._add(state, 3, event, values, ts, seq)
+        self._changed.add(key)
+        if self._update:
+            row = self._row(key, state[0], state[1], state, 3)
+            row["final"] = False
+            return ProcessResult([row], None)
+        return ProcessResult([], None)
+
+    # -- event time ----------------------------------------------------------------------------
+
+    def advance(self, watermark: int) -> list[Row]:
+        """Move event time to ``watermark``; return the rows of the windows it finalizes.
+
+        A watermark lower than (or equal to) the current one changes nothing. Advance to
+        :data:`MAX_WATERMARK` at the end of input to finalize every window.
+        """
+        if watermark <= self._watermark:
+            return []
+        self._watermark = watermark
+        if self._kind is SessionWindows:
+            return self._advance_sessions(watermark)
+        limit = watermark - self._final_delta
+        out: list[Row] = []
+        heap = self._starts
+        size = self._size
+        update = self._update
+        while heap and heap[0] <= limit:
+            start = heappop(heap)
+            keys = self._windows.pop(start, None)
+            if keys is None:
+                continue
+            items: Any = keys.items()
+            if start in self._unsorted:
+                self._unsorted.discard(start)
+                items = sorted(items, key=_by_creation)
+            for key, state in items:
+                row = self._row(key, start, start + size, state, 1)
+                if update:
+                    row["final"] = True
+                out.append(row)
+                self._changed.add(key)
+            self._state_size -= len(keys)
+        return out
+
+    def _advance_sessions(self, watermark: int) -> list[Row]:
+        limit = watermark - self.allowed_lateness_ms
+        out: list[Row] = []
+        heap = self._session_heap
+        while heap and heap[0][0] <= limit:
+            end, start, cseq, _, key = heappop(heap)
+            sessions = self._sessions.get(key)
+            if not sessions:
+                continue
+            index = next(
+                (
+                    i
+                    for i, s in enumerate(sessions)
+                    if s[0] == start and s[1] == end and s[2] == cseq
+                ),
+                None,
+            )
+            if index is None:
+                continue  # a stale entry: the session grew or merged since
+            state = sessions.pop(index)
+            if not sessions:
+                del self._sessions[key]
+            self._state_size -= 1
+            self._changed.add(key)
+            row = self._row(key, start, end, state, 3)
+            if self._update:
+                row["final"] = True
+            out.append(row)
+            closed = self._closed.get(key)
+            if closed is None or end > closed[1]:
+                self._closed[key] = [start, end]
+                self._pushes += 1
+                forget_at = end + self._size + self.allowed_lateness_ms
+                heappush(self._closed_heap, (forget_at, self._pushes, key))
+        closed_heap = self._closed_heap
+        while closed_heap and closed_heap[0][0] <= watermark:
+            _, _, key = heappop(closed_heap)
+            closed = self._closed.get(key)
+            if (
+                closed is not None
+                and closed[1] + self._size + self.allowed_lateness_ms <= watermark
+            ):
+                del self._closed[key]
+                self._changed.add(key)
+        return out
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def changed_keys(self) -> set[Hashable]:
+        """Keys whose state changed since the last :meth:`clear_changed`."""
+        return set(self._changed)
+
+    def clear_changed(self) -> None:
+        """Forget which keys changed (call after writing an incremental checkpoint)."""
+        self._changed.clear()
+
+    def _dump(self, state: list[Any], at: int) -> list[Any]:
+        return [copy_plain(agg.dump(acc)) for agg, acc in zip(self._aggs, state[at:], strict=True)]
+
+    def _load(self, data: list[Any]) -> list[Any]:
+        return [agg.load(copy_plain(d)) for agg, d in zip(self._aggs, data, strict=True)]
+
+    def snapshot_key(self, key: Hashable) -> dict[str, Any] | None:
+        """The state of ``key`` as plain data, or None if it holds none."""
+        if self._kind is SessionWindows:
+            sessions = self._sessions.get(key, [])
+            closed = self._closed.get(key)
+            if not sessions and closed is None:
+                return None
+            return {
+                "sessions": [[s[0], s[1], s[2], self._dump(s, 3)] for s in sessions],
+                "closed": None if closed is None else list(closed),
+            }
+        windows = [
+            [start, keys[key][0], self._dump(keys[key], 1)]
+            for start, keys in sorted(self._windows.items())
+            if key in keys
+        ]
+        return {"windows": windows} if windows else None
+
+    def _drop_key(self, key: Hashable) -> None:
+        if self._kind is SessionWindows:
+            self._state_size -= len(self._sessions.pop(key, ()))
+            self._closed.pop(key, None)
+            return
+        for start in [s for s, keys in self._windows.items() if key in keys]:
+            keys = self._windows[start]
+            del keys[key]
+            self._state_size -= 1
+            if not keys:
+                del self._windows[start]
+
+    def restore_key(self, key: Hashable, data: dict[str, Any] | None) -> None:
+        """Replace the state of ``key`` by ``data`` from :meth:`snapshot_key` (None: no state)."""
+        self._drop_key(key)
+        if data is None:
+            return
+        if self._kind is SessionWindows:
+            sessions = []
+            for start, end, cseq, accs in data["sessions"]:
+                state = [start, end, cseq, *self._load(accs)]
+                sessions.append(state)
+                self._push_session(key, state)
+            if sessions:
+                self._sessions[key] = sessions
+                self._state_size += len(sessions)
+            closed = data.get("closed")
+            if closed is not None:
+                self._closed[key] = [closed[0], closed[1]]
+                self._pushes += 1
+                forget_at = closed[1] + self._size + self.allowed_lateness_ms
+                heappush(self._closed_heap, (forget_at, self._pushes, key))
+            return
+        for start, cseq, accs in data["windows"]:
+            keys = self._windows.get(start)
+            if keys is None:
+                keys = self._windows[start] = {}
+                heappush(self._starts, start)
+            keys[key] = [cseq, *self._load(accs)]
+            self._state_size += 1
+            self._unsorted.add(start)
+
+    def _keys(self) -> list[Hashable]:
+        if self._kind is SessionWindows:
+            return list(dict.fromkeys([*self._sessions, *self._closed]))
+        seen: dict[Hashable, None] = {}
+        for start in sorted(self._windows):
+            seen.update(dict.fromkeys(self._windows[start]))
+        return list(seen)
+
+    def snapshot(self, *, include_keys: bool = True) -> dict[str, Any]:
+        """The operator's state as plain data (see the module docs on checkpoints).
+
+        With ``include_keys=False`` only the operator-wide part (watermark, counters) is
+        returned, for incremental checkpoints that store keys with :meth:`snapshot_key`.
+        """
+        snap: dict[str, Any] = {
+            "format": _FORMAT,
+            "window": repr(self.spec),
+            "aggregations": list(self._names),
+            "allowed_lateness_ms": self.allowed_lateness_ms,
+            "watermark": self._watermark,
+            "seq": self._seq,
+            "late_events": self.late_events,
+        }
+        if include_keys:
+            snap["keys"] = [[key_to_plain(k), self.snapshot_key(k)] for k in self._keys()]
+        return snap
+
+    def load(self, snapshot: Mapping[str, Any]) -> None:
+        """Replace the whole state by ``snapshot`` (from :meth:`snapshot`)."""
+        if snapshot.get("format") != _FORMAT:
+            raise CheckpointError(
+                f"window operator: unknown snapshot format {snapshot.get('format')!r}"
+            )
+        expected = (repr(self.spec), list(self._names), self.allowed_lateness_ms)
+        found = (
+            snapshot["window"],
+            list(snapshot["aggregations"]),
+            snapshot["allowed_lateness_ms"],
+        )
+        if found != expected:
+            raise CheckpointError(
+                f"window operator: the snapshot is of {found[0]} with aggregations {found[1]} "
+                f"and allowed lateness {found[2]} ms, not {expected[0]} with {expected[1]} "
+                f"and {expected[2]} ms"
+            )
+        self._windows.clear()
+        self._starts.clear()
+        self._unsorted.clear()
+        self._sessions.clear()
+        self._session_heap.clear()
+        self._closed.clear()
+        self._closed_heap.clear()
+        self._changed.clear()
+        self._state_size = 0
+        self._watermark = int(snapshot["watermark"])
+        self._seq = int(snapshot["seq"])
+        self.late_events = int(snapshot["late_events"])
+        for key, data in snapshot.get("keys", ()):
+            self.restore_key(key_from_plain(key), data)
+
+    @classmethod
+    def restore(
+        cls,
+        spec: WindowSpec,
+        aggregations: Mapping[str, Aggregation],
+        snapshot: Mapping[str, Any],
+        *,
+        allowed_lateness_ms: Duration = 0,
+        emit: str = "final",
+    ) -> WindowOperator:
+        """A new operator holding the state of ``snapshot``."""
+        op = cls(spec, aggregations, allowed_lateness_ms=allowed_lateness_ms, emit=emit)
+        op.load(snapshot)
+        return op
+
+    def __repr__(self) -> str:
+        return (
+            f"WindowOperator({self.spec!r}, {list(self._names)}, emit={self.emit!r}, "
+            f"watermark={self._watermark}, open={self._state_size})"
+        )
+
+
+__all__ = [
+    "LateInfo",
+    "ProcessResult",
+    "Row",
+    "WindowOperator",
+    "copy_plain",
+    "key_from_plain",
+    "key_to_plain",
+]

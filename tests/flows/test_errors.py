@@ -1,0 +1,91 @@
+"""Error messages name the flow, the step and the user function; the log place of bad data."""
+
+from __future__ import annotations
+
+import pytest
+
+from rheos.transport import Log
+
+from ._rh import rh
+
+
+def explode(x: int) -> int:
+    return 1 // (x - 2)
+
+
+LINE = explode.__code__.co_firstlineno
+
+
+def test_user_function_error_names_flow_step_and_function() -> None:
+    flow = rh.Flow("boom")
+    flow.source(rh.iterable_source([1, 2, 3])).map(lambda x: x).map(explode, name="divide").sink(
+        rh.list_sink([])
+    )
+    with pytest.raises(rh.UserFunctionError) as info:
+        flow.run()
+    message = str(info.value)
+    assert "flow 'boom'" in message
+    assert "step #2 'divide' (map)" in message
+    assert f"explode at {__file__}:{LINE}" in message
+    assert "ZeroDivisionError" in message
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+
+
+def test_errors_in_filters_keys_and_process_steps() -> None:
+    for build, where in [
+        (lambda s: s.filter(lambda x: x["nope"]), "(filter)"),
+        (lambda s: s.key_by(lambda x: x["nope"]), "(key_by)"),
+        (lambda s: s.key_by("k").process(lambda ctx, e: e["nope"]), "(process)"),
+    ]:
+        flow = rh.Flow("f")
+        build(flow.source(rh.iterable_source([{"k": 1}]))).sink(rh.list_sink([]))
+        with pytest.raises(rh.UserFunctionError, match="KeyError") as info:
+            flow.run()
+        assert where in str(info.value) and "test_errors.py:" in str(info.value)
+
+
+def test_missing_key_field_is_an_event_error_naming_the_step() -> None:
+    flow = rh.Flow("keys")
+    flow.source(rh.iterable_source([{"a": 1}])).key_by("symbol").sink(rh.list_sink([]))
+    with pytest.raises(rh.EventError, match=r"step #1 'key_by' \(key_by\).*no key field 'symbol'"):
+        flow.run()
+
+
+def test_aggregation_on_a_missing_field_names_the_window_step() -> None:
+    flow = rh.Flow("agg")
+    (
+        flow.source(rh.iterable_source([{"t": 1}]), timestamp="t", timestamp_unit="ms")
+        .window(rh.tumbling("1s"))
+        .aggregate(s=rh.sum("price"))
+        .sink(rh.list_sink([]))
+    )
+    with pytest.raises(rh.EventError, match=r"flow 'agg', step #1 'window'.*'price'"):
+        flow.run()
+
+
+def test_decoding_error_names_topic_partition_and_offset(tmp_path) -> None:
+    log = Log(tmp_path)
+    log.create_topic("quotes", 2)
+    with log.producer("quotes") as p:
+        p.append([b'{"price": 1}', b'{"price": 2}', b"{not json", b"{}"], partition=1)
+    log.close()
+    flow = rh.Flow("dec", data_dir=tmp_path)
+    flow.source(rh.log_source("quotes")).sink(rh.list_sink([]))
+    with pytest.raises(rh.EventError) as info:
+        flow.run(bounded=True)
+    err = info.value
+    assert (err.topic, err.partition, err.offset) == ("quotes", 1, 2)
+    assert "topic 'quotes', partition 1, offset 2" in str(err)
+
+
+def test_bad_timestamp_names_the_source_step_and_place(tmp_path) -> None:
+    log = Log(tmp_path)
+    with log.producer("ticks", create_partitions=1) as p:
+        p.append([b'{"ts": 1000}', b'{"ts": "soon"}'])
+    log.close()
+    flow = rh.Flow("ts", data_dir=tmp_path)
+    flow.source(rh.log_source("ticks"), timestamp="ts").sink(rh.list_sink([]))
+    with pytest.raises(rh.EventError) as info:
+        flow.run(bounded=True)
+    assert "flow 'ts', step #0 'source' (source)" in str(info.value)
+    assert (info.value.topic, info.value.partition, info.value.offset) == ("ticks", 0, 1)

@@ -1,0 +1,233 @@
+"""Window semantics through the whole API, with hand-worked expected results."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ._rh import rh
+from .helpers import ev, rows, windowed
+
+
+def test_tumbling_keyed_in_order() -> None:
+    events = [ev("a", 1_000, 1), ev("b", 2_000, 5), ev("a", 9_999, 2), ev("a", 10_000, 4)]
+    out, late, summary = windowed(events, rh.tumbling("10s"))
+    assert rows(out, "n", "total") == [
+        ("a", 0, 10_000, 2, 3),
+        ("b", 0, 10_000, 1, 5),
+        ("a", 10_000, 20_000, 1, 4),
+    ]
+    assert late == [] and summary.late == 0 and summary.out_of_order == 0
+
+
+def test_out_of_order_within_the_bound_is_not_late() -> None:
+    # bound 5s: after a@12000 the watermark is 7000, so window [0, 10s) is still open for 8000
+    events = [ev("a", 1_000), ev("a", 12_000), ev("a", 8_000)]
+    out, late, summary = windowed(events, rh.tumbling("10s"), bound="5s")
+    assert rows(out, "n") == [("a", 0, 10_000, 2), ("a", 10_000, 20_000, 1)]
+    assert late == []
+    assert summary.out_of_order == 1
+    assert summary.sources["source"].max_delay_ms == 4_000
+    assert summary.steps["window"].out_of_order == 1
+
+
+def test_late_beyond_the_bound_goes_to_the_late_output_and_is_counted() -> None:
+    # bound 2s: after a@13000 the watermark is 11000 >= 10000: [0, 10s) is final; 5000 is late
+    events = [ev("a", 1_000), ev("a", 13_000), ev("a", 5_000, 7)]
+    out, late, summary = windowed(events, rh.tumbling("10s"), bound="2s")
+    assert rows(out, "n") == [("a", 0, 10_000, 1), ("a", 10_000, 20_000, 1)]
+    assert len(late) == 1
+    record = late[0]
+    assert record["event"] == ev("a", 5_000, 7)
+    assert (record["key"], record["timestamp"], record["watermark"]) == ("a", 5_000, 11_000)
+    assert record["windows"] == [[0, 10_000]]
+    assert (record["flow"], record["step"]) == ("w", "window")
+    assert summary.late == 1 and summary.steps["window"].late == 1
+
+
+def test_allowed_lateness_keeps_the_window_open() -> None:
+    events = [ev("a", 1_000), ev("a", 13_000), ev("a", 5_000)]
+    out, late, summary = windowed(events, rh.tumbling("10s"), bound="2s", lateness="2s")
+    assert rows(out, "n") == [("a", 0, 10_000, 2), ("a", 10_000, 20_000, 1)]
+    assert late == [] and summary.late == 0
+
+
+def test_sliding_windows() -> None:
+    events = [ev("a", 1_000), ev("a", 6_000), ev("a", 12_000)]
+    out, _, _ = windowed(events, rh.sliding("10s", every="5s"))
+    assert rows(out, "n") == [
+        ("a", -5_000, 5_000, 1),
+        ("a", 0, 10_000, 2),
+        ("a", 5_000, 15_000, 2),
+        ("a", 10_000, 20_000, 1),
+    ]
+
+
+def test_session_windows_merge_when_a_late_event_bridges_them() -> None:
+    # gap 5s: 1000 -> [1000, 6000); 9000 -> [9000, 14000); then 5000 -> [5000, 10000) touches
+    # both, so the three events become one session [1000, 14000)
+    events = [ev("a", 1_000, 1), ev("a", 9_000, 2), ev("a", 5_000, 4), ev("b", 30_000, 8)]
+    out, late, _ = windowed(events, rh.session("5s"), bound="10s")
+    assert rows(out, "n", "total") == [("a", 1_000, 14_000, 3, 7), ("b", 30_000, 35_000, 1, 8)]
+    assert late == []
+
+
+def test_session_windows_separate_without_the_bridge() -> None:
+    events = [ev("a", 1_000), ev("a", 3_000), ev("a", 20_000)]
+    out, _, _ = windowed(events, rh.session("5s"))
+    assert rows(out, "n") == [("a", 1_000, 8_000, 2), ("a", 20_000, 25_000, 1)]
+
+
+def test_global_window_has_key_none() -> None:
+    events = [ev("a", 1_000, 1), ev("b", 2_000, 2), ev("c", 11_000, 3)]
+    out, _, _ = windowed(events, rh.tumbling("10s"), keyed=False)
+    assert rows(out, "n", "total") == [(None, 0, 10_000, 2, 3), (None, 10_000, 20_000, 1, 3)]
+
+
+def test_emit_update_emits_every_change_then_the_final_row() -> None:
+    events = [ev("a", 1_000, 1), ev("a", 2_000, 2), ev("a", 12_000, 3)]
+    out, _, _ = windowed(events, rh.tumbling("10s"), emit="update", total=rh.sum("v"))
+    assert [(r["window_start"], r["total"], r["final"]) for r in out] == [
+        (0, 1, False),
+        (0, 3, False),
+        (0, 3, True),
+        (10_000, 3, False),
+        (10_000, 3, True),
+    ]
+
+
+def test_all_builtin_aggregations() -> None:
+    events = [ev("a", 3_000, 5), ev("a", 1_000, 2), ev("a", 2_000, 5)]
+    out, _, _ = windowed(
+        events,
+        rh.tumbling("10s"),
+        bound="10s",
+        n=rh.count(),
+        s=rh.sum("v"),
+        lo=rh.min("v"),
+        hi=rh.max("v"),
+        avg=rh.mean("v"),
+        first=rh.first("v"),
+        last=rh.last("v"),
+        all=rh.collect("v"),
+        distinct=rh.count_distinct("v"),
+    )
+    (row,) = out
+    assert row["n"] == 3 and row["s"] == 12 and row["lo"] == 2 and row["hi"] == 5
+    assert row["avg"] == 4.0 and row["first"] == 2 and row["last"] == 5
+    assert row["all"] == [2, 5, 5] and row["distinct"] == 2
+
+
+def test_user_defined_aggregation_and_window_reduce() -> None:
+    class Product:
+        def init(self):
+            return 1
+
+        def add(self, acc, value):
+            return acc * value
+
+        def merge(self, a, b):
+            return a * b
+
+        def result(self, acc):
+            return acc
+
+    events = [ev("a", 1_000, 2), ev("a", 2_000, 3), ev("a", 3_000, 7)]
+    out, _, _ = windowed(events, rh.tumbling("10s"), p=rh.aggregate_with(Product(), "v"))
+    assert out[0]["p"] == 42
+    flow = rh.Flow("r")
+    got: list = []
+    (
+        flow.source(rh.iterable_source(events), timestamp="t", timestamp_unit="ms")
+        .key_by("k")
+        .window(rh.tumbling("10s"))
+        .reduce(lambda a, b: {**a, "v": a["v"] + b["v"]})
+        .sink(rh.list_sink(got))
+    )
+    flow.run()
+    assert got[0]["value"]["v"] == 12
+
+
+def test_processing_time_windows_follow_the_injected_clock() -> None:
+    clock = rh.ManualClock(0)
+
+    def arrivals():
+        for at, value in [(1_000, 1), (2_000, 2), (15_000, 3)]:
+            clock.set(at)
+            yield {"v": value}
+
+    flow = rh.Flow("pt", clock=clock)
+    out: list = []
+    emitted_at: list = []
+    (
+        flow.source(rh.iterable_source(arrivals(), batch_size=1))
+        .window(rh.tumbling("10s"), time="processing")
+        .aggregate(total=rh.sum("v"))
+        .inspect(lambda r: emitted_at.append(clock.now_ms()))
+        .sink(rh.list_sink(out))
+    )
+    flow.run()
+    assert rows(out, "total") == [(None, 0, 10_000, 3), (None, 10_000, 20_000, 3)]
+    assert emitted_at[0] == 15_000  # closed by the clock, not by the end of the input
+
+
+def test_chained_windows_with_lateness_do_not_make_the_first_results_late() -> None:
+    events = [ev("a", t) for t in range(0, 60_000, 1_000)]
+    flow = rh.Flow("chain")
+    out: list = []
+    late: list = []
+    per_10s = (
+        flow.source(rh.iterable_source(events), timestamp="t", timestamp_unit="ms")
+        .key_by("k")
+        .window(rh.tumbling("10s"), allowed_lateness="15s")
+    )
+    (
+        per_10s.aggregate(n=rh.count())
+        .key_by("key")
+        .window(rh.tumbling("30s"))
+        .aggregate(n=rh.sum("n"), windows=rh.count())
+        .sink(rh.list_sink(out))
+    )
+    per_10s.late().sink(rh.list_sink(late))
+    summary = flow.run()
+    assert rows(out, "n", "windows") == [("a", 0, 30_000, 30, 3), ("a", 30_000, 60_000, 30, 3)]
+    assert summary.late == 0 and late == []
+
+
+def test_idle_partition_stops_holding_the_watermark(tmp_path) -> None:
+    clock = rh.ManualClock(0)
+    flow = rh.Flow("idle", data_dir=tmp_path, clock=clock)
+    from rheos.transport import Log
+
+    log = Log(tmp_path)
+    log.create_topic("events", 2)
+    with log.producer("events") as p:
+        p.append([b'{"t": 1000}', b'{"t": 12000}'], partition=0)
+    log.close()
+    out: list = []
+    (
+        flow.source(rh.log_source("events"), timestamp="t", timestamp_unit="ms", idle_timeout="5s")
+        .window(rh.tumbling("10s"))
+        .aggregate(n=rh.count())
+        .sink(rh.list_sink(out))
+    )
+    result: list = []
+    runner = threading.Thread(target=lambda: result.append(flow.run(timeout=20)))
+    runner.start()
+
+    def wait_for(n: int) -> None:
+        deadline = time.monotonic() + 10
+        while len(out) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    time.sleep(0.3)
+    assert out == []  # partition 1 has produced nothing: it holds the watermark back
+    clock.advance(5_000)  # partition 1 is idle now; the watermark is partition 0's: 12000
+    wait_for(1)
+    assert rows(out, "n") == [(None, 0, 10_000, 1)]
+    clock.advance(10_000)  # every partition idle: the watermark follows the clock
+    wait_for(2)
+    assert rows(out, "n")[1] == (None, 10_000, 20_000, 1)
+    flow.stop()
+    runner.join(10)
+    assert result[0].stopped == "stopped"
