@@ -206,6 +206,11 @@ class WindowOperator:
         self._closed_heap: list[tuple[int, int, Hashable]] = []
         self._pushes = 0
 
+        if self._kind is TumblingWindows and not self._update:
+            fast = _compile_tumbling(self)
+            if fast is not None:
+                self.process = fast  # type: ignore[method-assign]
+
     # -- reading -------------------------------------------------------------------------------
 
     @property
@@ -650,3 +655,101 @@ __all__ = [
     "key_from_plain",
     "key_to_plain",
 ]
+
+
+# -- the tumbling hot path, generated ---------------------------------------------------------
+
+_NO_RESULT = ProcessResult([], None)
+"""What the generated tumbling path returns for an on-time event (callers never mutate it)."""
+
+
+def _compile_tumbling(op: WindowOperator) -> Any:
+    """A ``process`` specialised for one tumbling operator in final mode, or None.
+
+    Built-in count/sum/min/max/mean with a field name (or no field, for count) are written
+    inline; every other aggregation calls its ``add_value``. The generated function does
+    exactly what :meth:`WindowOperator.process` does for tumbling windows: all values are read
+    before any state changes, the arrival number grows by one per event, and the key is
+    marked changed.
+    """
+    reads, inits, adds = [], [], []
+    env: dict[str, Any] = {
+        "op": op,
+        "windows": op._windows,
+        "starts": op._starts,
+        "heappush": heappush,
+        "changed_add": op._changed.add,
+        "NO_RESULT": _NO_RESULT,
+        "ProcessResult": ProcessResult,
+    }
+    for i, agg in enumerate(op._aggs):
+        at = i + 1
+        field = agg.field
+        kind = agg.kind if type(agg).__module__ == _AGG_MODULE else "custom"
+        if field is None:
+            value = "event"
+        elif isinstance(field, str):
+            reads.append(f"        v{i} = event[{field!r}]")
+            value = f"v{i}"
+        else:
+            env[f"read{i}"] = field
+            reads.append(f"        v{i} = read{i}(event)")
+            value = f"v{i}"
+        if kind == "count":
+            inits.append("0")
+            adds.append(f"    state[{at}] += 1")
+        elif kind == "sum":
+            inits.append("0")
+            adds.append(f"    if {value} is not None:\n        state[{at}] += {value}")
+        elif kind in ("min", "max"):
+            op_ = "<" if kind == "min" else ">"
+            inits.append("None")
+            adds.append(
+                f"    if {value} is not None and (state[{at}] is None or "
+                f"{value} {op_} state[{at}]):\n        state[{at}] = {value}"
+            )
+        elif kind == "mean":
+            inits.append("[0, 0]")
+            adds.append(
+                f"    if {value} is not None:\n        acc = state[{at}]\n"
+                f"        acc[0] += {value}\n        acc[1] += 1"
+            )
+        else:
+            env[f"init{i}"] = agg.init
+            env[f"add{i}"] = agg.add_value
+            inits.append(f"init{i}()")
+            adds.append(f"    state[{at}] = add{i}(state[{at}], {value}, ts, seq)")
+    size, offset, final = op._size, op._offset, op._final_delta
+    lines = [
+        "def process(key, event, ts):",
+        f"    start = ts - (ts - {offset}) % {size}",
+        f"    if start + {final} <= op._watermark:",
+        f"        return ProcessResult([], op._late(key, event, ts, ((start, start + {size}),)))",
+    ]
+    if reads:
+        lines += ["    try:", *reads]
+        lines += [
+            "    except (LookupError, TypeError) as exc:",
+            "        raise op._bad_event(event, exc) from None",
+        ]
+    lines += [
+        "    keys = windows.get(start)",
+        "    if keys is None:",
+        "        keys = windows[start] = {}",
+        "        heappush(starts, start)",
+        "    seq = op._seq",
+        "    op._seq = seq + 1",
+        "    state = keys.get(key)",
+        "    if state is None:",
+        f"        state = keys[key] = [seq, {', '.join(inits)}]",
+        "        op._state_size += 1",
+        *adds,
+        "    changed_add(key)",
+        "    return NO_RESULT",
+    ]
+    code = compile("\n".join(lines), f"<rheos tumbling window {op.spec!r}>", "exec")
+    exec(code, env)
+    return env["process"]
+
+
+_AGG_MODULE = BoundAggregation.__module__
