@@ -371,7 +371,7 @@ def check_targets(rows: list[Row]) -> list[dict[str, object]]:
             {
                 "target": target,
                 "row": f"{row.workload.split(' (')[0]}, {row.value_bytes} B, {row.policy}",
-                "measured": round(measured, 3 if unit == "ratio" else 0),
+                "measured": round(measured, 4 if unit == "ratio" else 0),
                 "threshold": threshold,
                 "unit": unit,
                 "passed": measured >= threshold,
@@ -532,7 +532,7 @@ def write_json(
 ) -> None:
     doc = {
         "benchmark": "log",
-        "command": "python benchmarks/bench_log.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python benchmarks/bench_log.py", *sys.argv[1:]]),
         "machine": machine(settings),
         "settings": {
             "records_100_bytes": settings.records_100,
