@@ -6,7 +6,7 @@ hands these arrays straight to Arrow)::
 
     offset  size         field
     0       4            length        u32, bytes that follow this field
-    4       4            crc           u32, CRC-32 of every byte after this field
+    4       4            crc           u32, CRC-32C (Castagnoli) of every byte after this field
     8       1            magic         0xB1 (format version 1)
     9       1            flags         bit 0: keys present, bit 1: headers present
     10      2            reserved      0
@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import struct
 import sys
-import zlib
 from array import array
 from collections.abc import Iterator, Sequence
-from itertools import accumulate
+from itertools import accumulate, repeat
 from typing import NamedTuple
 
 import msgspec
+from crc32c import crc32c
 
 from rheos.errors import CorruptLogError
 
@@ -122,6 +122,60 @@ def decode_headers(data: bytes | memoryview) -> tuple[tuple[str, bytes], ...]:
     return tuple((str(name), bytes(value)) for name, value in items)
 
 
+JOIN_LIMIT = 128 * 1024
+"""Values totalling less than this are joined into one buffer; larger batches are written as
+separate buffers (``writev``), so big appends never allocate (and page-fault) a copy."""
+
+
+def encode_batch_parts(
+    base_offset: int,
+    values: Sequence[bytes],
+    timestamps: Sequence[int],
+    keys: Sequence[bytes | None] | None,
+    headers: Sequence[Headers | None] | None,
+    append_time: int,
+) -> tuple[list[bytes], BatchHeader]:
+    """Encode one batch as a list of buffers whose concatenation is the framed batch."""
+    count = len(values)
+    flags = 0
+    ts = timestamps if isinstance(timestamps, array) else _i64(timestamps)
+    value_ends = _ends(values)
+    body: list[bytes] = [ts.tobytes(), value_ends.tobytes()]
+    tail: list[bytes] = []
+    if keys is not None:
+        flags |= FLAG_KEYS
+        plain = [k if k is not None else b"" for k in keys]
+        body.append(_ends(plain).tobytes())
+        body.append(bytes(k is None for k in keys))
+        tail.append(b"".join(plain))
+    if headers is not None:
+        flags |= FLAG_HEADERS
+        encoded = [encode_headers(h) if h else b"" for h in headers]
+        body.append(_ends(encoded).tobytes())
+        tail.append(b"".join(encoded))
+    min_ts = min(ts)
+    max_ts = max(ts)
+    head_tail = struct.pack(
+        "<BBHqIqqq", MAGIC, flags, 0, base_offset, count, min_ts, max_ts, append_time
+    )
+    crc = crc32c(head_tail)
+    for part in body:
+        crc = crc32c(part, crc)
+    total_values = value_ends[-1]
+    if total_values < JOIN_LIMIT:
+        value_parts: list[bytes] = [b"".join(values)]
+    else:
+        value_parts = list(values)
+    for part in value_parts:
+        crc = crc32c(part, crc)
+    for part in tail:
+        crc = crc32c(part, crc)
+    length = 4 + len(head_tail) + sum(map(len, body)) + total_values + sum(map(len, tail))
+    prefix = LENGTH.pack(length) + LENGTH.pack(crc) + head_tail
+    header = BatchHeader(length, crc, MAGIC, flags, base_offset, count, min_ts, max_ts, append_time)
+    return [prefix, *body, *value_parts, *tail], header
+
+
 def encode_batch(
     base_offset: int,
     values: Sequence[bytes],
@@ -130,45 +184,14 @@ def encode_batch(
     headers: Sequence[Headers | None] | None,
     append_time: int,
 ) -> bytes:
-    """Encode one batch. ``values`` and ``timestamps`` have one entry per record."""
-    count = len(values)
-    flags = 0
-    parts: list[bytes | array[int]] = []
-    ts = timestamps if isinstance(timestamps, array) else _i64(timestamps)
-    parts.append(ts)
-    parts.append(_ends(values))
-    key_blob = b""
-    header_blob = b""
-    if keys is not None:
-        flags |= FLAG_KEYS
-        plain = [k if k is not None else b"" for k in keys]
-        parts.append(_ends(plain))
-        parts.append(bytes(k is None for k in keys))
-        key_blob = b"".join(plain)
-    if headers is not None:
-        flags |= FLAG_HEADERS
-        encoded = [encode_headers(h) if h else b"" for h in headers]
-        parts.append(_ends(encoded))
-        header_blob = b"".join(encoded)
-    parts.append(b"".join(values))
-    if key_blob:
-        parts.append(key_blob)
-    if header_blob:
-        parts.append(header_blob)
-    body = b"".join(parts)
-    min_ts = min(ts)
-    max_ts = max(ts)
-    head_tail = struct.pack(
-        "<BBHqIqqq", MAGIC, flags, 0, base_offset, count, min_ts, max_ts, append_time
-    )
-    crc = zlib.crc32(body, zlib.crc32(head_tail))
-    length = 4 + len(head_tail) + len(body)
-    return LENGTH.pack(length) + LENGTH.pack(crc) + head_tail + body
+    """Encode one batch as bytes. ``values`` and ``timestamps`` have one entry per record."""
+    parts, _ = encode_batch_parts(base_offset, values, timestamps, keys, headers, append_time)
+    return b"".join(parts)
 
 
 def check_crc(buf: bytes | memoryview, pos: int, header: BatchHeader) -> bool:
     view = memoryview(buf)[pos + _BODY_START : pos + header.size]
-    return zlib.crc32(view) == header.crc
+    return crc32c(view) == header.crc
 
 
 class RecordBatch:
@@ -309,12 +332,17 @@ class RecordBatch:
         return [decode_headers(data[ends[i] : ends[i + 1]]) for i in range(self.start, self.stop)]
 
     def records(self) -> Iterator[Record]:
-        topic, partition = self.topic, self.partition
-        headers = self.headers() if self._header_ends is not None else None
-        for i, (offset, ts, key, value) in enumerate(
-            zip(self.offsets(), self.timestamp_list(), self.keys(), self.values(), strict=True)
-        ):
-            yield Record(topic, partition, offset, ts, key, value, headers[i] if headers else ())
+        headers = self.headers() if self._header_ends is not None else repeat(())
+        columns = zip(
+            repeat(self.topic),
+            repeat(self.partition),
+            self.offsets(),
+            self.timestamp_list(),
+            self.keys(),
+            self.values(),
+            headers,
+        )
+        return map(tuple.__new__, repeat(Record), columns)
 
 
 def decode_batch(

@@ -21,9 +21,11 @@ import fcntl
 import logging
 import os
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rheos.errors import (
@@ -40,7 +42,7 @@ from rheos.transport.format import (
     RecordBatch,
     check_crc,
     decode_batch,
-    encode_batch,
+    encode_batch_parts,
     parse_header,
 )
 from rheos.transport.segment import (
@@ -72,6 +74,47 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+IOV_MAX = 1024
+_SYNCER: ThreadPoolExecutor | None = None
+_SYNCER_LOCK = threading.Lock()
+
+
+def _writev_all(fd: int, parts: list[bytes]) -> None:
+    """Write ``parts`` in order with as few ``writev`` calls as possible (short writes too)."""
+    i = 0
+    while i < len(parts):
+        group = parts[i : i + IOV_MAX]
+        want = sum(map(len, group))
+        done = os.writev(fd, group)
+        if done == want:
+            i += len(group)
+            continue
+        # a short write: skip the parts written in full, keep the rest of the cut one
+        for j, part in enumerate(group):
+            if done < len(part):
+                parts = [part[done:], *group[j + 1 :], *parts[i + len(group) :]]
+                i = 0
+                break
+            done -= len(part)
+
+
+def _sync_and_close(fds: tuple[int, ...]) -> None:
+    try:
+        for fd in fds:
+            os.fsync(fd)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _background_sync(fds: tuple[int, ...]) -> None:
+    global _SYNCER
+    with _SYNCER_LOCK:
+        if _SYNCER is None:
+            _SYNCER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rheos-seal")
+        _SYNCER.submit(_sync_and_close, fds)
 
 
 COMMITTED_FILE = "committed"
@@ -208,13 +251,19 @@ class PartitionWriter:
         fsync_dir(self.folder)
 
     def _roll(self) -> None:
-        """Seal the active segment (always durable) and start a new one."""
+        """Seal the active segment and start a new one.
+
+        Under the ``batch`` policy the sealed segment is already durable. Otherwise it is
+        fsynced by a background thread, so an append never waits for a whole segment to reach
+        the disk (the policy never promised that).
+        """
         self.rolls += 1
-        os.fsync(self._fd)
-        os.fsync(self._idx_fd)
-        os.fsync(self._tim_fd)
-        for fd in (self._fd, self._idx_fd, self._tim_fd):
-            os.close(fd)
+        fds = (self._fd, self._idx_fd, self._tim_fd)
+        if self.fsync_every_batch:
+            _sync_and_close(fds)
+        else:
+            _background_sync(fds)
+        self.dirty = False
         self._create_segment(self.next_offset)
 
     # -- appending --------------------------------------------------------------------------
@@ -238,33 +287,33 @@ class PartitionWriter:
         self._check_sizes(values, keys)
         now = now_ms()
         first = self.next_offset
-        chunks = []
+        parts: list[bytes] = []
+        headers_written: list[tuple[BatchHeader, int]] = []
         offset = first
+        size = 0
         for start in range(0, n, max_batch_records):
             stop = min(n, start + max_batch_records)
-            chunks.append(
-                encode_batch(
-                    offset,
-                    values[start:stop],
-                    timestamps[start:stop],
-                    keys[start:stop] if keys is not None else None,
-                    headers[start:stop] if headers is not None else None,
-                    now,
-                )
+            chunk, header = encode_batch_parts(
+                offset,
+                values[start:stop],
+                timestamps[start:stop],
+                keys[start:stop] if keys is not None else None,
+                headers[start:stop] if headers is not None else None,
+                now,
             )
+            parts.extend(chunk)
+            headers_written.append((header, size))
+            size += header.size
             offset += stop - start
-        blob = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        if self.pos > 0 and self.pos + len(blob) > self.segment_bytes:
+        if self.pos > 0 and self.pos + size > self.segment_bytes:
             self._roll()
-        self._write(blob, first)
+        self._write(parts, size, first)
         idx_parts, tim_parts = [], []
-        pos = self.pos
-        for chunk in chunks:
-            idx, tim = self.index.add(parse_header(chunk), pos)
+        for header, rel in headers_written:
+            idx, tim = self.index.add(header, self.pos + rel)
             idx_parts.append(idx)
             tim_parts.append(tim)
-            pos += len(chunk)
-        self.pos = pos
+        self.pos += size
         self.next_offset = offset
         self._write_index_entries(b"".join(idx_parts), b"".join(tim_parts))
         return first
@@ -310,12 +359,9 @@ class PartitionWriter:
                     offset=self.next_offset + i,
                 )
 
-    def _write(self, blob: bytes, first_offset: int) -> None:
-        view = memoryview(blob)
-        written = 0
+    def _write(self, parts: list[bytes], size: int, first_offset: int) -> None:
         try:
-            while written < len(blob):
-                written += os.write(self._fd, view[written:])
+            _writev_all(self._fd, parts)
             if self.fsync_every_batch:
                 os.fdatasync(self._fd)
             else:
@@ -325,7 +371,7 @@ class PartitionWriter:
                 os.ftruncate(self._fd, self.pos)
             if exc.errno in _DISK_FULL:
                 raise DiskFullError(
-                    f"the disk is full ({exc.strerror}); the append of {len(blob)} bytes was "
+                    f"the disk is full ({exc.strerror}); the append of {size} bytes was "
                     "cut back and nothing of it is kept",
                     topic=self.topic,
                     partition=self.partition,
