@@ -7,7 +7,7 @@ the bytes on disk.
 """
 
 from rheos.transport.format import Record, RecordBatch
-from rheos.transport.log import Log, PartitionInfo, Producer, Reader, Start
+from rheos.transport.log import Isolation, Log, PartitionInfo, Producer, Reader, Start
 from rheos.transport.partitioner import murmur2, partition_for_key
 from rheos.transport.topics import (
     DATA_DIR_ENV,
@@ -20,6 +20,7 @@ from rheos.transport.topics import (
 __all__ = [
     "DATA_DIR_ENV",
     "Durability",
+    "Isolation",
     "Log",
     "PartitionInfo",
     "Producer",
