@@ -22,8 +22,9 @@ everything rheos itself raises (user code's own exceptions are wrapped, never hi
     │                               schema (names topic, partition and offset when known)
     └── CheckpointError             saving or restoring state
 
-Every error carries its *where* in the message; errors about a place in the log also keep
-``topic``, ``partition`` and ``offset`` as attributes so programs can act on them.
+Every error carries its *where* in the message. ``LogError`` and ``EventError`` are also
+``LocatedError``: they keep ``topic``, ``partition`` and ``offset`` as attributes so programs
+can act on them.
 """
 
 from __future__ import annotations
@@ -41,11 +42,9 @@ class InvalidTopicNameError(ConfigError):
     """A topic name that rheos refuses (empty, too long, bad characters, or a path)."""
 
 
-class LogError(RheosError):
-    """An error in the embedded log.
-
-    ``topic``, ``partition`` and ``offset`` name where it happened, when known.
-    """
+class LocatedError(RheosError):
+    """An error about a place in the log: ``topic``, ``partition`` and ``offset`` name where
+    it happened, when known, and the message ends with them."""
 
     def __init__(
         self,
@@ -60,6 +59,10 @@ class LogError(RheosError):
         self.offset = offset
         where = _where(topic, partition, offset)
         super().__init__(f"{message} ({where})" if where else message)
+
+
+class LogError(LocatedError):
+    """An error in the embedded log."""
 
 
 def _where(topic: str | None, partition: int | None, offset: int | None) -> str:
@@ -117,22 +120,8 @@ class UserFunctionError(FlowError):
     """A user function raised. The message names the flow, the step and the function."""
 
 
-class EventError(FlowError):
+class EventError(FlowError, LocatedError):
     """An event could not be processed (decoding, timestamp, schema)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        topic: str | None = None,
-        partition: int | None = None,
-        offset: int | None = None,
-    ) -> None:
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        where = _where(topic, partition, offset)
-        super().__init__(f"{message} ({where})" if where else message)
 
 
 class CheckpointError(RheosError):
@@ -148,6 +137,7 @@ __all__ = [
     "FlowDefinitionError",
     "FlowError",
     "InvalidTopicNameError",
+    "LocatedError",
     "LogClosedError",
     "LogError",
     "OffsetOutOfRangeError",

@@ -10,12 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
+import vega_datasets
 
 from ._rh import rh
-
-vega_datasets = pytest.importorskip("vega_datasets")
-duckdb = pytest.importorskip("duckdb")
 
 STOCKS = Path(vega_datasets.__file__).parent / "_data" / "stocks.csv"
 QUARTER_MS = 91 * 86_400_000

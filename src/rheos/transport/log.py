@@ -43,6 +43,7 @@ from rheos.transport.partition import (
     PartitionCursor,
     PartitionWriter,
     now_ms,
+    oversize_record,
     read_committed,
     write_committed,
 )
@@ -498,19 +499,14 @@ class Producer:
 
     def _check_sizes(self, values: Sequence[bytes], keys: Sequence[bytes | None] | None) -> None:
         limit = self.config.max_record_bytes
-        biggest = max(map(len, values))
-        if keys is not None:
-            biggest += max((len(k) for k in keys if k is not None), default=0)
-        if biggest <= limit:
-            return
-        for i, value in enumerate(values):
-            size = len(value) + (len(keys[i] or b"") if keys is not None else 0)
-            if size > limit:
-                raise RecordTooLargeError(
-                    f"record {i} of the append is {size} bytes, over the topic's "
-                    f"max_record_bytes of {limit}; nothing of this append was written",
-                    topic=self.topic,
-                )
+        found = oversize_record(values, keys, limit)
+        if found is not None:
+            i, size = found
+            raise RecordTooLargeError(
+                f"record {i} of the append is {size} bytes, over the topic's "
+                f"max_record_bytes of {limit}; nothing of this append was written",
+                topic=self.topic,
+            )
 
     def send(
         self,

@@ -117,6 +117,23 @@ def _background_sync(fds: tuple[int, ...]) -> None:
         _SYNCER.submit(_sync_and_close, fds)
 
 
+def oversize_record(
+    values: Sequence[bytes], keys: Sequence[bytes | None] | None, limit: int
+) -> tuple[int, int] | None:
+    """The index and size of the first record whose key plus value exceed ``limit``, if any
+    (one fast pass when none does)."""
+    biggest = max(map(len, values), default=0)
+    if keys is not None:
+        biggest += max((len(k) for k in keys if k is not None), default=0)
+    if biggest <= limit:
+        return None
+    for i, value in enumerate(values):
+        size = len(value) + (len(keys[i] or b"") if keys is not None else 0)
+        if size > limit:
+            return i, size
+    return None
+
+
 COMMITTED_FILE = "committed"
 _MARK = struct.Struct("<QI")
 
@@ -341,23 +358,16 @@ class PartitionWriter:
                     os.ftruncate(fd, 0)
 
     def _check_sizes(self, values: Sequence[bytes], keys: Sequence[bytes | None] | None) -> None:
-        limit = self.max_record_bytes
-        biggest = max(map(len, values))
-        if keys is not None:
-            biggest_key = max((len(k) for k in keys if k is not None), default=0)
-            biggest += biggest_key
-        if biggest <= limit:
-            return
-        for i, value in enumerate(values):
-            size = len(value) + (len(keys[i] or b"") if keys is not None else 0)
-            if size > limit:
-                raise RecordTooLargeError(
-                    f"record {i} of the append is {size} bytes, over the topic's "
-                    f"max_record_bytes of {limit}; nothing of this append was written",
-                    topic=self.topic,
-                    partition=self.partition,
-                    offset=self.next_offset + i,
-                )
+        found = oversize_record(values, keys, self.max_record_bytes)
+        if found is not None:
+            i, size = found
+            raise RecordTooLargeError(
+                f"record {i} of the append is {size} bytes, over the topic's "
+                f"max_record_bytes of {self.max_record_bytes}; nothing of this append was written",
+                topic=self.topic,
+                partition=self.partition,
+                offset=self.next_offset + i,
+            )
 
     def _write(self, parts: list[bytes], size: int, first_offset: int) -> None:
         try:
