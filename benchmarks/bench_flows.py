@@ -116,7 +116,7 @@ def plain_w2(data_dir: str, n: int) -> dict[tuple[str, int], list[Any]]:
 
 def rheos_w1(data_dir: str, n: int) -> list[Any]:
     out: list[Any] = []
-    flow = Flow("w1", data_dir=data_dir)
+    flow = Flow("w1", data_dir=data_dir, checkpoint_interval=None)
     (
         flow.source(log_source(TOPIC), timestamp="ts", timestamp_unit="ms", out_of_orderness="5s")
         .filter(lambda e: e["value"] > 50)
@@ -129,7 +129,7 @@ def rheos_w1(data_dir: str, n: int) -> list[Any]:
 
 def rheos_w2(data_dir: str, n: int) -> dict[tuple[str, int], list[Any]]:
     out: list[Any] = []
-    flow = Flow("w2", data_dir=data_dir)
+    flow = Flow("w2", data_dir=data_dir, checkpoint_interval=None)
     (
         flow.source(log_source(TOPIC), timestamp="ts", timestamp_unit="ms", out_of_orderness="5s")
         .key_by("key")

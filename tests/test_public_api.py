@@ -14,6 +14,8 @@ EXPECTED = {
     "tumbling", "sliding", "session", "count", "sum", "min", "max", "mean", "first", "last",
     "collect", "count_distinct", "aggregate_with", "Aggregation", "Clock", "SystemClock",
     "ManualClock", "MIN_WATERMARK", "MAX_WATERMARK",
+    # vectorised expressions (both runtime modes)
+    "col", "lit", "expr", "Expr",
     # sources and sinks
     "log_source", "log_sink", "iterable_source", "jsonl_source", "csv_source",
     "parquet_source", "jsonl_sink", "stdout_sink", "callback_sink", "list_sink",

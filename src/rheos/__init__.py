@@ -38,6 +38,7 @@ from rheos.errors import (
     UserFunctionError,
 )
 from rheos.flows import KeyedStream, ProcessContext, ProcessLogic, Stream, WindowedStream
+from rheos.flows.expressions import Expr, col, expr, lit
 from rheos.runtime import Flow, RunSummary
 from rheos.transport import Log, Record, RecordBatch, default_data_dir
 from rheos.windowing import (
@@ -71,6 +72,7 @@ __all__ = [
     "Clock",
     "Duration",
     "EventError",
+    "Expr",
     "Flow",
     "FlowDefinitionError",
     "FlowError",
@@ -90,17 +92,20 @@ __all__ = [
     "__version__",
     "aggregate_with",
     "callback_sink",
+    "col",
     "collect",
     "count",
     "count_distinct",
     "csv_source",
     "default_data_dir",
+    "expr",
     "first",
     "iterable_source",
     "jsonl_sink",
     "jsonl_source",
     "last",
     "list_sink",
+    "lit",
     "log_sink",
     "log_source",
     "max",

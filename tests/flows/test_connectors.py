@@ -72,6 +72,7 @@ def test_csv_source_infers_numbers(tmp_path: Path) -> None:
 def test_parquet_source(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     pq.write_table(pa.Table.from_pylist(EVENTS), tmp_path / "in.parquet")
     assert counts(rh.parquet_source(tmp_path / "in.parquet")) == EXPECTED
 

@@ -13,7 +13,7 @@ from ._rh import rh
 
 
 def log_flow(tmp_path, out: list):
-    flow = rh.Flow("ctl", data_dir=tmp_path)
+    flow = rh.Flow("ctl", data_dir=tmp_path, checkpoint_interval=None)
     flow.source(rh.log_source("in")).sink(rh.list_sink(out))
     with_topic(tmp_path)
     return flow

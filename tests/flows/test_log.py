@@ -103,6 +103,7 @@ def test_log_round_trip_streaming_routes_late_events_to_the_default_topic(tmp_pa
 def test_streaming_log_source_waits_for_new_data_and_stops_from_another_thread(tmp_path) -> None:
     write(tmp_path, "quotes", QUOTES[:2])
     flow = quote_flow(tmp_path)
+    flow.checkpoint_interval_ms = 100  # committed readers see results at each checkpoint
     results: list = []
     t = threading.Thread(target=lambda: results.append(flow.run()))
     t.start()
@@ -175,11 +176,13 @@ def test_log_sink_key_picks_the_partition(tmp_path) -> None:
 
 
 def test_offsets_are_committed_only_when_every_read_event_is_accounted_for(tmp_path) -> None:
+    """Without checkpoints the consumer group is the flow's progress (tests/faults covers
+    the checkpointed case, where the checkpoint is)."""
     write(tmp_path, "nums", [{"n": i} for i in range(5)])
 
     def run(**kw) -> list:
         got: list = []
-        flow = rh.Flow("c", data_dir=tmp_path)
+        flow = rh.Flow("c", data_dir=tmp_path, checkpoint_interval=None)
         flow.source(rh.log_source("nums", group="g")).sink(rh.list_sink(got))
         flow.run(**kw)
         return [e["n"] for e in got]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from rheos.transport import Log
 from rheos.windowing.clock import Clock, SystemClock
@@ -22,7 +22,10 @@ class Chunk:
     """Events read together from one partition of a source.
 
     ``timestamps`` are the records' own times (log records have them) or ``None``;
-    ``topic`` and ``offsets`` locate each event for error messages when known.
+    ``topic`` and ``offsets`` locate each event for error messages when known; ``raw`` are
+    the records' original bytes (log sources), for dead letters. ``rejects`` are the records
+    of this stretch that could not become events (``(offset, bytes, error)``: undecodable,
+    failing the schema, too large): the runtime applies the flow's bad-event policy to them.
     """
 
     partition: int
@@ -30,6 +33,20 @@ class Chunk:
     timestamps: list[int] | None = None
     topic: str | None = None
     offsets: range | list[int] | None = None
+    raw: list[bytes] | None = None
+    rejects: list[tuple[int | None, bytes, Exception]] | None = None
+
+    def drop(self, indexes: list[int]) -> None:
+        """Remove the events at ``indexes`` (sorted) from every column."""
+        gone = set(indexes)
+        keep = [i for i in range(len(self.values)) if i not in gone]
+        self.values = [self.values[i] for i in keep]
+        if self.timestamps is not None:
+            self.timestamps = [self.timestamps[i] for i in keep]
+        if self.offsets is not None:
+            self.offsets = [self.offsets[i] for i in keep]
+        if self.raw is not None:
+            self.raw = [self.raw[i] for i in keep]
 
     def where(self, index: int) -> dict[str, Any]:
         """``topic``/``partition``/``offset`` of event ``index`` (for :class:`EventError`)."""
@@ -45,6 +62,10 @@ class OpenContext:
     data_dir: str
     bounded: bool = False
     clock: Clock = field(default_factory=SystemClock)
+    transactional: bool = False
+    """Sinks take part in checkpoints: output becomes visible when a checkpoint commits."""
+    epoch: int = 0
+    """The flow's replay epoch (log sinks stamp it on every record, see rheos.runtime.replay)."""
     _log: Log | None = None
 
     @property
@@ -88,6 +109,19 @@ class SourceReader(Protocol):
         ...
 
 
+@runtime_checkable
+class SeekableReader(Protocol):
+    """A reader whose position can be saved in a checkpoint and restored (log sources)."""
+
+    def positions(self) -> dict[int, int]:
+        """The next offset to read, per partition."""
+        ...
+
+    def seek(self, positions: dict[int, int]) -> None:
+        """Continue from ``positions`` (from :meth:`positions`)."""
+        ...
+
+
 class Source(Protocol):
     """A source description: ``open`` it to read."""
 
@@ -109,6 +143,36 @@ class SinkWriter(Protocol):
 
     def close(self) -> None:
         """Flush and release."""
+        ...
+
+
+@runtime_checkable
+class TransactionalWriter(Protocol):
+    """A sink writer that takes part in checkpoints (exactly-once output).
+
+    The runtime calls, for checkpoint ``id``:
+
+    1. :meth:`prepare` -- make everything written so far durable but not yet visible (or
+       return it) and return plain data (msgpack-able) stored *inside* the checkpoint;
+    2. the checkpoint commits (one SQLite transaction);
+    3. :meth:`commit` -- make it visible. It must be idempotent: after a crash between 2 and
+       3, :meth:`recover` repeats it.
+
+    When a run starts, :meth:`recover` gets the restored checkpoint's id and what
+    :meth:`prepare` returned for it (``None`` and ``None`` with no checkpoint): discard
+    whatever was written after it, and finish its commit if it was not finished.
+    """
+
+    def prepare(self, checkpoint: int) -> Any:
+        """Flush durably, invisibly; return plain data to keep in the checkpoint."""
+        ...
+
+    def commit(self, checkpoint: int) -> None:
+        """Make what :meth:`prepare` covered visible (idempotent)."""
+        ...
+
+    def recover(self, checkpoint: int | None, prepared: Any) -> None:
+        """Go back to the state of ``checkpoint``: drop later output, finish its commit."""
         ...
 
 
@@ -152,8 +216,10 @@ __all__ = [
     "BaseWriter",
     "Chunk",
     "OpenContext",
+    "SeekableReader",
     "Sink",
     "SinkWriter",
     "Source",
     "SourceReader",
+    "TransactionalWriter",
 ]

@@ -9,6 +9,17 @@ offsets the topic had when the run started; in a streaming run it never ends.
 ``log_sink(topic)`` writes each event encoded as ``format``; the topic is created (with
 ``partitions`` partitions, default 1) if it does not exist. ``key`` names a field or is a
 function giving the record key, which also picks the partition.
+
+Exactly once. In a run with checkpoints the sink writes through a transactional producer:
+its records become visible to *committed* readers (the default of :func:`log_source` and
+``rheos consume``) only when the checkpoint that covers them completes, and a recovering run
+cuts off whatever was written after its checkpoint. Every record carries the header
+``rheos-epoch`` (see :mod:`rheos.runtime.replay`). ``isolation="uncommitted"`` reads records
+as soon as they are written -- the lowest latency, but including records a crash will take
+back (and, after a crash, the same results written again).
+
+Records carrying the header ``rheos-control`` (epoch markers written by a replay) are not
+events: sources skip them.
 """
 
 from __future__ import annotations
@@ -18,14 +29,22 @@ from typing import Any
 
 from rheos.connectors.base import BaseReader, BaseWriter, Chunk, OpenContext
 from rheos.connectors.codecs import check_format, encoder, key_bytes, value_decoder
-from rheos.errors import EventError
+from rheos.errors import EventError, RecordTooLargeError
 from rheos.transport import RecordBatch, Start
+from rheos.transport.log import Isolation
+from rheos.transport.partition import read_committed
+
+CONTROL_HEADER = "rheos-control"
+EPOCH_HEADER = "rheos-epoch"
 
 FLUSH_EVERY = 4096
 
 
 class LogSource:
     """Reads a topic of the flow's log; build with :func:`log_source`."""
+
+    seekable = True
+    """Its positions can be checkpointed and restored."""
 
     def __init__(
         self,
@@ -38,8 +57,12 @@ class LogSource:
         schema: type | None = None,
         as_dict: bool = True,
         max_records: int = 10_000,
+        isolation: Isolation = "committed",
+        max_record_bytes: int | None = None,
     ) -> None:
         check_format(format)
+        self.isolation: Isolation = isolation
+        self.max_record_bytes = max_record_bytes
         self.topic = topic
         self.partitions = None if partitions is None else list(partitions)
         self.group = group
@@ -66,7 +89,11 @@ class LogReader(BaseReader):
         self.topic = source.topic
         self._decode = value_decoder(source.format, source.schema, as_dict=source.as_dict)
         self._reader = ctx.log.reader(
-            source.topic, partitions=source.partitions, start=source.start, group=source.group
+            source.topic,
+            partitions=source.partitions,
+            start=source.start,
+            group=source.group,
+            isolation=source.isolation,
         )
         self.partitions = list(self._reader.partitions)
         self._ends: dict[int, int] | None = self._reader.end_offsets() if ctx.bounded else None
@@ -97,29 +124,83 @@ class LogReader(BaseReader):
 
     def _chunk(self, batch: RecordBatch) -> Chunk:
         raw = batch.values()
+        offsets: range | list[int] = batch.offsets()
+        timestamps = batch.timestamp_list()
+        if batch.has_headers:
+            keep = [i for i, h in enumerate(batch.headers()) if not _is_control(h)]
+            if len(keep) < len(raw):
+                raw = [raw[i] for i in keep]
+                offsets = [offsets[i] for i in keep]
+                timestamps = [timestamps[i] for i in keep]
         dec = self._decode
+        limit = self.source.max_record_bytes
         try:
+            if limit is not None and raw and max(map(len, raw)) > limit:
+                raise RecordTooLargeError("a record is over max_record_bytes")
             values = [dec(v) for v in raw]
         except Exception:
-            values = self._locate_error(batch, raw)
-        return Chunk(batch.partition, values, batch.timestamp_list(), self.topic, batch.offsets())
+            return self._sift(batch.partition, raw, list(offsets), timestamps)
+        return Chunk(batch.partition, values, timestamps, self.topic, offsets, raw)
 
-    def _locate_error(self, batch: RecordBatch, raw: list[bytes]) -> list[Any]:
+    def _sift(
+        self, partition: int, raw: list[bytes], offsets: list[int], timestamps: list[int]
+    ) -> Chunk:
+        """The chunk of a stretch with bad records: the good ones, and the rejects."""
         dec = self._decode
-        offsets = batch.offsets()
-        out = []
-        for i, value in enumerate(raw):
+        limit = self.source.max_record_bytes
+        chunk = Chunk(partition, [], [], self.topic, [], [], [])
+        assert chunk.timestamps is not None and chunk.raw is not None
+        assert isinstance(chunk.offsets, list) and chunk.rejects is not None
+        for value, offset, ts in zip(raw, offsets, timestamps, strict=True):
             try:
-                out.append(dec(value))
+                if limit is not None and len(value) > limit:
+                    raise RecordTooLargeError(
+                        f"the record is {len(value)} bytes, over the source's "
+                        f"max_record_bytes of {limit}",
+                        topic=self.topic,
+                        partition=partition,
+                        offset=offset,
+                    )
+                decoded = dec(value)
+            except RecordTooLargeError as exc:
+                chunk.rejects.append((offset, value, exc))
+                continue
             except Exception as exc:
-                text = value[:60]
-                raise EventError(
-                    f"cannot decode a {self.source.format} value: {exc}: {text!r}",
+                err = EventError(
+                    f"cannot decode a {self.source.format} value: {exc}: {value[:60]!r}",
                     topic=self.topic,
-                    partition=batch.partition,
-                    offset=offsets[i],
-                ) from exc
-        return out
+                    partition=partition,
+                    offset=offset,
+                )
+                err.__cause__ = exc
+                chunk.rejects.append((offset, value, err))
+                continue
+            chunk.values.append(decoded)
+            chunk.timestamps.append(ts)
+            chunk.offsets.append(offset)
+            chunk.raw.append(value)
+        return chunk
+
+    def decode(self, value: bytes) -> Any:
+        """Decode one record value as this source does (dead-letter replay)."""
+        limit = self.source.max_record_bytes
+        if limit is not None and len(value) > limit:
+            raise RecordTooLargeError(
+                f"the record is {len(value)} bytes, over the source's max_record_bytes of {limit}",
+                topic=self.topic,
+            )
+        return self._decode(value)
+
+    def positions(self) -> dict[int, int]:
+        """The next offset to read, per partition."""
+        return self._reader.positions()
+
+    def seek(self, positions: dict[int, int]) -> None:
+        """Continue from ``positions`` (a checkpoint's)."""
+        for p, offset in positions.items():
+            if p in self.partitions:
+                self._reader.seek(p, offset)
+        self._check_done()
 
     def commit(self) -> None:
         if self.source.group is not None:
@@ -127,6 +208,10 @@ class LogReader(BaseReader):
 
     def close(self) -> None:
         self._reader.close()
+
+
+def _is_control(headers: tuple[tuple[str, bytes], ...]) -> bool:
+    return any(name == CONTROL_HEADER for name, _ in headers)
 
 
 class LogSink:
@@ -155,18 +240,29 @@ class LogSink:
 
 
 class LogWriter(BaseWriter):
-    """An open :class:`LogSink`: buffers encoded events, appends them in batches."""
+    """An open :class:`LogSink`: buffers encoded events, appends them in batches.
+
+    In a checkpointed run (``ctx.transactional``) it is a
+    :class:`~rheos.connectors.base.TransactionalWriter`: appends are flushed but stay
+    uncommitted until :meth:`commit`. Otherwise a topic that was ever written transactionally
+    is committed at every :meth:`flush` (so committed readers keep seeing it).
+    """
 
     def __init__(self, sink: LogSink, ctx: OpenContext) -> None:
         self.sink = sink
         log = ctx.log
         if not log.has_topic(sink.topic):
             log.create_topic(sink.topic, sink.partitions or 1, exist_ok=True)
-        self._producer = log.producer(sink.topic)
+        self._in_checkpoints = ctx.transactional
+        self._auto_commit = not ctx.transactional and _has_committed_mark(ctx, sink.topic)
+        transactional = self._in_checkpoints or self._auto_commit
+        self._producer = log.producer(sink.topic, transactional=transactional)
         self._encode = encoder(sink.format)
         self._values: list[bytes] = []
         self._keys: list[bytes | None] | None = [] if sink.key is not None else None
         self._times: list[int] = []
+        self._epoch = ((EPOCH_HEADER, str(ctx.epoch).encode()),)
+        self._headers: list[Any] | None = [] if self._in_checkpoints else None
         key = sink.key
         self._key_of: Callable[[Any], Any] | None
         if isinstance(key, str):
@@ -189,21 +285,67 @@ class LogWriter(BaseWriter):
         self._times.append(timestamp)
         if self._keys is not None and self._key_of is not None:
             self._keys.append(key_bytes(self._key_of(value)))
+        if self._headers is not None:
+            self._headers.append(self._epoch)
         if len(self._values) >= FLUSH_EVERY:
-            self.flush()
+            self._append()
 
-    def flush(self) -> None:
+    def _append(self) -> None:
         if self._values:
-            self._producer.append(self._values, keys=self._keys, timestamps=self._times)
+            self._producer.append(
+                self._values, keys=self._keys, timestamps=self._times, headers=self._headers
+            )
             self._values = []
             self._times = []
             if self._keys is not None:
                 self._keys = []
+            if self._headers is not None:
+                self._headers = []
+
+    def flush(self) -> None:
+        self._append()
         self._producer.flush()
+        if self._auto_commit:
+            self._producer.commit()
+
+    # -- checkpoints (TransactionalWriter) ----------------------------------------------------
+    def prepare(self, checkpoint: int) -> dict[str, Any]:
+        self._append()
+        self._producer.flush()
+        return {"topic": self.sink.topic, "positions": self._producer.positions()}
+
+    def commit(self, checkpoint: int) -> None:
+        self._producer.commit()
+
+    def recover(self, checkpoint: int | None, prepared: Any) -> None:
+        if prepared is None:  # nothing of this sink in the checkpoint: keep what is committed
+            positions = _committed_marks(self._producer.log, self.sink.topic)
+        else:
+            positions = prepared["positions"]
+        self._producer.rollback_to({int(p): int(o) for p, o in positions.items()})
 
     def close(self) -> None:
-        self.flush()
+        if self._in_checkpoints:
+            self._append()
+            self._producer.flush()  # uncommitted: the next checkpoint or recovery decides
+        else:
+            self.flush()
         self._producer.close()
+
+
+def _has_committed_mark(ctx: OpenContext, topic: str) -> bool:
+    return bool(_committed_marks(ctx.log, topic))
+
+
+def _committed_marks(log: Any, topic: str) -> dict[int, int]:
+    """The committed mark of each partition of ``topic`` that has one."""
+    folder = log.topic_dir(topic)
+    out = {}
+    for p in range(log.partitions(topic)):
+        mark = read_committed(folder / str(p))
+        if mark is not None:
+            out[p] = mark
+    return out
 
 
 def log_source(
@@ -215,8 +357,15 @@ def log_source(
     format: str = "json",
     schema: type | None = None,
     as_dict: bool = True,
+    isolation: Isolation = "committed",
+    max_record_bytes: int | None = None,
 ) -> LogSource:
-    """A source reading ``topic`` of the flow's embedded log (see the module docs)."""
+    """A source reading ``topic`` of the flow's embedded log (see the module docs).
+
+    ``isolation="committed"`` (default) reads what transactional writers -- flows with
+    checkpoints -- have committed; ``"uncommitted"`` reads everything at once, including
+    output a crashed flow will take back. Records over ``max_record_bytes`` are bad events.
+    """
     return LogSource(
         topic,
         partitions=partitions,
@@ -225,6 +374,8 @@ def log_source(
         format=format,
         schema=schema,
         as_dict=as_dict,
+        isolation=isolation,
+        max_record_bytes=max_record_bytes,
     )
 
 
@@ -239,4 +390,13 @@ def log_sink(
     return LogSink(topic, key=key, partitions=partitions, format=format)
 
 
-__all__ = ["LogReader", "LogSink", "LogSource", "LogWriter", "log_sink", "log_source"]
+__all__ = [
+    "CONTROL_HEADER",
+    "EPOCH_HEADER",
+    "LogReader",
+    "LogSink",
+    "LogSource",
+    "LogWriter",
+    "log_sink",
+    "log_source",
+]

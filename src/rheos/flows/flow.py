@@ -21,19 +21,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, Self
 
 from rheos.durations import Duration, to_ms
 from rheos.errors import FlowDefinitionError
+from rheos.flows.expressions import Expr, WithColumns, as_expr, as_function
 from rheos.flows.logic import RunningAggregate, RunningReduce, as_logic
 from rheos.flows.steps import (
     LATE,
+    ON_ERROR,
     OUT,
     EmitMode,
     Graph,
     JoinStep,
     KeyByStep,
+    OnError,
     Port,
     ProcessStep,
     SinkStep,
@@ -70,14 +74,25 @@ class Flow:
     ``data_dir`` is the embedded log's directory (for log sources and sinks and the default
     late-event topic ``<name>.late``); when ``None`` the runtime uses ``RHEOS_DATA_DIR`` or
     the CLI's default. ``clock`` (an object with ``now_ms()``) drives processing time and
-    idle timeouts; tests pass a ``ManualClock``.
+    idle timeouts; tests pass a ``ManualClock``. ``on_error`` is the policy for events a step
+    cannot process (undecodable, failing the schema, without a usable timestamp, or making a
+    user function raise): ``"dead-letter"`` (default: to the topic ``<name>.dlq``),
+    ``"skip"`` (dropped, counted) or ``"fail"`` (the run stops with the error); one step can
+    override it with :meth:`Stream.on_error`.
     """
 
     def __init__(
-        self, name: str, *, data_dir: str | os.PathLike[str] | None = None, clock: Any = None
+        self,
+        name: str,
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        clock: Any = None,
+        on_error: OnError = "dead-letter",
     ) -> None:
         if not name or not isinstance(name, str):
             raise FlowDefinitionError(f"a flow needs a non-empty name, got {name!r}")
+        _check_policy(name, on_error)
+        self.on_error: OnError = on_error
         self.name = name
         self.data_dir = os.fspath(data_dir) if data_dir is not None else None
         self.clock = clock
@@ -151,7 +166,7 @@ class Flow:
 
     def graph(self) -> Graph:
         """A frozen snapshot of the flow's steps."""
-        return Graph(self.name, tuple(self._steps))
+        return Graph(self.name, tuple(self._steps), self.on_error)
 
     def describe(self) -> str:
         """The flow as text: one step per line with the ports it reads from."""
@@ -183,6 +198,7 @@ class Stream:
         name: str | None,
         default: str | None = None,
     ) -> Port:
+        fn = as_function(fn)
         if not callable(fn):
             raise FlowDefinitionError(
                 f"flow {self.flow.name!r}: {kind} needs a function, got {fn!r}"
@@ -209,6 +225,17 @@ class Stream:
     def inspect(self, fn: Callable[[Any], Any], *, name: str | None = None) -> Stream:
         """Call ``fn(event)`` for its side effect; events pass through unchanged."""
         return self._derive(self._transform("inspect", fn, name))
+
+    def with_columns(self, *exprs: Any, name: str | None = None, **named: Any) -> Stream:
+        """Add (or replace) fields computed by expressions: a ``map`` to a new dict event.
+
+        Positional expressions need a name (``col("x")`` or ``.alias("y")``); keyword ones are
+        named by their keyword: ``.with_columns(notional=rh.col("price") * rh.col("qty"))``.
+        Every expression reads the incoming event. Runs columnar in micro-batch mode.
+        """
+        return self._derive(
+            self._transform("map", _with_columns(self, exprs, named), name, "with_columns")
+        )
 
     def union(self, *others: Stream, name: str | None = None) -> Stream:
         """Merge this stream with ``others`` (events keep their event times and keys)."""
@@ -249,7 +276,8 @@ class Stream:
 
     # -- keys, state, windows ----------------------------------------------------------------
     def key_by(self, key: str | Callable[[Any], Any], *, name: str | None = None) -> KeyedStream:
-        """Key events by a field name or a function of the event."""
+        """Key events by a field name, an expression or a function of the event."""
+        key = as_function(key)
         if not (isinstance(key, str) or callable(key)):
             raise FlowDefinitionError(
                 f"flow {self.flow.name!r}: key_by needs a field name or a function, got {key!r}"
@@ -279,7 +307,28 @@ class Stream:
         if time not in ("event", "processing"):
             raise FlowDefinitionError(f"window time must be 'event' or 'processing', got {time!r}")
         lateness = to_ms(allowed_lateness, what="allowed_lateness")
-        return WindowedStream(self, spec, lateness, emit, time)
+        if self.keyed:
+            return WindowedStream(self, spec, lateness, emit, time)
+        # One global window set: events that still carry an upstream key (the results of a
+        # keyed window, say) are re-keyed to None first.
+        upstream = self.key_by(_global_key)
+        return WindowedStream(upstream, spec, lateness, emit, time, keyed=False)
+
+    def on_error(self, policy: OnError) -> Self:
+        """Set the bad-event policy of the step that made this stream (a source: decoding,
+        schema and timestamp errors; a step: its function raising) and return the stream.
+
+        >>> from rheos.connectors import iterable_source
+        >>> flow = Flow("p")
+        >>> _ = flow.source(iterable_source([1])).map(lambda x: 1 / x).on_error("skip")
+        >>> flow.steps[1].on_error
+        'skip'
+        """
+        flow = self.flow
+        _check_policy(flow.name, policy)
+        sid = self.port[0]
+        flow._steps[sid] = replace(flow._steps[sid], on_error=policy)
+        return self
 
     def sink(self, sink: Any, *, name: str | None = None) -> None:
         """Write every event of this stream to ``sink``."""
@@ -289,6 +338,30 @@ class Stream:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({self.flow.name!r}, step={self.port[0]}, port={self.port[1]!r})"
+        )
+
+
+def _with_columns(stream: Stream, exprs: tuple[Any, ...], named: dict[str, Any]) -> WithColumns:
+    columns: dict[str, Expr] = {}
+    for item in exprs:
+        e = as_expr(item)
+        if e.output_name is None:
+            raise FlowDefinitionError(
+                f"flow {stream.flow.name!r}: with_columns: {item!r} has no name; "
+                "pass it as name=expression or use .alias(name)"
+            )
+        columns[e.output_name] = e
+    for key, item in named.items():
+        columns[key] = as_expr(item)
+    if not columns:
+        raise FlowDefinitionError(f"flow {stream.flow.name!r}: with_columns needs expressions")
+    return WithColumns(columns)
+
+
+def _check_policy(flow: str, policy: str) -> None:
+    if policy not in ON_ERROR:
+        raise FlowDefinitionError(
+            f"flow {flow!r}: on_error must be one of {', '.join(ON_ERROR)}; got {policy!r}"
         )
 
 
@@ -422,13 +495,26 @@ class KeyedStream(Stream):
         return (self.port, other.port)
 
 
+def _global_key(event: Any) -> None:
+    """The key of a global window: the same (None) for every event."""
+    return None
+
+
 class WindowedStream:
     """A stream cut into windows; finish it with :meth:`aggregate` or :meth:`reduce`."""
 
     def __init__(
-        self, upstream: Stream, spec: Any, lateness_ms: int, emit: EmitMode, time: TimeDomain
+        self,
+        upstream: Stream,
+        spec: Any,
+        lateness_ms: int,
+        emit: EmitMode,
+        time: TimeDomain,
+        *,
+        keyed: bool = True,
     ) -> None:
         self.upstream = upstream
+        self.keyed = keyed and upstream.keyed
         self.spec = spec
         self.allowed_lateness_ms = lateness_ms
         self.emit = emit
@@ -456,7 +542,7 @@ class WindowedStream:
             allowed_lateness_ms=self.allowed_lateness_ms,
             emit=self.emit,
             time=self.time,
-            keyed=self.upstream.keyed,
+            keyed=self.keyed,
         )
         port = flow._add(step)
         self._step = step.id

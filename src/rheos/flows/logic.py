@@ -136,6 +136,13 @@ class RunningAggregate:
             out[name] = agg.result(accs[name])
         ctx.emit(out)
 
+    def snapshot(self) -> dict[str, Any]:
+        """The event counter (it orders events of equal time for ``first``/``last``)."""
+        return {"seq": self._seq}
+
+    def load(self, snapshot: dict[str, Any]) -> None:
+        self._seq = int(snapshot["seq"])
+
 
 __all__ = [
     "FunctionLogic",

@@ -39,6 +39,10 @@ LATE = "late"
 TransformKind = Literal["map", "filter", "flat_map", "inspect"]
 TimeDomain = Literal["event", "processing"]
 EmitMode = Literal["final", "update"]
+OnError = Literal["dead-letter", "skip", "fail"]
+ON_ERROR = ("dead-letter", "skip", "fail")
+"""Policies for bad events: write them to ``<flow>.dlq`` (default), drop them (counted), or
+stop the run with the error."""
 
 
 def describe_callable(fn: object) -> str:
@@ -68,6 +72,8 @@ class Step:
     id: int
     name: str
     inputs: tuple[Port, ...]
+    on_error: str | None = field(default=None, kw_only=True)
+    """What to do with an event this step cannot process (``None``: the flow's policy)."""
 
     @property
     def kind(self) -> str:
@@ -207,6 +213,8 @@ class Graph:
 
     name: str
     steps: tuple[Step, ...] = field(default=())
+    on_error: str = "dead-letter"
+    """The flow's policy for bad events (see :data:`ON_ERROR`); steps may override it."""
 
     def consumers(self) -> dict[Port, list[tuple[Step, int]]]:
         """Map each port to the ``(step, input_index)`` pairs that read it."""
@@ -225,19 +233,24 @@ class Graph:
             )
             arrow = f" <- {src}" if src else ""
             detail = step.detail()
+            policy = f" [on_error={step.on_error}]" if step.on_error else ""
             lines.append(
-                f"  #{step.id} {step.kind} {step.name!r}{arrow}" + (f": {detail}" if detail else "")
+                f"  #{step.id} {step.kind} {step.name!r}{arrow}"
+                + (f": {detail}" if detail else "")
+                + policy
             )
         return "\n".join(lines)
 
 
 __all__ = [
     "LATE",
+    "ON_ERROR",
     "OUT",
     "EmitMode",
     "Graph",
     "JoinStep",
     "KeyByStep",
+    "OnError",
     "Port",
     "ProcessStep",
     "SinkStep",

@@ -41,6 +41,7 @@ from rheos.operations.cli_common import (
     parse_time,
 )
 from rheos.transport import Log, Reader, Record, Start
+from rheos.transport.log import Isolation
 
 _encode = msgspec.json.encode
 
@@ -72,6 +73,12 @@ def add_parser(subparsers: Subparsers) -> None:
     p.add_argument("--limit", "-n", type=int, metavar="N", help="stop after N records")
     p.add_argument("--follow", "-F", action="store_true", help="wait for new records (Ctrl-C)")
     p.add_argument("--raw", action="store_true", help="write the value bytes only")
+    p.add_argument(
+        "--uncommitted",
+        action="store_true",
+        help="also records not committed yet (a flow's output before its checkpoint: "
+        "lowest latency, but a crash may take them back and write them again)",
+    )
 
 
 def parse_start(text: str) -> Start:
@@ -122,7 +129,10 @@ def _reader(log: Log, args: argparse.Namespace) -> Reader:
         with log.reader(args.topic, partitions=args.partition) as probe:
             first, ends = probe.positions(), probe.end_offsets()
         start = {p: min(max(start, first[p]), ends[p]) for p in first}
-    return log.reader(args.topic, partitions=args.partition, start=start, group=args.group)
+    isolation: Isolation = "uncommitted" if args.uncommitted else "committed"
+    return log.reader(
+        args.topic, partitions=args.partition, start=start, group=args.group, isolation=isolation
+    )
 
 
 def _consume(args: argparse.Namespace) -> int:

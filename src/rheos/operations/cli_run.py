@@ -23,7 +23,31 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     p.add_argument("target", help="app.py or app.py:flow_name")
     p.add_argument("--bounded", action="store_true", help="batch: run over what exists now")
+    p.add_argument(
+        "--checkpoint-interval",
+        default=None,
+        metavar="DURATION",
+        help="checkpoint this often (e.g. 1s; 'off' disables; default: the flow's, 5s)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=["stream-first", "micro-batch"],
+        default=None,
+        help="one event at a time (default) or columnar micro-batches",
+    )
+    p.add_argument("--batch-size", type=int, default=None, help="micro-batch: events per batch")
+    p.add_argument(
+        "--batch-interval", default=None, help="micro-batch: longest wait to fill a batch (50ms)"
+    )
 
 
 def _handle(args: argparse.Namespace) -> int:
-    return run_app(args.target, bounded=args.bounded, data_dir=args.data_dir)
+    return run_app(
+        args.target,
+        bounded=args.bounded,
+        data_dir=args.data_dir,
+        mode=getattr(args, "mode", None),
+        batch_size=getattr(args, "batch_size", None),
+        batch_interval=getattr(args, "batch_interval", None),
+        checkpoint_interval=getattr(args, "checkpoint_interval", None),
+    )

@@ -14,6 +14,7 @@ events arrive and reacts:
 from __future__ import annotations
 
 import argparse
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from rheos.connectors import callback_sink, log_sink, log_source
 from rheos.operations.cli_common import Subparsers, add_command
 from rheos.operations.datasets import stock_quotes
 from rheos.runtime import Flow, RunSummary
+from rheos.state.store import store_path
 from rheos.transport import Log, default_data_dir
 from rheos.windowing import count, first, last, max, min, tumbling
 
@@ -106,9 +108,11 @@ def run_demo(data_dir: Path, *, month_ms: float = 20.0, threshold: float = 15.0)
     """Run the demo and return the flow's run summary."""
     quotes = stock_quotes()
     log = Log(data_dir)
-    for topic in (TOPIC, "demo.alerts", "demo.yearly", "demo.late"):
+    for topic in (TOPIC, "demo.alerts", "demo.yearly", "demo.late", "demo.dlq"):
         if log.has_topic(topic):
             log.delete_topic(topic)
+    # a fresh replay: forget the previous run's checkpoints along with its topics
+    shutil.rmtree(store_path(data_dir, "demo").parent, ignore_errors=True)
     log.create_topic(TOPIC, partitions=3)
     print(f"rheos demo: {len(quotes)} real monthly quotes (AAPL AMZN GOOG IBM MSFT, 2000-2010)")
     print(f"  log: {data_dir / 'topics' / TOPIC} (3 partitions, keyed by symbol)")

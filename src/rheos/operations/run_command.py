@@ -12,7 +12,9 @@ import importlib.util
 import os
 import sys
 from types import ModuleType
+from typing import Any
 
+from rheos.durations import to_ms
 from rheos.errors import ConfigError
 from rheos.flows import Flow as FlowDescription
 from rheos.runtime import RunSummary, run_flow
@@ -71,11 +73,35 @@ def find_flow(module: ModuleType, name: str | None, path: str) -> FlowDescriptio
     return next(iter(flows.values()))
 
 
-def run_app(target: str, *, bounded: bool, data_dir: str | None) -> int:
-    """Load ``target`` (``app.py[:flow_name]``), run its flow, print the summary."""
+def run_app(
+    target: str,
+    *,
+    bounded: bool,
+    data_dir: str | None,
+    mode: Any = None,
+    batch_size: int | None = None,
+    batch_interval: str | None = None,
+    checkpoint_interval: str | None = None,
+) -> int:
+    """Load ``target`` (``app.py[:flow_name]``), run its flow, print the summary.
+
+    ``checkpoint_interval`` (``"1s"``, or ``"off"``) replaces the flow's own.
+    """
     path, name = split_target(target)
     flow = find_flow(load_module(path), name, path)
-    summary: RunSummary = run_flow(flow, bounded=bounded, data_dir=data_dir)
+    if checkpoint_interval is not None:
+        off = checkpoint_interval.strip().lower() in ("off", "none", "0")
+        flow.checkpoint_interval_ms = (  # type: ignore[attr-defined]
+            None if off else to_ms(checkpoint_interval, what="--checkpoint-interval")
+        )
+    summary: RunSummary = run_flow(
+        flow,
+        bounded=bounded,
+        data_dir=data_dir,
+        mode=mode,
+        batch_size=batch_size,
+        batch_interval=batch_interval,
+    )
     print(summary)
     return EXIT_INTERRUPTED if summary.stopped == "signal" else EXIT_OK
 

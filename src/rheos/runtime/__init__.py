@@ -21,13 +21,61 @@ fused push functions (:mod:`rheos.runtime.compile`), drives event time per sourc
 
 from __future__ import annotations
 
+import os
 import threading
-from typing import Any
+from typing import Any, Literal
 
+from rheos.durations import Duration, to_ms
+from rheos.errors import ConfigError
 from rheos.flows import Flow as FlowDescription
+from rheos.flows.steps import OnError
 from rheos.runtime.runner import Runner, resolve_data_dir
-from rheos.runtime.summary import RunSummary, SourceStats, StepStats
+from rheos.runtime.summary import CheckpointStats, RunSummary, SourceStats, StepStats
+from rheos.state import DEFAULT_KEEP, CheckpointInfo, CheckpointStore, store_path
 from rheos.windowing import Clock
+
+Mode = Literal["stream-first", "micro-batch"]
+MODE_ENV = "RHEOS_RUN_MODE"
+"""The run mode when ``mode=`` is not given (``stream-first`` unless set)."""
+DEFAULT_CHECKPOINT_INTERVAL = "5s"
+
+
+def make_runner(
+    flow: FlowDescription,
+    *,
+    mode: str | None,
+    batch_size: int | None,
+    batch_interval: Any,
+    clock: Clock | None,
+    data_dir: str | None = None,
+) -> Runner:
+    """The runner of ``mode``: stream-first (default) or micro-batch."""
+    chosen = mode or os.environ.get(MODE_ENV) or "stream-first"
+    graph = flow.graph()
+    directory = data_dir or flow.data_dir
+    if chosen == "stream-first":
+        return Runner(
+            graph,
+            data_dir=directory,
+            clock=clock or flow.clock,
+            checkpoint_interval_ms=getattr(
+                flow, "checkpoint_interval_ms", _ms(DEFAULT_CHECKPOINT_INTERVAL)
+            ),
+            keep=getattr(flow, "keep_checkpoints", DEFAULT_KEEP),
+        )
+    if chosen != "micro-batch":
+        raise ConfigError(f"run mode must be 'stream-first' or 'micro-batch', got {chosen!r}")
+    from rheos.runtime.microbatch import DEFAULT_BATCH_SIZE, DEFAULT_INTERVAL_MS, MicroBatchRunner
+
+    return MicroBatchRunner(
+        graph,
+        data_dir=directory,
+        clock=clock or flow.clock,
+        batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
+        batch_interval_ms=DEFAULT_INTERVAL_MS
+        if batch_interval is None
+        else to_ms(batch_interval, what="batch_interval"),
+    )
 
 
 def run_flow(
@@ -40,19 +88,52 @@ def run_flow(
     clock: Clock | None = None,
     data_dir: str | None = None,
     progress: bool | None = None,
+    mode: Mode | None = None,
+    batch_size: int | None = None,
+    batch_interval: Any = None,
 ) -> RunSummary:
     """Run ``flow`` once (see :meth:`Flow.run`)."""
-    runner = Runner(flow.graph(), data_dir=data_dir or flow.data_dir, clock=clock or flow.clock)
+    runner = make_runner(
+        flow,
+        mode=mode,
+        batch_size=batch_size,
+        batch_interval=batch_interval,
+        clock=clock,
+        data_dir=data_dir,
+    )
     return runner.run(
         bounded=bounded, stop_after=stop_after, timeout=timeout, drain=drain, progress=progress
     )
 
 
-class Flow(FlowDescription):
-    """A flow you can run. See :class:`rheos.flows.Flow` for building it."""
+def _ms(interval: Duration | None) -> int | None:
+    return None if interval is None else to_ms(interval, what="checkpoint_interval")
 
-    def __init__(self, name: str, *, data_dir: Any = None, clock: Clock | None = None) -> None:
-        super().__init__(name, data_dir=data_dir, clock=clock)
+
+class Flow(FlowDescription):
+    """A flow you can run. See :class:`rheos.flows.Flow` for building it.
+
+    ``checkpoint_interval`` (default ``"5s"``; ``None`` turns checkpoints off) is how often a
+    streaming run checkpoints its state, source positions and sink positions, and
+    ``keep_checkpoints`` how many checkpoints stay restorable (see
+    :mod:`rheos.runtime.checkpointing`).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        data_dir: Any = None,
+        clock: Clock | None = None,
+        on_error: OnError = "dead-letter",
+        checkpoint_interval: Duration | None = DEFAULT_CHECKPOINT_INTERVAL,
+        keep_checkpoints: int = DEFAULT_KEEP,
+    ) -> None:
+        super().__init__(name, data_dir=data_dir, clock=clock, on_error=on_error)
+        self.checkpoint_interval_ms = _ms(checkpoint_interval)
+        if keep_checkpoints < 1:
+            raise ConfigError(f"flow {name!r}: keep_checkpoints must be at least 1")
+        self.keep_checkpoints = keep_checkpoints
         self._runner: Runner | None = None
         self._lock = threading.Lock()
         self.last_summary: RunSummary | None = None
@@ -66,8 +147,17 @@ class Flow(FlowDescription):
         drain: bool = False,
         clock: Clock | None = None,
         progress: bool | None = None,
+        mode: Mode | None = None,
+        batch_size: int | None = None,
+        batch_interval: Any = None,
     ) -> RunSummary:
         """Run the flow and return its :class:`RunSummary`.
+
+        ``mode="stream-first"`` (default; ``RHEOS_RUN_MODE`` changes the default) processes
+        one event at a time; ``mode="micro-batch"`` hands batches of up to ``batch_size``
+        events (or what arrived within ``batch_interval``, e.g. ``"50ms"``) to every step and
+        runs expressions and window aggregations columnar, with the same results
+        (:mod:`rheos.runtime.microbatch`).
 
         Streaming (default): events are processed as they are read; returns when every
         source is exhausted (after a final watermark that closes all windows), or on
@@ -82,9 +172,15 @@ class Flow(FlowDescription):
         Consumer groups (``log_source(..., group=)``) commit their offsets when the run ends
         with every event read accounted for: a bounded run, exhausted sources, or a stop with
         ``drain=True``. A stop without draining commits nothing, so the next run reads those
-        events again (at least once; open windows are not checkpointed by this runtime).
+        events again. With checkpoints (streaming runs over log sources with a data directory,
+        see the class docs) the checkpoint is the flow's progress instead: the run resumes
+        from the latest one, state included, and log sinks are exactly once. A stop takes a
+        last checkpoint; with ``drain=True`` after closing every window -- which finishes the
+        flow: a later run resumes with every window closed, so older events are late.
         """
-        runner = Runner(self.graph(), data_dir=self.data_dir, clock=clock or self.clock)
+        runner = make_runner(
+            self, mode=mode, batch_size=batch_size, batch_interval=batch_interval, clock=clock
+        )
         with self._lock:
             self._runner = runner
         try:
@@ -107,10 +203,40 @@ class Flow(FlowDescription):
             if self._runner is not None:
                 self._runner.stop()
 
+    def replay_dead_letters(self) -> RunSummary:
+        """Send the dead letters of ``<name>.dlq`` not replayed yet back through this flow --
+        with its code as it is now -- exactly once (see :mod:`rheos.runtime.deadletters`)."""
+        runner = make_runner(
+            self, mode="stream-first", batch_size=None, batch_interval=None, clock=None
+        )
+        summary = runner.replay_dead_letters()
+        self.last_summary = summary
+        return summary
+
+    def checkpoints(self) -> list[CheckpointInfo]:
+        """The flow's kept checkpoints, oldest first (empty if it has none)."""
+        path = store_path(self.resolved_data_dir, self.name)
+        if not path.exists():
+            return []
+        with CheckpointStore(path) as store:
+            return store.checkpoints()
+
     @property
     def resolved_data_dir(self) -> str:
         """The data directory a run uses: ``data_dir``, else ``RHEOS_DATA_DIR``, else default."""
         return resolve_data_dir(self.data_dir)[0]
 
 
-__all__ = ["Flow", "RunSummary", "Runner", "SourceStats", "StepStats", "run_flow"]
+__all__ = [
+    "DEFAULT_CHECKPOINT_INTERVAL",
+    "MODE_ENV",
+    "CheckpointStats",
+    "Flow",
+    "Mode",
+    "RunSummary",
+    "Runner",
+    "SourceStats",
+    "StepStats",
+    "make_runner",
+    "run_flow",
+]

@@ -16,7 +16,12 @@ from typing import Any
 
 from rheos.connectors.base import OpenContext, SinkWriter
 from rheos.connectors.log import LogSink
-from rheos.errors import EventError, FlowDefinitionError
+from rheos.errors import (
+    EventError,
+    FlowDefinitionError,
+    RecordTooLargeError,
+    UserFunctionError,
+)
 from rheos.flows.steps import (
     LATE,
     OUT,
@@ -43,6 +48,10 @@ from rheos.runtime.nodes import (
     where,
 )
 from rheos.runtime.summary import StepStats
+
+BAD_EVENT_ERRORS = (EventError, UserFunctionError, RecordTooLargeError)
+"""Errors that make an event a bad event (the flow's on_error policy applies); any other
+error stops the run."""
 
 ChunkLoop = Callable[[list[Any], list[int], Any, Any], None]
 """``loop(values, timestamps, source_run, runner)``: see :func:`source_loop`."""
@@ -81,6 +90,10 @@ class Compiled:
     writers: list[SinkWriter] = field(default_factory=list)
     sink_counters: list[_SinkCounter] = field(default_factory=list)
     late_memory: list[Any] = field(default_factory=list)
+    named_writers: dict[str, SinkWriter] = field(default_factory=dict)
+    """Every open writer by a stable name (sink step name, or the late topic's name)."""
+    on_open: Callable[[str, SinkWriter], None] | None = None
+    """Called when a writer opens during the run (the late topic's): checkpoint recovery."""
 
     @property
     def events_out(self) -> int:
@@ -95,7 +108,9 @@ def _key_error(flow: str, step: Step, value: Any, field_name: str) -> EventError
     text = repr(value)
     if len(text) > 80:
         text = text[:77] + "..."
-    return EventError(f"{where(flow, step)}: the event has no key field {field_name!r}: {text}")
+    err = EventError(f"{where(flow, step)}: the event has no key field {field_name!r}: {text}")
+    err.step = step.name  # type: ignore[attr-defined]
+    return err
 
 
 def _chain_lines(
@@ -211,15 +226,18 @@ def source_loop(
 
     Per event: out-of-order statistics; if the event raises the source watermark
     (``t - bound``) past the runner's next due point, ``runner.advance_flow()`` *before* the
-    event is pushed (which cannot make the event itself late); then the chain.
+    event is pushed (which cannot make the event itself late); then the chain, inside a
+    ``try`` (free when nothing raises) that hands a bad event to ``runner.event_failed``.
     """
     env = _env(flow, tail)
+    env["_bad"] = BAD_EVENT_ERRORS
     head = [
         "def loop(values, tss, src, rt):",
         "    stats = src.stats",
         "    top, wm, bound, timed = src.top, src.wm, src.bound, rt.timed",
         "    ooo, maxd = 0, stats.max_delay_ms",
-        "    for v, t in zip(values, tss):",
+        "    failed = rt.event_failed",
+        "    for i, (v, t) in enumerate(zip(values, tss)):",
         "        if t < top:",
         "            ooo += 1",
         "            if top - t > maxd:",
@@ -231,13 +249,16 @@ def source_loop(
         "                if wm >= rt.due:",
         "                    rt.advance_flow()",
         "        k = None",
+        "        try:",
     ]
     tail_lines = [
+        "        except _bad as e:",
+        "            failed(src, i, e)",
         "    src.top = top",
         "    stats.out_of_order += ooo",
         "    stats.max_delay_ms = maxd",
     ]
-    body = _chain_lines(chain, window, env, "        ", "continue")
+    body = _chain_lines(chain, window, env, "            ", "continue")
     loop: ChunkLoop = _build("\n".join([*head, *body, *tail_lines]), env, "source loop", "loop")
     return loop
 
@@ -367,6 +388,7 @@ def _router(flow: str, step: Step, out: Push) -> LateRouter:
 def _sink_push(step: SinkStep, ctx: OpenContext, compiled: Compiled) -> Push:
     writer = step.sink.open(ctx)
     compiled.writers.append(writer)
+    compiled.named_writers[step.name] = writer
     counter = _SinkCounter()
     compiled.sink_counters.append(counter)
     write = writer.write
@@ -386,6 +408,9 @@ def _lazy_log_writer(ctx: OpenContext, topic: str, compiled: Compiled) -> Push:
         if not opened:
             writer = LogSink(topic).open(ctx)
             compiled.writers.append(writer)
+            compiled.named_writers[topic] = writer
+            if compiled.on_open is not None:
+                compiled.on_open(topic, writer)
             opened.append(_write(writer))
         opened[0](key, value, ts)
 
@@ -401,4 +426,4 @@ def _write(writer: SinkWriter) -> Push:
     return push
 
 
-__all__ = ["Compiled", "compile_flow", "fuse", "hold_back"]
+__all__ = ["BAD_EVENT_ERRORS", "Compiled", "compile_flow", "fuse", "hold_back"]

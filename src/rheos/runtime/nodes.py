@@ -8,7 +8,7 @@ emits when it finalizes (stamped ``window_end - 1``) are never late for the next
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from heapq import heappop, heappush
 from typing import Any
 
@@ -37,13 +37,17 @@ def where(flow: str, step: Step) -> str:
 def user_error(flow: str, step: Step, fn: Any, exc: BaseException) -> RheosError:
     """Wrap an exception raised by user code (EventErrors get the step added)."""
     if isinstance(exc, EventError):
-        return EventError(
+        event_err = EventError(
             f"{where(flow, step)}: {exc}",
             topic=exc.topic,
             partition=exc.partition,
             offset=exc.offset,
         )
+        event_err.step = getattr(exc, "step", None) or step.name  # type: ignore[attr-defined]
+        return event_err
     if isinstance(exc, RheosError):
+        if getattr(exc, "step", None) is None:
+            exc.step = step.name  # type: ignore[attr-defined]
         return exc
     err = UserFunctionError(
         f"{where(flow, step)}: {describe_callable(fn)} raised {type(exc).__name__}: {exc}"
@@ -220,6 +224,22 @@ class WindowNode:
     def snapshot(self) -> dict[str, Any]:
         return self.op.snapshot()
 
+    def checkpoint(self) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
+        """Operator-wide state, and the state of every key changed since the last call."""
+        op = self.op
+        changes = [(key_to_plain(k), op.snapshot_key(k)) for k in op.changed_keys()]
+        op.clear_changed()
+        return {"op": op.snapshot(include_keys=False), "cell": list(self.cell)}, changes
+
+    def restore(self, meta: dict[str, Any], keys: Iterable[tuple[Any, Any]]) -> None:
+        """Load what :meth:`checkpoint` wrote (``keys``: the newest state of each key)."""
+        self.op.load(meta["op"])
+        self.cell[1] = meta["cell"][1]  # the newest time seen; the counters are per run
+        for key, data in keys:
+            self.op.restore_key(key_from_plain(key), data)
+        self.op.clear_changed()
+        self._due = MIN_WATERMARK + 1
+
 
 class _Context:
     """The :class:`~rheos.flows.ProcessContext` of a :class:`ProcessNode`."""
@@ -242,6 +262,7 @@ class _Context:
 
     @state.setter
     def state(self, value: Any) -> None:
+        self._node.changed.add(self.key)
         if value is None:
             self._node.states.pop(self.key, None)
         else:
@@ -256,12 +277,14 @@ class _Context:
         node = self._node
         entry = (int(timestamp), self.key)
         if entry not in node.timer_set:
+            node.changed.add(self.key)
             node.timer_set.add(entry)
             node.seq += 1
             heappush(node.timers, (entry[0], node.seq, self.key))
             node.lower_due(entry[0] + node.hold_ms)
 
     def delete_timer(self, timestamp: int) -> None:
+        self._node.changed.add(self.key)
         self._node.timer_set.discard((int(timestamp), self.key))
 
 
@@ -280,6 +303,8 @@ class ProcessNode:
         self.states: dict[Hashable, Any] = {}
         self.timers: list[tuple[int, int, Hashable]] = []
         self.timer_set: set[tuple[int, Hashable]] = set()
+        self.changed: set[Hashable] = set()
+        """Keys whose state or timers may have changed since the last checkpoint."""
         self.seq = 0
         self.stats = StepStats(step.name, "process")
         self._flow = flow
@@ -300,9 +325,11 @@ class ProcessNode:
         ctx, process, stats = self._ctx, self.logic.process, self.stats
         flow, step, logic = self._flow, self.step, self.logic
         top = [MIN_WATERMARK]
+        changed = self.changed.add  # in-place changes of ctx.state count too
 
         def push(key: Any, value: Any, ts: int) -> None:
             stats.events_in += 1
+            changed(key)
             if ts < top[0]:
                 stats.out_of_order += 1
                 if top[0] - ts > stats.max_delay_ms:
@@ -330,6 +357,7 @@ class ProcessNode:
             if (ts, key) not in self.timer_set:
                 continue  # deleted
             self.timer_set.discard((ts, key))
+            self.changed.add(key)
             if on_timer is None:
                 continue
             ctx.key = key
@@ -363,6 +391,37 @@ class ProcessNode:
             self.timer_set.add((ts, key))
             self.seq += 1
             heappush(self.timers, (ts, self.seq, key))
+
+    def checkpoint(self) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
+        """Node-wide state, and ``{"state", "timers"}`` of every key changed since."""
+        timers: dict[Hashable, list[int]] = {}
+        if self.changed:
+            for ts, k in self.timer_set:
+                if k in self.changed:
+                    timers.setdefault(k, []).append(ts)
+        changes = []
+        for k in self.changed:
+            state = self.states.get(k)
+            ts_list = sorted(timers.get(k, ()))
+            value = None if state is None and not ts_list else {"state": state, "timers": ts_list}
+            changes.append((key_to_plain(k), value))
+        self.changed.clear()
+        snap = getattr(self.logic, "snapshot", None)
+        return {"logic": snap() if snap is not None else None}, changes
+
+    def restore(self, meta: dict[str, Any], keys: Iterable[tuple[Any, Any]]) -> None:
+        """Load what :meth:`checkpoint` wrote."""
+        load = getattr(self.logic, "load", None)
+        if load is not None and meta.get("logic") is not None:
+            load(meta["logic"])
+        for k, value in keys:
+            key = key_from_plain(k)
+            if value["state"] is not None:
+                self.states[key] = value["state"]
+            for ts in value["timers"]:
+                self.timer_set.add((ts, key))
+                self.seq += 1
+                heappush(self.timers, (ts, self.seq, key))
 
 
 def _default_pair(key: Any, left: Any, right: Any) -> dict[str, Any]:
@@ -463,6 +522,29 @@ class JoinNode:
 
     def sync_stats(self) -> StepStats:
         return self.stats
+
+    def checkpoint(self) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
+        """Window joins: per changed key; interval joins: their whole (small) buffer."""
+        if self.interval_op is not None:
+            self.interval_op.clear_changed()
+            return {"interval": self.interval_op.snapshot()}, []
+        op = self.window_op
+        assert op is not None
+        changes = [(key_to_plain(k), op.snapshot_key(k)) for k in op.changed_keys()]
+        op.clear_changed()
+        return {"window": op.snapshot(include_keys=False)}, changes
+
+    def restore(self, meta: dict[str, Any], keys: Iterable[tuple[Any, Any]]) -> None:
+        if self.interval_op is not None:
+            self.interval_op.load(meta["interval"])
+            return
+        op = self.window_op
+        assert op is not None
+        op.load(meta["window"])
+        for key, data in keys:
+            op.restore_key(key_from_plain(key), data)
+        op.clear_changed()
+        self._due = MIN_WATERMARK + 1
 
 
 Node = WindowNode | ProcessNode | JoinNode

@@ -34,12 +34,20 @@ from collections.abc import Iterator
 from heapq import merge
 from typing import Any
 
-from rheos.connectors.base import Chunk, OpenContext, SourceReader
-from rheos.errors import EventError
+from rheos.connectors.base import Chunk, OpenContext, SeekableReader, SourceReader
+from rheos.errors import CheckpointError, EventError, RheosError
 from rheos.flows.steps import Graph, SourceStep
-from rheos.runtime.compile import ChunkLoop, Compiled, compile_flow
+from rheos.runtime.checkpointing import Checkpointer, FlowLock
+from rheos.runtime.compile import BAD_EVENT_ERRORS, ChunkLoop, Compiled, compile_flow
+from rheos.runtime.deadletters import (
+    DeadLetters,
+    decode_letter_value,
+    dlq_topic,
+    read_dead_letters,
+)
 from rheos.runtime.nodes import ProcessNode, Push, WindowNode, where
 from rheos.runtime.summary import RunSummary, SourceStats
+from rheos.state import DEFAULT_KEEP, CheckpointStore
 from rheos.transport import DATA_DIR_ENV, default_data_dir
 from rheos.windowing import (
     MAX_WATERMARK,
@@ -95,13 +103,14 @@ class SourceRun:
         """The generated chunk loop of a single-partition source (set by the runner)."""
         self.stats = SourceStats(step.name)
 
-    def timestamps(self, chunk: Chunk) -> list[int]:
-        """Event times of a chunk: from the timestamp spec, the records, or the clock."""
+    def timestamps(self, chunk: Chunk) -> tuple[list[int], list[tuple[int, EventError]]]:
+        """Event times of a chunk (from the timestamp spec, the records, or the clock), and
+        the events whose time is missing or unparsable: ``(index, error)``."""
         get = self.get_ts
         if get is None:
             if chunk.timestamps is not None:
-                return chunk.timestamps
-            return [self.clock.now_ms()] * len(chunk.values)
+                return chunk.timestamps, []
+            return [self.clock.now_ms()] * len(chunk.values), []
         field = self.step.timestamp
         if isinstance(field, str) and self.step.timestamp_unit in ("ms", "auto"):
             # fast path: a field of int epoch milliseconds needs no parsing
@@ -114,25 +123,30 @@ class SourceRun:
                 and set(map(type, raw)) == {int}
                 and (self.step.timestamp_unit == "ms" or min(raw) >= AUTO_MS_FROM)
             ):
-                return raw
+                return raw, []
         try:
-            return [get(v) for v in chunk.values]
+            return [get(v) for v in chunk.values], []
         except Exception:
             pass
-        for i, value in enumerate(chunk.values):  # find the event and say where it is
+        out: list[int] = []
+        bad: list[tuple[int, EventError]] = []
+        for i, value in enumerate(chunk.values):  # find the events and say where they are
             try:
-                get(value)
+                out.append(get(value))
+                continue
             except EventError as exc:
-                raise EventError(
-                    f"{where(self.flow, self.step)}: {exc}", **chunk.where(i)
-                ) from None
+                err = EventError(f"{where(self.flow, self.step)}: {exc}", **chunk.where(i))
             except Exception as exc:
-                raise EventError(
+                err = EventError(
                     f"{where(self.flow, self.step)}: timestamp function raised "
                     f"{type(exc).__name__}: {exc}",
                     **chunk.where(i),
-                ) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+                )
+                err.__cause__ = exc
+            err.step = self.step.name  # type: ignore[attr-defined]
+            bad.append((i, err))
+            out.append(0)
+        return out, bad
 
     def end(self) -> None:
         self.done = True
@@ -150,8 +164,16 @@ class Runner:
         *,
         data_dir: str | None = None,
         clock: Clock | None = None,
+        checkpoint_interval_ms: int | None = None,
+        keep: int = DEFAULT_KEEP,
     ) -> None:
         self.graph = graph
+        self.checkpoint_interval_ms = checkpoint_interval_ms
+        self.keep = keep
+        self.checkpointer: Checkpointer | None = None
+        self.dead: DeadLetters | None = None
+        self._current: tuple[Chunk, list[int]] | None = None
+        """The chunk being pushed and its event times (for :meth:`event_failed`)."""
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.data_dir, self._chosen_dir = resolve_data_dir(data_dir)
         self._stop = threading.Event()
@@ -196,11 +218,16 @@ class Runner:
         ctx = OpenContext(self.graph.name, self.data_dir, bounded, self.clock)
         late_topic = f"{self.graph.name}.late" if self._chosen_dir else None
         restore = self._install_signals()
+        lock = self._start_checkpoints(ctx, bounded)
         try:
             self.compiled = compile_flow(
                 self.graph, ctx, default_late_topic=late_topic, now=self.clock.now_ms
             )
             self._open_sources(ctx)
+            self._setup_dead_letters(ctx)
+            if self.checkpointer is not None:
+                self.compiled.on_open = self.checkpointer.recover_writer
+                self.checkpointer.restore()
             self.timed = bool(self.compiled.nodes)
             for node in self.compiled.nodes:
                 node.flow_watermark = self.current_watermark
@@ -212,15 +239,195 @@ class Runner:
                 self._accounted = True
             else:
                 summary.stopped = self._run_streaming(stop_after, timeout, drain)
-            if self._accounted:
+            if self._accounted and self.checkpointer is None:
                 for src in self.sources:
                     src.reader.commit()
         finally:
             restore()
-            self._close(ctx)
+            try:
+                self._close(ctx)
+            finally:
+                if self.checkpointer is not None:
+                    self.checkpointer.close()
+                if lock is not None:
+                    lock.release()
         summary.elapsed_s = time.perf_counter() - started
         self._fill(summary)
         return summary
+
+    def replay_dead_letters(self) -> RunSummary:
+        """Send the flow's dead letters not replayed yet back through it, exactly once.
+
+        Resumes from the latest checkpoint (if any), pushes each dead letter into the source
+        it came from (decoded as that source decodes), and takes a checkpoint recording the
+        dead-letter topic's position with the output. Events that fail again are dead-lettered
+        again (after the replayed range). Sources are not read; windows are not closed.
+        """
+        if not self._chosen_dir:
+            raise CheckpointError("replaying dead letters needs a data directory")
+        started = time.perf_counter()
+        summary = RunSummary(self.graph.name, "dead-letter replay")
+        ctx = OpenContext(self.graph.name, self.data_dir, False, self.clock)
+        lock = self._start_checkpoints(ctx, False, force=True)
+        try:
+            self.compiled = compile_flow(
+                self.graph, ctx, default_late_topic=f"{self.graph.name}.late", now=self.clock.now_ms
+            )
+            self._open_sources(ctx)
+            self._setup_dead_letters(ctx)
+            assert self.checkpointer is not None
+            self.compiled.on_open = self.checkpointer.recover_writer
+            self.checkpointer.restore()
+            self.timed = bool(self.compiled.nodes)
+            for node in self.compiled.nodes:
+                node.flow_watermark = self.current_watermark
+            summary.dead_letters_replayed = self._push_dead_letters(ctx)
+            summary.stopped = "exhausted"
+        finally:
+            try:
+                self._close(ctx)
+            finally:
+                if self.checkpointer is not None:
+                    self.checkpointer.close()
+                if lock is not None:
+                    lock.release()
+        summary.elapsed_s = time.perf_counter() - started
+        self._fill(summary)
+        return summary
+
+    def _push_dead_letters(self, ctx: OpenContext) -> int:
+        assert self.checkpointer is not None and self.dead is not None
+        done = {int(p): int(o) for p, o in self.checkpointer.extra["dlq_replayed"].items()}
+        log = ctx.log
+        topic = dlq_topic(self.graph.name)
+        if not log.has_topic(topic):
+            return 0
+        with log.reader(topic) as probe:
+            until = probe.end_offsets()
+        by_name = {src.step.name: src for src in self.sources}
+        n = 0
+        for letter in read_dead_letters(log, self.graph.name, start=done, until=until):
+            n += 1
+            src = by_name.get(letter.source)
+            if src is None:
+                continue
+            try:
+                value = decode_letter_value(letter, getattr(src.reader, "decode", None))
+            except Exception as exc:
+                err = exc
+                if not isinstance(exc, RheosError):
+                    err = EventError(
+                        f"{where(self.graph.name, src.step)}: cannot decode: {exc}",
+                        topic=letter.source_topic,
+                        partition=letter.source_partition,
+                        offset=letter.source_offset,
+                    )
+                    err.__cause__ = exc
+                self.dead.handle(
+                    err,
+                    source=src.step.name,
+                    step=src.step.name,
+                    raw=letter.value,
+                    topic=letter.source_topic,
+                    partition=letter.source_partition,
+                    offset=letter.source_offset,
+                    event_time=letter.event_time,
+                )
+                continue
+            offsets = None if letter.source_offset is None else [letter.source_offset]
+            chunk = Chunk(
+                letter.source_partition or 0,
+                [value],
+                [letter.event_time if letter.event_time is not None else self.clock.now_ms()],
+                letter.source_topic,
+                offsets,
+                [letter.value] if letter.value_format == "record" else None,
+            )
+            self._chunk(src, chunk)
+        self.checkpointer.extra["dlq_replayed"] = until
+        self.checkpointer.take("dlq-replay")
+        return n
+
+    def _start_checkpoints(
+        self, ctx: OpenContext, bounded: bool, *, force: bool = False
+    ) -> FlowLock | None:
+        """Decide whether this run checkpoints; if so lock the flow and open its store."""
+        seekable = all(
+            getattr(step.source, "seekable", False)
+            for step in self.graph.steps
+            if isinstance(step, SourceStep)
+        )
+        off = bounded or not self._chosen_dir or self.checkpoint_interval_ms is None
+        if (off or not seekable) and not force:
+            return None
+        lock = FlowLock(self.data_dir, self.graph.name)
+        lock.acquire()
+        try:
+            store = CheckpointStore.for_flow(self.data_dir, self.graph.name, keep=self.keep)
+        except BaseException:
+            lock.release()
+            raise
+        self.checkpointer = Checkpointer(self, store, self.checkpoint_interval_ms)
+        ctx.transactional = True
+        ctx.epoch = self.checkpointer.epoch
+        return lock
+
+    def _setup_dead_letters(self, ctx: OpenContext) -> None:
+        assert self.compiled is not None
+        self.dead = DeadLetters(self.graph, ctx, self._chosen_dir, self.compiled.named_writers)
+        if self.checkpointer is not None:
+            self.dead.on_open = self.checkpointer.recover_writer
+        self.compiled.writers.append(_DeadLetterCloser(self.dead))
+
+    def checkpoint(self, kind: str = "periodic") -> None:
+        """Take a checkpoint now (between two polls: consistent by construction)."""
+        if self.checkpointer is not None:
+            self.checkpointer.take(kind)
+
+    # -- bad events ---------------------------------------------------------------------------
+    def event_failed(self, src: SourceRun, index: int, exc: Exception) -> None:
+        """Event ``index`` of the chunk being pushed is bad: apply the policy."""
+        assert self._current is not None and self.dead is not None
+        chunk, tss = self._current
+        self.dead.handle(
+            exc,
+            source=src.step.name,
+            raw=chunk.raw[index] if chunk.raw is not None else None,
+            value=chunk.values[index],
+            event_time=tss[index],
+            **chunk.where(index),
+        )
+
+    def _sift(self, src: SourceRun, chunk: Chunk) -> list[int]:
+        """Apply the policy to a chunk's rejects and bad timestamps; return the good times."""
+        dead = self.dead
+        assert dead is not None
+        for offset, raw, exc in chunk.rejects or ():
+            dead.handle(
+                exc,
+                source=src.step.name,
+                step=src.step.name,
+                raw=raw,
+                topic=chunk.topic,
+                partition=chunk.partition,
+                offset=offset,
+            )
+        chunk.rejects = None
+        tss, bad = src.timestamps(chunk)
+        if bad:
+            for i, exc in bad:
+                dead.handle(
+                    exc,
+                    source=src.step.name,
+                    step=src.step.name,
+                    raw=chunk.raw[i] if chunk.raw is not None else None,
+                    value=chunk.values[i],
+                    **chunk.where(i),
+                )
+            gone = {i for i, _ in bad}
+            chunk.drop(sorted(gone))
+            tss = [t for i, t in enumerate(tss) if i not in gone]
+        return tss
 
     def _open_sources(self, ctx: OpenContext) -> None:
         assert self.compiled is not None
@@ -281,17 +488,25 @@ class Runner:
                 chunks = src.reader.poll(wait if src is active[0] else 0.0)
                 for n, chunk in enumerate(chunks):
                     if stop_after is not None and events >= stop_after:
-                        self._discarded = True  # read but not processed: do not commit
+                        self._unread(src, chunks[n:], 0)  # read but not processed
                         break
                     if stop_after is not None and events + len(chunk.values) > stop_after:
-                        self._discarded = True
-                        chunk.values = chunk.values[: stop_after - events]
+                        keep = stop_after - events
+                        self._unread(src, chunks[n:], keep)
+                        chunk.values = chunk.values[:keep]
                         if chunk.timestamps is not None:
-                            chunk.timestamps = chunk.timestamps[: len(chunk.values)]
+                            chunk.timestamps = chunk.timestamps[:keep]
+                        if chunk.raw is not None:
+                            chunk.raw = chunk.raw[:keep]
+                        if chunk.offsets is not None:
+                            if chunk.rejects and keep < len(chunk.offsets):
+                                cut = chunk.offsets[keep]
+                                chunk.rejects = [r for r in chunk.rejects if (r[0] or 0) < cut]
+                            chunk.offsets = chunk.offsets[:keep]
                     got += self._chunk(src, chunk)
                     events += len(chunk.values)
                     if stop_after is not None and events >= stop_after and n + 1 < len(chunks):
-                        self._discarded = True
+                        self._unread(src, chunks[n + 1 :], 0)
                         break
                 if src.reader.exhausted and not src.done:
                     src.end()
@@ -315,8 +530,12 @@ class Runner:
                 if drain:
                     self._finish()
                     self._accounted = not self._discarded
+                if self.checkpointer is not None:
+                    self.checkpointer.take("drain" if drain else "stop")
                 return reason
             now = time.monotonic()
+            if self.checkpointer is not None and self.checkpointer.due(now):
+                self.checkpointer.take()
             if got == 0:
                 for src in self.sources:
                     if not src.done:
@@ -331,6 +550,22 @@ class Runner:
                 if now - last_flush >= FLUSH_EVERY_S:
                     self._flush()
                     last_flush = now
+
+    def _unread(self, src: SourceRun, chunks: list[Chunk], keep: int) -> None:
+        """Chunks (the first one from event ``keep`` on) were read but will not be processed:
+        seek back to them, so that a checkpoint records exactly what was processed."""
+        reader = src.reader
+        if not isinstance(reader, SeekableReader):
+            self._discarded = True  # read but not processed: do not commit groups
+            return
+        back: dict[int, int] = {}
+        for j, chunk in enumerate(chunks):
+            start = keep if j == 0 else 0
+            if chunk.offsets is not None and start < len(chunk.offsets):
+                back.setdefault(chunk.partition, chunk.offsets[start])
+        if back:
+            reader.seek(back)
+        self._discarded = True
 
     def _flush(self) -> None:
         assert self.compiled is not None
@@ -371,10 +606,13 @@ class Runner:
 
     def _chunk(self, src: SourceRun, chunk: Chunk) -> int:
         """Push one chunk's events, raising the watermark as they go; return the count."""
+        if not chunk.values and not chunk.rejects:
+            return 0
+        tss = self._sift(src, chunk)
         values = chunk.values
         if not values:
-            return 0
-        tss = src.timestamps(chunk)
+            return 1  # something was read
+        self._current = (chunk, tss)
         push = src.push
         timed = self.timed
         stats = src.stats
@@ -385,7 +623,7 @@ class Runner:
         else:
             observe, current, part = src.tracker.observe, src.tracker.current, chunk.partition
             bound, wm = src.bound, src.wm
-            for v, t in zip(values, tss, strict=True):
+            for i, (v, t) in enumerate(zip(values, tss, strict=True)):
                 observe(part, t)
                 if timed and t - bound > wm:
                     w = current()
@@ -393,7 +631,10 @@ class Runner:
                         wm = src.wm = w
                         if wm >= self.due:
                             self.advance_flow()
-                push(None, v, t)
+                try:
+                    push(None, v, t)
+                except BAD_EVENT_ERRORS as exc:
+                    self.event_failed(src, i, exc)
             stats.out_of_order = src.tracker.out_of_order_count
             stats.max_delay_ms = src.tracker.max_delay_ms
         w = src.tracker.current()
@@ -420,8 +661,8 @@ class Runner:
             src.end()
         self._finish()
 
-    def _read_all(self, src: SourceRun) -> list[tuple[int, int, Any, Push]]:
-        out: list[tuple[int, int, Any, Push]] = []
+    def _read_all(self, src: SourceRun) -> list[_Ordered]:
+        out: list[_Ordered] = []
         seq = 0
         reader = src.reader
         stats = src.stats
@@ -429,15 +670,15 @@ class Runner:
         while not reader.exhausted:
             chunks = reader.poll(0.0)
             for chunk in chunks:
-                tss = src.timestamps(chunk)
-                for v, t in zip(chunk.values, tss, strict=True):
+                tss = self._sift(src, chunk)
+                for i, (v, t) in enumerate(zip(chunk.values, tss, strict=True)):
                     if t < top:
                         stats.out_of_order += 1
                         if top - t > stats.max_delay_ms:
                             stats.max_delay_ms = top - t
                     else:
                         top = t
-                    out.append((t, seq, v, src.push))
+                    out.append((t, seq, v, src, chunk, i))
                     seq += 1
             if not chunks and not reader.exhausted:
                 time.sleep(0.001)  # a reader catching up with its end offsets
@@ -445,11 +686,11 @@ class Runner:
         out.sort(key=_by_time)
         return out
 
-    def _push_ordered(self, events: Iterator[tuple[int, int, Any, Push]]) -> None:
+    def _push_ordered(self, events: Iterator[_Ordered]) -> None:
         assert self.compiled is not None
         nodes = self.compiled.nodes
         wm = MIN_WATERMARK
-        for t, _, v, push in events:
+        for t, _, v, src, chunk, i in events:
             if t > wm and nodes:  # sorted input: no event below t is still to come
                 wm = t
                 if wm >= self.due:
@@ -460,7 +701,18 @@ class Runner:
                         if node.next_due < due:
                             due = node.next_due
                     self.due = due
-            push(None, v, t)
+            try:
+                src.push(None, v, t)
+            except BAD_EVENT_ERRORS as exc:
+                assert self.dead is not None
+                self.dead.handle(
+                    exc,
+                    source=src.step.name,
+                    raw=chunk.raw[i] if chunk.raw is not None else None,
+                    value=v,
+                    event_time=t,
+                    **chunk.where(i),
+                )
 
     # -- summary ------------------------------------------------------------------------------
     def _fill(self, summary: RunSummary) -> None:
@@ -473,6 +725,13 @@ class Runner:
         if compiled is None:
             return
         summary.events_out = compiled.events_out
+        if self.dead is not None:
+            summary.dead_lettered = dict(self.dead.dead)
+            summary.skipped = dict(self.dead.skipped)
+            summary.dead_letters = self.dead.memory
+        if self.checkpointer is not None:
+            summary.checkpoints = self.checkpointer.stats
+            summary.epoch = self.checkpointer.epoch
         for node in compiled.nodes:
             stats = node.sync_stats()
             summary.steps[node.step.name] = stats
@@ -480,8 +739,29 @@ class Runner:
         summary.late_events = compiled.late_memory
 
 
-def _by_time(event: tuple[int, int, Any, Push]) -> tuple[int, int]:
+_Ordered = tuple[int, int, Any, SourceRun, Chunk, int]
+"""A bounded run's event: time, sequence, value, its source, its chunk and index there."""
+
+
+def _by_time(event: _Ordered) -> tuple[int, int]:
     return event[0], event[1]
+
+
+class _DeadLetterCloser:
+    """Closes the dead-letter writer with the other writers (it opens lazily)."""
+
+    def __init__(self, dead: DeadLetters) -> None:
+        self.dead = dead
+
+    def write(self, value: Any, timestamp: int) -> None:  # pragma: no cover - never a sink
+        raise AssertionError("not a sink")
+
+    def flush(self) -> None:
+        if self.dead.writer is not None:
+            self.dead.writer.flush()
+
+    def close(self) -> None:
+        self.dead.close()
 
 
 def _ticking(events: Iterator[Any], bar: Any, task: Any) -> Iterator[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,40 @@ class StepStats:
     state_size: int = 0
 
 
+@dataclass(slots=True)
+class CheckpointStats:
+    """Checkpoints of one run: how many, how long, how big; where the run resumed from."""
+
+    count: int = 0
+    total_s: float = 0.0
+    last_s: float = 0.0
+    max_s: float = 0.0
+    last_bytes: int = 0
+    total_bytes: int = 0
+    last_id: int | None = None
+    restored_from: int | None = None
+    """The checkpoint this run resumed from (``None``: it started from the beginning)."""
+    restore_s: float = 0.0
+    """Seconds spent restoring it (state, sources, sinks)."""
+    last_at: float | None = None
+    """``time.monotonic()`` of the last checkpoint."""
+
+    def record(self, size: int, seconds: float, checkpoint: int) -> None:
+        self.count += 1
+        self.total_s += seconds
+        self.last_s = seconds
+        self.max_s = max(self.max_s, seconds)
+        self.last_bytes = size
+        self.total_bytes += size
+        self.last_id = checkpoint
+        self.last_at = time.monotonic()
+
+    @property
+    def since_last_s(self) -> float | None:
+        """Seconds since the last checkpoint of this run (``None`` before the first)."""
+        return None if self.last_at is None else time.monotonic() - self.last_at
+
+
 @dataclass
 class RunSummary:
     """The result of :meth:`Flow.run`.
@@ -56,6 +91,26 @@ class RunSummary:
     late_events: list[Any] = field(default_factory=list)
     """Late records kept in memory when they had nowhere else to go (no late sink routed and
     no data directory chosen); otherwise empty."""
+    dead_lettered: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Bad events sent to ``<flow>.dlq``, per ``(step, error type)``."""
+    skipped: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Bad events dropped by an ``on_error="skip"`` policy, per ``(step, error type)``."""
+    dead_letters: list[Any] = field(default_factory=list)
+    """Dead letters kept in memory when no data directory was chosen; otherwise empty."""
+    checkpoints: CheckpointStats = field(default_factory=CheckpointStats)
+    epoch: int = 0
+    """The flow's replay epoch (0 until the first ``rheos replay``)."""
+    dead_letters_replayed: int = 0
+
+    @property
+    def dead(self) -> int:
+        """Bad events dead-lettered in this run."""
+        return sum(self.dead_lettered.values())
+
+    @property
+    def skipped_count(self) -> int:
+        """Bad events skipped in this run."""
+        return sum(self.skipped.values())
 
     @property
     def events_per_s(self) -> float:
@@ -73,6 +128,16 @@ class RunSummary:
                 f"  source {s.name}: {s.events} events, {s.out_of_order} out of order "
                 f"(max delay {s.max_delay_ms} ms)"
             )
+        for (step, kind), n in sorted({**self.dead_lettered}.items()):
+            lines.append(f"  dead-lettered at {step}: {n} {kind}")
+        for (step, kind), n in sorted(self.skipped.items()):
+            lines.append(f"  skipped at {step}: {n} {kind}")
+        c = self.checkpoints
+        if c.count or c.restored_from is not None:
+            lines.append(
+                f"  checkpoints: {c.count} ({c.total_s * 1000:.0f} ms, {c.total_bytes} bytes), "
+                f"last {c.last_id}, resumed from {c.restored_from}, epoch {self.epoch}"
+            )
         for st in self.steps.values():
             lines.append(
                 f"  {st.kind} {st.name}: {st.events_in} in, {st.events_out} out, "
@@ -81,4 +146,4 @@ class RunSummary:
         return "\n".join(lines)
 
 
-__all__ = ["RunSummary", "SourceStats", "StepStats"]
+__all__ = ["CheckpointStats", "RunSummary", "SourceStats", "StepStats"]

@@ -639,6 +639,45 @@ class WindowOperator:
         op.load(snapshot)
         return op
 
+    # -- micro-batch: partial aggregates (additive API) ----------------------------------------
+
+    @property
+    def aggregations(self) -> tuple[BoundAggregation, ...]:
+        """The bound aggregations, in result order."""
+        return self._aggs
+
+    @property
+    def final_delta_ms(self) -> int:
+        """Window size plus allowed lateness: window ``start`` finalizes at ``start + this``."""
+        return self._final_delta
+
+    def reserve_seq(self, n: int) -> int:
+        """Reserve ``n`` arrival numbers for events added as partial aggregates (the first)."""
+        seq = self._seq
+        self._seq = seq + n
+        return seq
+
+    def merge_partial(self, start: int, key: Hashable, seq: int, accs: list[Any]) -> None:
+        """Merge accumulators ``accs`` (one per aggregation, for events that are not late) into
+        window ``start`` of ``key`` (tumbling and sliding windows); ``seq`` is the arrival
+        number of the earliest of those events (the window's creation order if it is new).
+
+        Merging the partial aggregates of a batch gives the state :meth:`process` would have
+        built event by event, up to the association of floating-point sums.
+        """
+        keys = self._windows.get(start)
+        if keys is None:
+            keys = self._windows[start] = {}
+            heappush(self._starts, start)
+        state = keys.get(key)
+        if state is None:
+            keys[key] = [seq, *accs]
+            self._state_size += 1
+        else:
+            for i, agg in enumerate(self._aggs, 1):
+                state[i] = agg.merge(state[i], accs[i - 1])
+        self._changed.add(key)
+
     def __repr__(self) -> str:
         return (
             f"WindowOperator({self.spec!r}, {list(self._names)}, emit={self.emit!r}, "

@@ -1,0 +1,132 @@
+"""``rheos checkpoints``, ``rheos dlq`` and ``rheos replay``: a flow's fault tolerance.
+
+``rheos checkpoints FLOW`` lists the kept checkpoints (id, time, epoch, kind, source positions,
+bytes written). ``rheos dlq FLOW`` lists the flow's dead letters (``--show`` prints each in
+full, with its traceback); ``rheos dlq APP.py[:flow] --replay`` sends them back through the
+flow as the file defines it now, exactly once. ``rheos replay FLOW --from TIME | --checkpoint
+ID`` rolls the flow back (its next run reprocesses from there); ``rheos replay FLOW --latest``
+fails it back to where it was before. See :mod:`rheos.runtime.replay` for what happens to
+output already written (epoch markers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import msgspec
+
+from rheos.errors import ConfigError
+from rheos.operations.cli_common import (
+    EXIT_OK,
+    Subparsers,
+    add_command,
+    iso_ms,
+    open_log,
+    parse_time,
+    print_table,
+)
+from rheos.operations.run_command import find_flow, load_module, split_target
+from rheos.runtime import Flow
+from rheos.runtime.deadletters import read_dead_letters
+from rheos.runtime.replay import fail_back, roll_back
+from rheos.state import CheckpointStore, store_path
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    p = add_command(subparsers, "checkpoints", _checkpoints, help="list a flow's checkpoints")
+    p.add_argument("flow", metavar="FLOW")
+    p = add_command(
+        subparsers,
+        "dlq",
+        _dlq,
+        help="list a flow's dead letters, or replay them through fixed code",
+        description=__doc__,
+    )
+    p.add_argument("flow", metavar="FLOW", help="the flow's name (or APP.py[:flow] to --replay)")
+    p.add_argument("--show", action="store_true", help="print every dead letter in full")
+    p.add_argument("--replay", action="store_true", help="send them back through the flow")
+    p = add_command(subparsers, "replay", _replay, help="roll a flow back in time, or fail it back")
+    p.add_argument("flow", metavar="FLOW")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--from", dest="start", metavar="TIME", help="an ISO-8601 time")
+    where.add_argument("--checkpoint", type=int, metavar="ID", help="a checkpoint id")
+    where.add_argument("--latest", action="store_true", help="undo the last roll back")
+
+
+def _data_dir(args: argparse.Namespace) -> str:
+    return os.fspath(open_log(args).data_dir)
+
+
+def _checkpoints(args: argparse.Namespace) -> int:
+    path = store_path(_data_dir(args), args.flow)
+    if not path.exists():
+        raise ConfigError(f"flow {args.flow!r} has no checkpoints")
+    with CheckpointStore(path) as store:
+        rows = []
+        for c in store.checkpoints():
+            positions = "; ".join(
+                f"{name} " + ",".join(f"{p}:{o}" for p, o in sorted(s["positions"].items()))
+                for name, s in c.meta.get("sources", {}).items()
+            )
+            rows.append([c.id, iso_ms(c.created_ms), c.epoch, c.kind, positions, c.size_bytes])
+    print_table(
+        f"checkpoints of {args.flow}",
+        ["id", "time", "epoch", "kind", "source positions", "bytes"],
+        rows,
+        right=["id", "epoch", "bytes"],
+    )
+    return EXIT_OK
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    if args.replay:
+        path, name = split_target(args.flow)
+        flow = find_flow(load_module(path), name, path)
+        if not isinstance(flow, Flow):
+            raise ConfigError(f"{args.flow}: not a runnable flow")
+        if flow.data_dir is None:
+            flow.data_dir = _data_dir(args)
+        print(flow.replay_dead_letters())
+        return EXIT_OK
+    letters = list(read_dead_letters(open_log(args), args.flow))
+    if args.show:
+        for letter in letters:
+            text = msgspec.json.format(msgspec.json.encode(letter.as_dict())).decode()
+            print(text)
+            print(letter.traceback)
+        return EXIT_OK
+    print_table(
+        f"dead letters of {args.flow}",
+        ["offset", "time", "step", "error", "source", "message"],
+        [
+            [
+                letter.offset,
+                iso_ms(letter.time_ms),
+                letter.step,
+                letter.error_type,
+                f"{letter.source_topic}/{letter.source_partition}@{letter.source_offset}",
+                letter.message[:80],
+            ]
+            for letter in letters
+        ],
+        right=["offset"],
+    )
+    return EXIT_OK
+
+
+def _replay(args: argparse.Namespace) -> int:
+    data_dir = _data_dir(args)
+    if args.latest:
+        info = fail_back(data_dir, args.flow)
+    elif args.checkpoint is not None:
+        info = roll_back(data_dir, args.flow, checkpoint=args.checkpoint)
+    else:
+        when = parse_time(args.start, what="--from")
+        info = roll_back(data_dir, args.flow, at_ms=int(when.timestamp() * 1000))
+    target = info.meta["replay_of"]["to"]
+    print(
+        f"flow {args.flow!r} is at checkpoint {target} again, epoch {info.epoch} "
+        f"(new checkpoint {info.id}); its next run continues from there"
+    )
+    return EXIT_OK

@@ -1,0 +1,236 @@
+"""Checkpoints of a running flow, and recovery from them.
+
+The stream-first runner is single-threaded, so a checkpoint taken *between* two polls is
+consistent by construction: every event read so far has been fully processed, nothing else
+is in flight. Taking one (:meth:`Checkpointer.take`):
+
+1. flush the sinks: transactional ones (log sinks, :class:`~rheos.connectors.base.
+   TransactionalWriter`) :meth:`prepare` -- durable, still invisible -- and return their
+   positions; the others (files, stdout, callbacks) just flush: they are **at least once**;
+2. record source positions (per source, per partition: the next offset), watermark trackers,
+   operator state (only the keys changed since the last checkpoint) and the sinks' prepared
+   positions, in one SQLite transaction (:class:`~rheos.state.CheckpointStore`);
+3. then commit the transactional sinks: their output becomes visible to committed readers.
+
+A crash before 2 completes leaves the previous checkpoint as the latest; a crash between 2
+and 3 leaves a checkpoint whose output is written but not yet marked committed. Either way,
+recovery (:meth:`Checkpointer.restore`) loads the latest checkpoint, seeks the sources to its
+positions and asks every transactional sink to :meth:`recover` to it: log sinks cut their
+tail back to the recorded offsets and mark everything before them committed. Consumer
+groups are still committed after each checkpoint, but for the flow's own progress the
+checkpoint is the truth: its positions override the group's.
+
+Checkpoints are taken in streaming runs whose sources can seek (log sources), when a data
+directory is chosen and ``checkpoint_interval`` is not ``None``. Bounded runs and flows over
+iterables or files compute from the start every time.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from itertools import groupby
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from rheos.connectors.base import SeekableReader, SinkWriter, TransactionalWriter
+from rheos.errors import CheckpointError, LogError
+from rheos.flows.steps import Graph
+from rheos.runtime.compile import Compiled
+from rheos.runtime.summary import CheckpointStats
+from rheos.state import Change, CheckpointInfo, CheckpointStore, store_path
+
+
+class Run(Protocol):
+    """What the checkpointer reads and restores of a runner."""
+
+    graph: Graph
+    compiled: Compiled | None
+    sources: list[Any]
+    flow_wm: int
+
+
+class FlowLock:
+    """An exclusive lock on a flow's folder: one running (or replaying) process per flow."""
+
+    def __init__(self, data_dir: str, flow: str) -> None:
+        self.path = store_path(data_dir, flow).parent / "lock"
+        self._file: IO[bytes] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "ab")  # noqa: SIM115 - held for the whole run
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            raise CheckpointError(
+                f"flow {self.path.parent.name!r} is running in another process (lock {self.path})"
+            ) from None
+        self._file = f
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class Checkpointer:
+    """Takes the checkpoints of one run and restores the latest one (see the module docs)."""
+
+    def __init__(self, runner: Run, store: CheckpointStore, interval_ms: int | None) -> None:
+        self.runner = runner
+        self.store = store
+        self.interval_s = None if interval_ms is None else interval_ms / 1000
+        self.stats = CheckpointStats()
+        self.restored: CheckpointInfo | None = store.latest()
+        self.epoch = self.restored.epoch if self.restored is not None else 0
+        meta = self.restored.meta if self.restored is not None else {}
+        self.sink_infos: dict[str, Any] = dict(meta.get("sinks", {}))
+        """Prepared positions per sink, carried forward for sinks not opened in this run."""
+        self.extra: dict[str, Any] = {
+            "dlq_replayed": meta.get("dlq_replayed", {}),
+            "replay": meta.get("replay", {}),
+        }
+        self.last = time.monotonic()
+        self.pause_hook = os.environ.get("RHEOS_TEST_CHECKPOINT_PAUSE")
+        """Crash tests: a file that exists while a checkpoint is between its transaction's
+        start and the sinks' commit (each checkpoint pauses there a moment)."""
+
+    # -- restore -----------------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Load the latest checkpoint into the runner, seek sources, recover the sinks."""
+        started = time.perf_counter()
+        try:
+            self._restore()
+        finally:
+            self.stats.restore_s = time.perf_counter() - started
+
+    def _restore(self) -> None:
+        runner = self.runner
+        compiled = runner.compiled
+        assert compiled is not None
+        info = self.restored
+        for name, writer in compiled.named_writers.items():
+            self.recover_writer(name, writer)
+        if info is None:
+            return
+        self.stats.restored_from = info.id
+        meta = info.meta
+        nodes = {node.step.name: node for node in compiled.nodes}
+        ops = meta.get("operators", {})
+        for name in ops:
+            if name not in nodes:
+                raise CheckpointError(
+                    f"flow {runner.graph.name!r}: checkpoint {info.id} has state of step "
+                    f"{name!r}, which the flow no longer has"
+                )
+        stored = self.store.state(info.id)
+        seen: set[str] = set()
+        for op, group in groupby(stored, key=lambda row: row[0]):
+            if op in nodes:
+                nodes[op].restore(ops[op], ((k, v) for _, k, v in group))
+                seen.add(op)
+        for name in ops.keys() - seen:
+            nodes[name].restore(ops[name], iter(()))
+        for src in runner.sources:
+            saved = meta["sources"].get(src.step.name)
+            if saved is None:
+                continue
+            src.tracker.load(saved["tracker"])
+            src.top, src.wm = saved["top"], saved["wm"]
+            reader = src.reader
+            if not isinstance(reader, SeekableReader):
+                continue
+            try:
+                reader.seek({int(p): int(o) for p, o in saved["positions"].items()})
+            except LogError as exc:
+                raise CheckpointError(
+                    f"flow {runner.graph.name!r}: cannot rewind source {src.step.name!r} to "
+                    f"checkpoint {info.id}: {exc}"
+                ) from exc
+        runner.flow_wm = meta.get("flow_wm", runner.flow_wm)
+
+    def recover_writer(self, name: str, writer: SinkWriter) -> None:
+        """Bring one transactional writer back to the restored checkpoint."""
+        if isinstance(writer, TransactionalWriter):
+            info = self.restored
+            try:
+                writer.recover(None if info is None else info.id, self.sink_infos.get(name))
+            except LogError as exc:
+                raise CheckpointError(
+                    f"flow {self.runner.graph.name!r}: cannot recover sink {name!r}: {exc}"
+                ) from exc
+
+    # -- take --------------------------------------------------------------------------------
+
+    def due(self, now: float) -> bool:
+        return self.interval_s is not None and now - self.last >= self.interval_s
+
+    def take(self, kind: str = "periodic") -> CheckpointInfo:
+        """Take one checkpoint now (see the module docs) and return it."""
+        started = time.perf_counter()
+        runner = self.runner
+        compiled = runner.compiled
+        assert compiled is not None
+        cid = self.store.next_id()
+        transactional: list[TransactionalWriter] = []
+        for name, writer in compiled.named_writers.items():
+            if isinstance(writer, TransactionalWriter):
+                self.sink_infos[name] = writer.prepare(cid)
+                transactional.append(writer)
+            else:
+                writer.flush()
+        sources = {}
+        for src in runner.sources:
+            reader = src.reader
+            if not isinstance(reader, SeekableReader):
+                continue  # dead-letter replay of a flow over iterables or files
+            sources[src.step.name] = {
+                "positions": reader.positions(),
+                "tracker": src.tracker.snapshot(),
+                "top": src.top,
+                "wm": src.wm,
+            }
+        operators: dict[str, Any] = {}
+        changes: list[Change] = []
+        for node in compiled.nodes:
+            node_meta, keys = node.checkpoint()
+            name = node.step.name
+            operators[name] = node_meta
+            changes.extend((name, k, v) for k, v in keys)
+        meta = {
+            "flow": runner.graph.name,
+            "sources": sources,
+            "flow_wm": runner.flow_wm,
+            "operators": operators,
+            "sinks": self.sink_infos,
+            **self.extra,
+        }
+        info = self.store.write(meta, self._paused(changes), epoch=self.epoch, kind=kind)
+        if self.pause_hook:  # and between the store's commit and the sinks'
+            time.sleep(float(os.environ.get("RHEOS_TEST_CHECKPOINT_PAUSE_S", "0.05")))
+        for tw in transactional:
+            tw.commit(cid)
+        if self.pause_hook:
+            Path(self.pause_hook).unlink(missing_ok=True)
+        for src in runner.sources:
+            src.reader.commit()  # consumer groups: secondary to the checkpoint
+        self.last = time.monotonic()
+        self.stats.record(info.size_bytes, time.perf_counter() - started, info.id)
+        return info
+
+    def _paused(self, changes: list[Change]) -> Iterator[Change]:
+        yield from changes
+        if self.pause_hook:  # inside the store's transaction
+            Path(self.pause_hook).touch()
+            time.sleep(float(os.environ.get("RHEOS_TEST_CHECKPOINT_PAUSE_S", "0.05")))
+
+    def close(self) -> None:
+        self.store.close()
+
+
+__all__ = ["Checkpointer", "FlowLock"]

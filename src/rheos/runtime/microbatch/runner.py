@@ -1,0 +1,387 @@
+"""The micro-batch executor: sources hand over batches, every step processes a whole batch.
+
+A source batch holds up to ``batch_size`` events, or what arrived within ``batch_interval``
+(whichever comes first). Its event times give, vectorised, the source watermark after each
+event (a cumulative maximum minus the out-of-orderness bound; multi-partition sources compute
+it per event through their tracker) and so the flow watermark each event sees: the
+:class:`~rheos.runtime.microbatch.stateful.Round` the plan runs with. Run control (stop,
+``stop_after``, ``timeout``, ``drain``, signals, commits, the summary) is that of the
+stream-first :class:`~rheos.runtime.runner.Runner`, which this class extends.
+
+Bounded mode reads every source to its end, orders all events by event time (stably, sources
+in flow order on ties) and runs them in rounds of ``batch_size`` with the perfect watermark,
+as the stream-first runtime does event by event.
+
+Checkpoints (when the runtime gets them) belong between two rounds: after
+:meth:`Plan.run_round` returns, every event read so far has reached its sinks or its state.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from rheos.connectors.base import Chunk, OpenContext
+from rheos.errors import EventError
+from rheos.flows.steps import Graph, SourceStep
+from rheos.runtime.microbatch.batch import Batch
+from rheos.runtime.microbatch.plan import Plan
+from rheos.runtime.microbatch.sources import ColumnarLogReader, Part, from_chunk
+from rheos.runtime.microbatch.stateful import Round
+from rheos.runtime.nodes import where
+from rheos.runtime.runner import AUTO_MS_FROM, IDLE_WAIT_S, Runner, SourceRun
+from rheos.runtime.summary import RunSummary
+from rheos.windowing import MAX_WATERMARK, MIN_WATERMARK, Clock
+
+DEFAULT_BATCH_SIZE = 10_000
+DEFAULT_INTERVAL_MS = 50
+
+
+class MicroBatchRunner(Runner):
+    """Runs one flow once in micro-batch mode; use ``Flow.run(mode="micro-batch")``."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        *,
+        data_dir: str | None = None,
+        clock: Clock | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_interval_ms: int = DEFAULT_INTERVAL_MS,
+    ) -> None:
+        super().__init__(graph, data_dir=data_dir, clock=clock)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.batch_interval_s = batch_interval_ms / 1000
+        self.plan: Plan | None = None
+        self._flow_now = MIN_WATERMARK
+
+    def run(
+        self,
+        *,
+        bounded: bool = False,
+        stop_after: int | None = None,
+        timeout: float | None = None,
+        drain: bool = False,
+        progress: bool | None = None,
+    ) -> RunSummary:
+        started = time.perf_counter()
+        summary = RunSummary(self.graph.name, "bounded" if bounded else "streaming")
+        ctx = OpenContext(self.graph.name, self.data_dir, bounded, self.clock)
+        late_topic = f"{self.graph.name}.late" if self._chosen_dir else None
+        restore = self._install_signals()
+        try:
+            self.plan = Plan(self.graph, ctx, default_late_topic=late_topic, now=self.clock.now_ms)
+            self.compiled = self.plan.compiled
+            self._open_parts(ctx)
+            if bounded:
+                self._bounded()
+                summary.stopped = "exhausted"
+                self._accounted = True
+            else:
+                summary.stopped = self._streaming(stop_after, timeout, drain)
+            if self._accounted:
+                for src in self.sources:
+                    src.reader.commit()
+        finally:
+            restore()
+            self._close(ctx)
+        summary.elapsed_s = time.perf_counter() - started
+        self._fill(summary)
+        return summary
+
+    def _open_parts(self, ctx: OpenContext) -> None:
+        for step in self.graph.steps:
+            if isinstance(step, SourceStep):
+                if ColumnarLogReader.accepts(step.source):
+                    reader: Any = ColumnarLogReader(step.source, ctx, self.batch_size)
+                else:
+                    reader = step.source.open(ctx)
+                self.sources.append(SourceRun(self.graph.name, step, reader, _none, self.clock))
+
+    def _poll(self, src: SourceRun, timeout: float) -> list[Part]:
+        if isinstance(src.reader, ColumnarLogReader):
+            return src.reader.poll(timeout)
+        return [from_chunk(c) for c in src.reader.poll(timeout)]
+
+    # -- event times and watermarks -----------------------------------------------------------
+    def _event_times(self, src: SourceRun, part: Part) -> np.ndarray:
+        step = src.step
+        field = step.timestamp
+        if field is None:
+            if part.ts is not None:
+                return part.ts
+            return np.full(len(part), self.clock.now_ms(), dtype=np.int64)
+        if (
+            isinstance(field, str)
+            and step.timestamp_unit in ("ms", "auto")
+            and part.frame is not None
+        ):
+            frame = part.frame
+            if field in frame.columns and frame.schema[field] == pl.Int64:
+                ts = frame.get_column(field).to_numpy()
+                if step.timestamp_unit == "ms" or ts.min() >= AUTO_MS_FROM:
+                    return ts
+        return _times(self.graph.name, src, part)
+
+    def _source_watermarks(self, src: SourceRun, part: Part, ts: np.ndarray) -> np.ndarray:
+        """The source watermark after each event of ``part`` (updates ``src`` and its stats)."""
+        stats = src.stats
+        stats.events += len(ts)
+        if src.single:
+            top = np.maximum(np.maximum.accumulate(ts), src.top)
+            before = np.concatenate([np.asarray([src.top], dtype=np.int64), top[:-1]])
+            late = ts < before
+            if late.any():
+                stats.out_of_order += int(late.sum())
+                stats.max_delay_ms = max(stats.max_delay_ms, int((before - ts)[late].max()))
+            src.top = int(top[-1])
+            wm = np.maximum(top - src.bound, src.wm) if src.bound else np.maximum(top, src.wm)
+            src.wm = int(wm[-1])
+            src.tracker.observe(part.partition, src.top)
+        else:
+            observe, current = src.tracker.observe, src.tracker.current
+            out = np.empty(len(ts), dtype=np.int64)
+            w = src.wm
+            for i, t in enumerate(ts.tolist()):
+                observe(part.partition, t)
+                if t - src.bound > w:
+                    w = max(w, current())
+                out[i] = w
+            src.wm = w
+            stats.out_of_order = src.tracker.out_of_order_count
+            stats.max_delay_ms = src.tracker.max_delay_ms
+            wm = out
+        end = src.tracker.current()
+        if end > src.wm:
+            src.wm = end
+        return wm
+
+    def _others(self, src: SourceRun) -> int:
+        others = [s.wm for s in self.sources if s is not src]
+        return min(others) if others else MAX_WATERMARK
+
+    # -- rounds ---------------------------------------------------------------------------------
+    def _round(self, src: SourceRun, part: Part) -> int:
+        """One source batch through the plan; returns the number of events."""
+        n = len(part)
+        if not n:
+            return 0
+        ts = self._event_times(src, part)
+        others = self._others(src)
+        wm = np.minimum(self._source_watermarks(src, part, ts), others)
+        wm = np.append(wm, min(src.wm, others))
+        wm = np.maximum(wm, self._flow_now)  # the flow watermark never goes back
+        batch = Batch(np.arange(n, dtype=np.int64) * 3 + 2, ts, frame=part.frame, rows=part.rows)
+        self._run(Round(wm, self._flow_now), {src.step.id: batch})
+        return n
+
+    def _run(self, rnd: Round, batches: dict[int, Batch]) -> None:
+        assert self.plan is not None
+        self.plan.run_round(batches, rnd)
+        self._flow_now = int(rnd.wm[-1])
+        self.flow_wm = max(self.flow_wm, self._flow_now)
+
+    def advance_flow(self) -> None:
+        """A round without events at the current flow watermark."""
+        w = self.current_watermark()
+        if w > self._flow_now:
+            self._run(Round(np.asarray([w], dtype=np.int64), self._flow_now), {})
+
+    def _finish(self) -> None:
+        self._run(
+            Round(np.asarray([MAX_WATERMARK], dtype=np.int64), self._flow_now, final=True), {}
+        )
+
+    # -- streaming ------------------------------------------------------------------------------
+    def _streaming(self, stop_after: int | None, timeout: float | None, drain: bool) -> str:
+        assert self.plan is not None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        proc_nodes = self.plan.processing_nodes()
+        # processing time is the clock when a step runs: with processing-time windows, each
+        # poll is its own batch, so events are not held back from the clock they arrived at
+        eager = bool(proc_nodes)
+        pending: dict[int, list[Part]] = {id(s): [] for s in self.sources}
+        since: dict[int, float] = {}
+        events = 0
+        wait = 0.0
+        while True:
+            got = 0
+            active = [s for s in self.sources if not s.done]
+            for src in active:
+                parts = self._poll(src, wait if src is active[0] else 0.0)
+                queue = pending[id(src)]
+                for part in parts:
+                    if stop_after is not None:
+                        room = stop_after - events - sum(map(len, queue))
+                        if room <= 0:
+                            self._discarded = True
+                            break
+                        if len(part) > room:
+                            self._discarded = True
+                            part = part.head(room)
+                    if queue and queue[-1].partition != part.partition:
+                        got += self._flush_queue(src, queue)
+                    if not queue:
+                        since[id(src)] = time.monotonic()
+                    queue.append(part)
+                    while sum(map(len, queue)) >= self.batch_size:
+                        got += self._flush_queue(src, queue, self.batch_size)
+                exhausted = src.reader.exhausted
+                stop_now = stop_after is not None and events + got + sum(map(len, queue)) >= (
+                    stop_after
+                )
+                due = queue and time.monotonic() - since.get(id(src), 0) >= self.batch_interval_s
+                if queue and (exhausted or stop_now or due or eager or not parts):
+                    got += self._flush_queue(src, queue)
+                if exhausted and not src.done:
+                    src.end()
+                    self.advance_flow()
+            events += got
+            now_ms = self.clock.now_ms()
+            for node in proc_nodes:
+                node.advance_processing(now_ms)
+            if proc_nodes:
+                self._processing_round()
+            if all(s.done for s in self.sources):
+                self._finish()
+                self._accounted = not self._discarded
+                return "exhausted"
+            reason = None
+            if stop_after is not None and events >= stop_after:
+                reason = "stop_after"
+            elif deadline is not None and time.monotonic() >= deadline:
+                reason = "timeout"
+            elif self._stop.is_set():
+                reason = self._stop_reason
+            if reason is not None:
+                if drain:
+                    self._finish()
+                    self._accounted = not self._discarded
+                return reason
+            if got == 0:
+                for src in self.sources:
+                    if not src.done:
+                        src.tracker.poll_idle()
+                        src.wm = max(src.wm, src.tracker.current())
+                self.advance_flow()
+                self._flush()
+                wait = min(IDLE_WAIT_S, self.batch_interval_s) or IDLE_WAIT_S
+            else:
+                wait = 0.0
+                self._flush()
+
+    def _flush_queue(self, src: SourceRun, queue: list[Part], limit: int | None = None) -> int:
+        """Run the queued parts (up to ``limit`` events) as one round."""
+        take: list[Part] = []
+        count = 0
+        while queue and (limit is None or count < limit):
+            part = queue.pop(0)
+            if limit is not None and count + len(part) > limit:
+                queue.insert(0, part.tail(limit - count))
+                part = part.head(limit - count)
+            take.append(part)
+            count += len(part)
+        return self._round(src, _concat(take)) if take else 0
+
+    def _processing_round(self) -> None:
+        """Send what processing-time windows emitted downstream."""
+        self._run(Round(np.asarray([self._flow_now], dtype=np.int64), self._flow_now), {})
+
+    # -- bounded --------------------------------------------------------------------------------
+    def _bounded(self) -> None:
+        ts_parts: list[np.ndarray] = []
+        rows: list[Any] = []
+        owners: list[np.ndarray] = []
+        for index, src in enumerate(self.sources):
+            while not src.reader.exhausted:
+                parts = self._poll(src, 0.0)
+                for part in parts:
+                    ts = self._event_times(src, part)
+                    self._source_watermarks(src, part, ts)  # statistics, as stream-first
+                    ts_parts.append(ts)
+                    rows.extend(part.get_rows())
+                    owners.append(np.full(len(ts), index, dtype=np.int64))
+                if not parts and not src.reader.exhausted:
+                    time.sleep(0.001)
+        if rows:
+            ts_all = np.concatenate(ts_parts)
+            owner = np.concatenate(owners)
+            order = np.lexsort((owner, ts_all))  # by time, then source, stable
+            ts_all, owner = ts_all[order], owner[order]
+            ordered = [rows[i] for i in order.tolist()]
+            wm_all = np.maximum.accumulate(ts_all)
+            start = MIN_WATERMARK
+            for a in range(0, len(ordered), self.batch_size):
+                b = min(a + self.batch_size, len(ordered))
+                wm = np.append(np.maximum(wm_all[a:b], start), max(int(wm_all[b - 1]), start))
+                local = np.arange(b - a, dtype=np.int64) * 3 + 2
+                batches = {}
+                for index, src in enumerate(self.sources):
+                    mine = owner[a:b] == index
+                    if mine.any():
+                        chosen = np.flatnonzero(mine).tolist()
+                        batches[src.step.id] = Batch(
+                            local[mine], ts_all[a:b][mine], rows=[ordered[a + i] for i in chosen]
+                        )
+                assert self.plan is not None
+                self.plan.run_round(batches, Round(wm, start, reads_min=True))
+                start = int(wm[-1])
+            self._flow_now = start
+        for src in self.sources:
+            src.end()
+        self._finish()
+
+
+def _times(flow: str, src: SourceRun, part: Part) -> np.ndarray:
+    """Event times from the source's timestamp spec, per event (errors name the event)."""
+    assert src.get_ts is not None
+    get = src.get_ts
+    rows = part.get_rows()
+    try:
+        return np.asarray([get(v) for v in rows], dtype=np.int64)
+    except Exception:
+        pass
+    for i, value in enumerate(rows):
+        try:
+            get(value)
+        except Exception as exc:
+            place = part.chunk.where(i) if part.chunk is not None else {}
+            text = (
+                str(exc)
+                if isinstance(exc, EventError)
+                else (f"timestamp function raised {type(exc).__name__}: {exc}")
+            )
+            raise EventError(f"{where(flow, src.step)}: {text}", **place) from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _concat(parts: list[Part]) -> Part:
+    if len(parts) == 1:
+        return parts[0]
+    ts = None
+    if all(p.ts is not None for p in parts):
+        ts = np.concatenate([p.ts for p in parts if p.ts is not None])
+    if all(p.frame is not None for p in parts):
+        try:
+            frame = pl.concat([p.frame for p in parts if p.frame is not None])
+            return Part(parts[0].partition, ts, frame=frame, append_time=parts[-1].append_time)
+        except Exception:
+            pass
+    rows = [r for p in parts for r in p.get_rows()]
+    chunk = None
+    if all(p.chunk is not None and p.chunk.offsets is not None for p in parts):
+        offsets = [o for p in parts for o in p.chunk.offsets]  # type: ignore[union-attr]
+        chunk = Chunk(parts[0].partition, rows, None, parts[0].chunk.topic, offsets)  # type: ignore[union-attr]
+    return Part(parts[0].partition, ts, rows=rows, chunk=chunk, append_time=parts[-1].append_time)
+
+
+def _none(key: Any, value: Any, ts: int) -> None:
+    return None
+
+
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_INTERVAL_MS", "MicroBatchRunner"]

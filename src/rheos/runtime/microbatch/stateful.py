@@ -1,0 +1,357 @@
+"""Stateful steps on batches: windows (vectorised), and everything else per event.
+
+Every stateful step runs the same node as in stream-first mode (:mod:`rheos.runtime.nodes`),
+so state, results, late records and statistics are the stream-first ones by construction.
+
+**Watermark inside a batch.** A :class:`Round` carries the flow watermark before each event of
+the source batch (``wm[i]``, a cumulative maximum computed vectorised) and after it
+(``wm[n]``). A node is advanced at *crossings*: the first event index ``i`` whose watermark
+reaches the node's ``next_due``. A crossing before event ``i`` happens after the rows other
+nodes emitted at that crossing (position ``3 * i``) and before the event itself (``3 * i + 2``),
+which is the order of the stream-first runtime, where a rising watermark advances every node
+(upstream first) and only then pushes the event.
+
+**Per event** (:class:`Driver`): items are pushed one by one into the node, with the node
+advanced at every crossing between them. Used for process steps, joins, session windows,
+``emit="update"``, processing time, custom aggregations, and batches that are not columnar.
+
+**Vectorised windows** (:class:`VectorWindow`, tumbling and sliding, ``emit="final"``, event
+time, aggregations ``count/sum/min/max/mean/first/last`` of fields or expressions): the
+watermark each event saw decides, vectorised, which of its windows it is late for (the operator
+finalizes a window ``[s, e)`` exactly when the held watermark reaches ``e + L``, so "late" is
+``s + size + L <= held(W)``). The other events are grouped by (window, key) with Polars, in
+first-arrival order, and merged into the operator as partial aggregates; then the node is
+advanced through the batch's crossings. A window that finalizes at a crossing inside the batch
+holds only events that arrived before that crossing -- any later one was late for it -- so
+merging the whole batch first emits the same rows, in the same order (by window end, start,
+then first arrival, which the merge preserves).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from rheos.flows.expressions import Expr
+from rheos.flows.steps import WindowStep
+from rheos.runtime.microbatch.batch import Batch, key_series, merge_by_pos
+from rheos.runtime.nodes import JoinNode, Node, ProcessNode, WindowNode
+from rheos.windowing import MAX_WATERMARK, MIN_WATERMARK, LateInfo
+from rheos.windowing.windows import SlidingWindows, TumblingWindows
+
+_VECTOR_KINDS = frozenset({"count", "sum", "min", "max", "mean", "first", "last"})
+
+
+class Round:
+    """One pass of a source batch through the graph: the flow watermark around each event."""
+
+    def __init__(
+        self, wm: np.ndarray, start_wm: int, *, reads_min: bool = False, final: bool = False
+    ) -> None:
+        self.wm = wm
+        self.final = final
+        """The last round: every node finishes (closes all windows, fires all timers)."""
+        """``wm[i]``: the flow watermark before event ``i``; ``wm[n]``: at the round's end."""
+        self.start_wm = start_wm
+        self.n = len(wm) - 1
+        self.reads_min = reads_min
+        """Bounded runs: steps reading the flow watermark see the minimum until the end."""
+
+    def flow_watermark(self, pos: int) -> int:
+        """The flow watermark while the item at ``pos`` is processed."""
+        if self.reads_min:
+            return MIN_WATERMARK
+        return int(self.wm[min(pos // 3, self.n)])
+
+
+class Collector:
+    """A node's output port as a push function that records positions."""
+
+    def __init__(self, cur: list[int]) -> None:
+        self.cur = cur
+        self.pos: list[int] = []
+        self.ts: list[int] = []
+        self.keys: list[Any] = []
+        self.values: list[Any] = []
+
+    def __call__(self, key: Any, value: Any, ts: int) -> None:
+        self.pos.append(self.cur[0])
+        self.ts.append(ts)
+        self.keys.append(key)
+        self.values.append(value)
+
+    def take(self) -> Batch:
+        batch = Batch(
+            np.asarray(self.pos, dtype=np.int64),
+            np.asarray(self.ts, dtype=np.int64),
+            rows=self.values,
+            keys=self.keys,
+        )
+        self.pos, self.ts, self.keys, self.values = [], [], [], []
+        return batch
+
+
+class Driver:
+    """Runs a node per event, with crossings between events (see the module docs)."""
+
+    def __init__(
+        self, node: Node, pushes: list[Callable[[Any, Any, int], None]], cur: list[int]
+    ) -> None:
+        self.node = node
+        self.pushes = pushes
+        self.cur = cur
+        self.last = MIN_WATERMARK
+
+    def cross(self, rnd: Round, before: int) -> None:
+        """Advance the node at every crossing with position below ``before`` (at the end of
+        the last round: finish it)."""
+        self._cross(rnd, before)
+        if rnd.final and before > 3 * rnd.n + 1:
+            self.cur[0] = 3 * rnd.n
+            self.node.finish()
+
+    def _cross(self, rnd: Round, before: int) -> None:
+        node = self.node
+        wm = rnd.wm
+        while True:
+            i = int(np.searchsorted(wm, node.next_due, "left"))
+            if i > rnd.n or 3 * i + 1 >= before:
+                return
+            w = int(wm[i])
+            if w <= self.last:
+                return
+            self.last = w
+            self.cur[0] = 3 * i
+            node.advance(w)
+
+    def run(self, inputs: list[Batch], rnd: Round) -> None:
+        items: list[tuple[int, int, Any, Any, int]] = []
+        for index, batch in enumerate(inputs):
+            if len(batch):
+                items.extend(
+                    zip(
+                        batch.pos.tolist(),
+                        [index] * len(batch),
+                        batch.key_list(),
+                        batch.rows,
+                        batch.ts.tolist(),
+                        strict=True,
+                    )
+                )
+        if len(inputs) > 1:
+            items.sort(key=lambda item: (item[0], item[1]))
+        pushes, cur = self.pushes, self.cur
+        for pos, index, key, value, ts in items:
+            self.cross(rnd, pos)
+            cur[0] = pos
+            pushes[index](key, value, ts)
+        self.cross(rnd, 3 * rnd.n + 2)
+
+
+def vectorizable(step: WindowStep) -> bool:
+    """Whether a window step can run vectorised (see the module docs)."""
+    if step.time != "event" or step.emit != "final":
+        return False
+    if not isinstance(step.spec, TumblingWindows | SlidingWindows):
+        return False
+    for agg in step.aggregations.values():
+        if getattr(agg, "kind", None) not in _VECTOR_KINDS:
+            return False
+        field = agg.field
+        if agg.kind != "count" and not isinstance(field, str | Expr):
+            return False
+    return True
+
+
+def _held(w: np.ndarray, hold: int) -> np.ndarray:
+    if not hold:
+        return w
+    infinite = (w == MIN_WATERMARK) | (w == MAX_WATERMARK)
+    return np.where(infinite, w, w - hold)
+
+
+class VectorWindow(Driver):
+    """A window step run vectorised where it can be, per event where it cannot."""
+
+    def __init__(self, node: WindowNode, cur: list[int]) -> None:
+        super().__init__(node, [node.push], cur)
+        self.window = node
+        step = node.step
+        spec = step.spec
+        self.size = spec.size_ms
+        self.every = spec.every_ms if isinstance(spec, SlidingWindows) else spec.size_ms
+        self.offset = spec.offset_ms
+        self.value_exprs: list[Any] = []
+        self.agg_exprs: list[Any] = []
+        self.kinds: list[str] = []
+        for j, agg in enumerate(step.aggregations.values()):
+            self.kinds.append(agg.kind)
+            if agg.kind == "count":
+                self.agg_exprs.append(pl.len().alias(f"__a{j}"))
+                continue
+            field = agg.field
+            source = pl.col(field) if isinstance(field, str) else field.to_polars()
+            self.value_exprs.append(source.alias(f"__v{j}"))
+            self.agg_exprs.extend(_partial_exprs(agg.kind, f"__v{j}", f"__a{j}"))
+
+    def run(self, inputs: list[Batch], rnd: Round) -> None:
+        batch = inputs[0]
+        if not len(batch) or not self._vector(batch, rnd):
+            super().run(inputs, rnd)
+
+    def _vector(self, batch: Batch, rnd: Round) -> bool:
+        frame = batch.columnar()
+        if frame is None:
+            return False
+        if batch.keys is None:
+            keys: pl.Series | None = pl.Series("__key", [None] * len(batch), dtype=pl.Null)
+        elif isinstance(batch.keys, pl.Series):
+            keys = batch.keys.alias("__key")
+            if keys.dtype.is_nested() or keys.dtype == pl.Object:
+                return False
+        else:
+            keys = key_series(batch.keys)
+        if keys is None:
+            return False
+        try:
+            values = frame.select(self.value_exprs) if self.value_exprs else pl.DataFrame()
+        except Exception:
+            return False  # per event: the error names the event
+        if any(values.get_column(c).dtype.is_nested() for c in values.columns):
+            return False
+        op = self.window.op
+        n = len(batch)
+        pos, ts = batch.pos, batch.ts
+        idx = pos // 3
+        prev = np.concatenate([np.asarray([rnd.start_wm], dtype=np.int64), rnd.wm[:-1]])
+        seen = np.where(pos % 3 == 2, rnd.wm[idx], prev[idx])
+        limit = _held(seen, self.window.hold_ms)
+        self._stats(ts)
+        # every (event, window) pair
+        last = ts - (ts - self.offset) % self.every
+        first = last - ((last - (ts - self.size) - 1) // self.every) * self.every
+        counts = (last - first) // self.every + 1
+        rep = np.repeat(np.arange(n), counts)
+        k = np.arange(len(rep)) - np.repeat(np.cumsum(counts) - counts, counts)
+        starts = first[rep] + k * self.every
+        delta = op.final_delta_ms
+        bound = np.where(limit <= MIN_WATERMARK + delta, MIN_WATERMARK, limit - delta)
+        missed = starts <= bound[rep]
+        if missed.any():
+            self._late(batch, frame, keys, rep, starts, missed)
+        base = op.reserve_seq(n)
+        pairs = pl.DataFrame(
+            {
+                "__start": starts,
+                "__key": keys.gather(rep),
+                "__seq": base + rep,
+                "__ts": ts[rep],
+            }
+        ).hstack(values[rep] if len(values.columns) else pl.DataFrame())
+        kept = pairs.filter(pl.Series(~missed))
+        if len(kept):
+            self._merge(kept)
+        self.cross(rnd, 3 * rnd.n + 2)
+        return True
+
+    def _stats(self, ts: np.ndarray) -> None:
+        cell = self.window.cell
+        top = np.maximum(np.maximum.accumulate(ts), cell[1])
+        before = np.concatenate([np.asarray([cell[1]], dtype=np.int64), top[:-1]])
+        ooo = ts < before
+        cell[0] += len(ts)
+        if ooo.any():
+            cell[2] += int(ooo.sum())
+            cell[3] = max(cell[3], int((before - ts)[ooo].max()))
+        cell[1] = int(top[-1])
+
+    def _late(
+        self,
+        batch: Batch,
+        frame: pl.DataFrame,
+        keys: pl.Series,
+        rep: np.ndarray,
+        starts: np.ndarray,
+        missed: np.ndarray,
+    ) -> None:
+        op, size, cur = self.window.op, self.size, self.cur
+        late_pairs: dict[int, list[tuple[int, int]]] = {}
+        for i, s in zip(rep[missed].tolist(), starts[missed].tolist(), strict=True):
+            late_pairs.setdefault(i, []).append((s, s + size))
+        for i, windows in late_pairs.items():
+            op.late_events += 1
+            cur[0] = int(batch.pos[i])
+            rows = batch._rows
+            event = rows[i] if rows is not None else frame.row(i, named=True)
+            info = LateInfo(keys[i], int(batch.ts[i]), event, tuple(windows))
+            self.window.route_late(info)
+
+    def _merge(self, kept: pl.DataFrame) -> None:
+        parts = kept.group_by(["__start", "__key"], maintain_order=True).agg(
+            pl.col("__seq").first(), *self.agg_exprs
+        )
+        op = self.window.op
+        kinds = self.kinds
+        for row in parts.iter_rows():
+            start, key, seq = row[0], row[1], row[2]
+            accs: list[Any] = []
+            at = 3
+            for kind in kinds:
+                if kind in ("count", "sum", "min", "max"):
+                    accs.append(row[at])
+                    at += 1
+                elif kind == "mean":
+                    accs.append([row[at], row[at + 1]])
+                    at += 2
+                else:  # first / last: [ts, seq, value]
+                    accs.append([row[at], row[at + 1], row[at + 2]])
+                    at += 3
+            op.merge_partial(start, key, seq, accs)
+
+
+def _partial_exprs(kind: str, value: str, out: str) -> list[Any]:
+    v, ts, seq = pl.col(value), pl.col("__ts"), pl.col("__seq")
+    if kind == "sum":
+        return [v.sum().alias(out)]
+    if kind == "min":
+        return [v.min().alias(out)]
+    if kind == "max":
+        return [v.max().alias(out)]
+    if kind == "mean":
+        return [v.sum().alias(out + "s"), v.count().alias(out + "n")]
+    if kind == "first":
+        at = ts.arg_min()
+        return [ts.min().alias(out + "t"), seq.get(at).alias(out + "q"), v.get(at).alias(out)]
+    # last: the largest time, ties to the last arrival
+    top = ts == ts.max()
+    return [
+        ts.max().alias(out + "t"),
+        seq.filter(top).last().alias(out + "q"),
+        v.filter(top).last().alias(out),
+    ]
+
+
+def make_driver(node: Node, cur: list[int]) -> Driver:
+    """The driver of a stateful node: vectorised windows where possible."""
+    if isinstance(node, WindowNode):
+        if vectorizable(node.step):
+            return VectorWindow(node, cur)
+        return Driver(node, [node.push], cur)
+    if isinstance(node, JoinNode):
+        return Driver(node, [node.push_left, node.push_right], cur)
+    assert isinstance(node, ProcessNode)
+    return Driver(node, [node.push], cur)
+
+
+__all__ = [
+    "Collector",
+    "Driver",
+    "Round",
+    "VectorWindow",
+    "make_driver",
+    "merge_by_pos",
+    "vectorizable",
+]
