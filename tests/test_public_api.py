@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import rheos
 
 EXPECTED = {
@@ -32,3 +35,9 @@ def test_exported_names_are_exactly_the_contract() -> None:
 def test_every_exported_name_exists() -> None:
     for name in rheos.__all__:
         assert getattr(rheos, name) is not None, name
+
+
+def test_the_reference_page_lists_every_exported_name() -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "reference.md").read_text()
+    listed = set(re.findall(r"^\| `([A-Za-z_]+)` \|", page, re.M))
+    assert listed == set(rheos.__all__)

@@ -356,3 +356,27 @@ def test_subprocess_follow_sees_new_records_and_commits_on_terminate(data: Path)
     assert sum(log.groups.committed("watch", "f").values()) == 1
     log.close()
     assert cli(data, "consume", "f", "--group", "watch").stdout == b""
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_produce_from_a_file_shows_a_progress_bar_only_on_a_terminal(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(f'{{"n": {i}}}\n' for i in range(3000)))
+    assert (
+        main(["--data-dir", str(data), "produce", "t", "-f", str(path), "--create-partitions", "1"])
+        == 0
+    )
+    out, err = capsys.readouterr()
+    assert out == "" and "wrote 3000 records" in err  # not a terminal: quiet
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    assert main(["--data-dir", str(data), "produce", "t", "-f", str(path)]) == 0
+    assert "produce t" in terminal.getvalue()  # the bar was drawn (then cleared)
+    assert "wrote 3000 records" in capsys.readouterr().err
+    assert len(records(data, "t")) == 6000

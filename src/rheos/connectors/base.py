@@ -26,6 +26,8 @@ class Chunk:
     the records' original bytes (log sources), for dead letters. ``rejects`` are the records
     of this stretch that could not become events (``(offset, bytes, error)``: undecodable,
     failing the schema, too large): the runtime applies the flow's bad-event policy to them.
+    ``append_time`` is when the records were appended to the log (wall clock, epoch ms; log
+    sources only): live metrics measure end-to-end latency from it.
     """
 
     partition: int
@@ -35,6 +37,7 @@ class Chunk:
     offsets: range | list[int] | None = None
     raw: list[bytes] | None = None
     rejects: list[tuple[int | None, bytes, Exception]] | None = None
+    append_time: int | None = None
 
     def drop(self, indexes: list[int]) -> None:
         """Remove the events at ``indexes`` (sorted) from every column."""

@@ -139,8 +139,11 @@ class LogReader(BaseReader):
                 raise RecordTooLargeError("a record is over max_record_bytes")
             values = [dec(v) for v in raw]
         except Exception:
-            return self._sift(batch.partition, raw, list(offsets), timestamps)
-        return Chunk(batch.partition, values, timestamps, self.topic, offsets, raw)
+            chunk = self._sift(batch.partition, raw, list(offsets), timestamps)
+        else:
+            chunk = Chunk(batch.partition, values, timestamps, self.topic, offsets, raw)
+        chunk.append_time = batch.append_time
+        return chunk
 
     def _sift(
         self, partition: int, raw: list[bytes], offsets: list[int], timestamps: list[int]
@@ -201,6 +204,13 @@ class LogReader(BaseReader):
             if p in self.partitions:
                 self._reader.seek(p, offset)
         self._check_done()
+
+    def backlog(self) -> dict[int, tuple[int, int]]:
+        """Per partition: the next offset to read and the end of what can be read now (their
+        difference is the consumer lag)."""
+        positions = self._reader.positions()
+        ends = self._reader.end_offsets()
+        return {p: (positions[p], ends.get(p, positions[p])) for p in positions}
 
     def commit(self) -> None:
         if self.source.group is not None:

@@ -17,7 +17,15 @@ from collections.abc import Callable, Sequence
 
 import rheos
 from rheos.errors import RheosError
-from rheos.operations import cli_consume, cli_faults, cli_produce, cli_run, cli_topic, demo
+from rheos.operations import (
+    cli_consume,
+    cli_faults,
+    cli_produce,
+    cli_run,
+    cli_status,
+    cli_topic,
+    demo,
+)
 from rheos.operations.cli_common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -32,6 +40,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     cli_consume.add_parser,
     cli_run.add_parser,
     cli_faults.add_parser,
+    cli_status.add_parser,
     demo.add_parser,
 ]
 """Each entry adds one subcommand (or a group of them) to the parser, in help order."""

@@ -10,12 +10,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TextIO, TypeAlias
 
 from rich import box
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from rheos.errors import ConfigError
@@ -107,6 +118,29 @@ def human_bytes(n: int) -> str:
             return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+@contextmanager
+def progress_bar(
+    description: str, total: float | None, *, in_bytes: bool = False
+) -> Iterator[Callable[[float], None]]:
+    """A progress bar for a long command, drawn only when standard output is a terminal;
+    yields ``advance(amount)`` (a no-op otherwise). The bar disappears when done: the
+    command prints its own summary."""
+    if not sys.stdout.isatty():
+        yield lambda amount: None
+        return
+    count: ProgressColumn = DownloadColumn() if in_bytes else MofNCompleteColumn()
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        count,
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=True, console=Console(file=sys.stdout)) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda amount: bar.advance(task, amount)
 
 
 def print_table(

@@ -25,6 +25,7 @@ from rheos.operations.cli_common import (
     open_log,
     parse_time,
     print_table,
+    progress_bar,
 )
 from rheos.operations.run_command import find_flow, load_module, split_target
 from rheos.runtime import Flow
@@ -117,13 +118,20 @@ def _dlq(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args)
-    if args.latest:
-        info = fail_back(data_dir, args.flow)
-    elif args.checkpoint is not None:
-        info = roll_back(data_dir, args.flow, checkpoint=args.checkpoint)
-    else:
-        when = parse_time(args.start, what="--from")
-        info = roll_back(data_dir, args.flow, at_ms=int(when.timestamp() * 1000))
+    label = "fail back" if args.latest else "roll back"
+    with progress_bar(f"{label} {args.flow}: sink partitions", None) as advance:
+
+        def moved(done: int, total: int) -> None:
+            advance(1)
+
+        if args.latest:
+            info = fail_back(data_dir, args.flow, progress=moved)
+        elif args.checkpoint is not None:
+            info = roll_back(data_dir, args.flow, checkpoint=args.checkpoint, progress=moved)
+        else:
+            when = parse_time(args.start, what="--from")
+            at_ms = int(when.timestamp() * 1000)
+            info = roll_back(data_dir, args.flow, at_ms=at_ms, progress=moved)
     target = info.meta["replay_of"]["to"]
     print(
         f"flow {args.flow!r} is at checkpoint {target} again, epoch {info.epoch} "

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import BinaryIO
 
@@ -26,11 +27,14 @@ from rheos.operations.cli_common import (
     add_command,
     open_log,
     plural,
+    progress_bar,
     warn,
 )
 from rheos.transport import Producer
 
 BATCH_LINES = 10_000
+TICK_BYTES = 1 << 20
+"""The progress bar of ``--file`` moves every this many bytes read."""
 SECONDS_BELOW = 1e11
 """Numeric timestamps below this (in absolute value) are epoch seconds, others epoch ms."""
 
@@ -166,7 +170,19 @@ def _record(line: bytes, args: argparse.Namespace) -> tuple[bytes, bytes | None,
     return _encode(obj), key, ts
 
 
-def _lines(stream: BinaryIO, raw: bool) -> Iterable[tuple[int, bytes]]:
+def _counted(stream: Iterable[bytes], tick: Callable[[float], None]) -> Iterator[bytes]:
+    """The lines of ``stream``, telling ``tick`` how many bytes were read (every MiB)."""
+    pending = 0
+    for line in stream:
+        pending += len(line)
+        if pending >= TICK_BYTES:
+            tick(pending)
+            pending = 0
+        yield line
+    tick(pending)
+
+
+def _lines(stream: Iterable[bytes], raw: bool) -> Iterable[tuple[int, bytes]]:
     for number, line in enumerate(stream, 1):
         line = line.removesuffix(b"\n").removesuffix(b"\r")
         if line if raw else line.strip():
@@ -178,6 +194,7 @@ def _produce(args: argparse.Namespace) -> int:
         raise ConfigError("--raw stores lines unparsed, so it cannot take --key or --timestamp")
     log = open_log(args)
     source = sys.stdin.buffer if args.file is None else _open(args.file)
+    size = None if args.file is None else os.fstat(source.fileno()).st_size
     code = EXIT_OK
     skipped = 0
     try:
@@ -185,10 +202,11 @@ def _produce(args: argparse.Namespace) -> int:
             args.topic, durability=args.durability, create_partitions=args.create_partitions
         )
         limit = producer.config.max_record_bytes
-        with producer:
+        with producer, progress_bar(f"produce {args.topic}", size, in_bytes=True) as tick:
             batch = _Batcher(producer, args)
+            lines = source if size is None else _counted(source, tick)
             try:
-                for number, line in _lines(source, args.raw):
+                for number, line in _lines(lines, args.raw):
                     try:
                         value, key, ts = _record(line, args)
                         size = len(value) + len(key or b"")

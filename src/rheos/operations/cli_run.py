@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rheos.operations.cli_common import Subparsers, add_command
+from rheos.operations.dashboard import DEFAULT_HOST, DEFAULT_PORT
 from rheos.operations.run_command import run_app
 
 
@@ -39,6 +40,33 @@ def add_parser(subparsers: Subparsers) -> None:
     p.add_argument(
         "--batch-interval", default=None, help="micro-batch: longest wait to fill a batch (50ms)"
     )
+    add_server_options(p)
+
+
+def add_server_options(p: argparse.ArgumentParser, *, default_on: bool = False) -> None:
+    """``--dashboard``, ``--host`` and ``--port`` (shared with ``rheos demo``)."""
+    if default_on:
+        p.add_argument(
+            "--dashboard",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="serve the live dashboard, /api/metrics and /metrics (default: on)",
+        )
+    else:
+        p.add_argument(
+            "--dashboard",
+            action="store_true",
+            help="serve the live dashboard, /api/metrics and /metrics while the flow runs",
+        )
+    p.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"the dashboard's address (default: {DEFAULT_HOST})"
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"the dashboard's port (default: {DEFAULT_PORT}, a free one if taken; 0: any)",
+    )
 
 
 def _handle(args: argparse.Namespace) -> int:
@@ -50,4 +78,7 @@ def _handle(args: argparse.Namespace) -> int:
         batch_size=getattr(args, "batch_size", None),
         batch_interval=getattr(args, "batch_interval", None),
         checkpoint_interval=getattr(args, "checkpoint_interval", None),
+        dashboard=args.dashboard,
+        host=args.host,
+        port=args.port,
     )

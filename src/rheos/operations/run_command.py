@@ -17,7 +17,8 @@ from typing import Any
 from rheos.durations import to_ms
 from rheos.errors import ConfigError
 from rheos.flows import Flow as FlowDescription
-from rheos.runtime import RunSummary, run_flow
+from rheos.operations.dashboard import DEFAULT_HOST, DEFAULT_PORT, serve_flow
+from rheos.runtime import Flow, run_flow
 
 EXIT_OK = 0
 EXIT_INTERRUPTED = 130
@@ -82,10 +83,15 @@ def run_app(
     batch_size: int | None = None,
     batch_interval: str | None = None,
     checkpoint_interval: str | None = None,
+    dashboard: bool = False,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
 ) -> int:
     """Load ``target`` (``app.py[:flow_name]``), run its flow, print the summary.
 
-    ``checkpoint_interval`` (``"1s"``, or ``"off"``) replaces the flow's own.
+    ``checkpoint_interval`` (``"1s"``, or ``"off"``) replaces the flow's own. ``dashboard``
+    serves the flow's dashboard, ``/api/metrics`` and ``/metrics`` on ``host:port`` while it
+    runs (:mod:`rheos.operations.dashboard`).
     """
     path, name = split_target(target)
     flow = find_flow(load_module(path), name, path)
@@ -94,14 +100,20 @@ def run_app(
         flow.checkpoint_interval_ms = (  # type: ignore[attr-defined]
             None if off else to_ms(checkpoint_interval, what="--checkpoint-interval")
         )
-    summary: RunSummary = run_flow(
-        flow,
-        bounded=bounded,
-        data_dir=data_dir,
-        mode=mode,
-        batch_size=batch_size,
-        batch_interval=batch_interval,
-    )
+    if data_dir is not None:
+        flow.data_dir = data_dir
+    if not dashboard:
+        summary = run_flow(
+            flow, bounded=bounded, mode=mode, batch_size=batch_size, batch_interval=batch_interval
+        )
+    else:
+        if not isinstance(flow, Flow):
+            raise ConfigError(f"rheos run: {path}: the dashboard needs a rheos.Flow")
+        with serve_flow(flow, host=host, port=port) as server:
+            print(f"rheos: dashboard of flow {flow.name!r} at {server.url}", flush=True)
+            summary = flow.run(
+                bounded=bounded, mode=mode, batch_size=batch_size, batch_interval=batch_interval
+            )
     print(summary)
     return EXIT_INTERRUPTED if summary.stopped == "signal" else EXIT_OK
 

@@ -21,6 +21,7 @@ fused push functions (:mod:`rheos.runtime.compile`), drives event time per sourc
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from typing import Any, Literal
@@ -29,6 +30,7 @@ from rheos.durations import Duration, to_ms
 from rheos.errors import ConfigError
 from rheos.flows import Flow as FlowDescription
 from rheos.flows.steps import OnError
+from rheos.runtime.metrics import empty_snapshot, summary_snapshot
 from rheos.runtime.runner import Runner, resolve_data_dir
 from rheos.runtime.summary import CheckpointStats, RunSummary, SourceStats, StepStats
 from rheos.state import DEFAULT_KEEP, CheckpointInfo, CheckpointStore, store_path
@@ -62,6 +64,7 @@ def make_runner(
                 flow, "checkpoint_interval_ms", _ms(DEFAULT_CHECKPOINT_INTERVAL)
             ),
             keep=getattr(flow, "keep_checkpoints", DEFAULT_KEEP),
+            metrics=getattr(flow, "metrics_enabled", True),
         )
     if chosen != "micro-batch":
         raise ConfigError(f"run mode must be 'stream-first' or 'micro-batch', got {chosen!r}")
@@ -116,7 +119,8 @@ class Flow(FlowDescription):
     ``checkpoint_interval`` (default ``"5s"``; ``None`` turns checkpoints off) is how often a
     streaming run checkpoints its state, source positions and sink positions, and
     ``keep_checkpoints`` how many checkpoints stay restorable (see
-    :mod:`rheos.runtime.checkpointing`).
+    :mod:`rheos.runtime.checkpointing`). ``metrics=False`` turns live metrics off
+    (:meth:`metrics` then only reports the last run's summary).
     """
 
     def __init__(
@@ -128,8 +132,10 @@ class Flow(FlowDescription):
         on_error: OnError = "dead-letter",
         checkpoint_interval: Duration | None = DEFAULT_CHECKPOINT_INTERVAL,
         keep_checkpoints: int = DEFAULT_KEEP,
+        metrics: bool = True,
     ) -> None:
         super().__init__(name, data_dir=data_dir, clock=clock, on_error=on_error)
+        self.metrics_enabled = metrics
         self.checkpoint_interval_ms = _ms(checkpoint_interval)
         if keep_checkpoints < 1:
             raise ConfigError(f"flow {name!r}: keep_checkpoints must be at least 1")
@@ -137,6 +143,7 @@ class Flow(FlowDescription):
         self._runner: Runner | None = None
         self._lock = threading.Lock()
         self.last_summary: RunSummary | None = None
+        self._last_metrics: dict[str, Any] | None = None
 
     def run(
         self,
@@ -194,8 +201,41 @@ class Flow(FlowDescription):
         finally:
             with self._lock:
                 self._runner = None
+                live = getattr(runner, "metrics", None)
+                self._last_metrics = live.latest if live is not None else None
         self.last_summary = summary
         return summary
+
+    def metrics(self) -> dict[str, Any]:
+        """A snapshot of the flow's metrics: live while it runs (refreshed twice a second on
+        the run's thread), else those of its last run; a plain, JSON-ready dict described in
+        :mod:`rheos.runtime.metrics`. Safe to call from any thread.
+
+        >>> from rheos.connectors import iterable_source, list_sink
+        >>> flow = Flow("m")
+        >>> flow.source(iterable_source([1, 2, 3])).map(lambda x: x * 10).sink(list_sink([]))
+        >>> flow.metrics()["events_in"]
+        0
+        >>> _ = flow.run()
+        >>> m = flow.metrics()
+        >>> m["running"], m["events_in"], m["events_out"], m["stopped"]
+        (False, 3, 3, 'exhausted')
+        """
+        with self._lock:
+            runner = self._runner
+            live = getattr(runner, "metrics", None) if runner is not None else None
+            snap = live.latest if live is not None else None
+            last = self._last_metrics
+        if snap is not None:
+            return copy.deepcopy(snap)
+        graph = self.graph()
+        if runner is not None:  # a run without live metrics, or not started yet
+            return summary_snapshot(graph, RunSummary(self.name, "running"), running=True)
+        if last is not None:
+            return copy.deepcopy(last)
+        if self.last_summary is not None:
+            return summary_snapshot(graph, self.last_summary, running=False)
+        return empty_snapshot(graph)
 
     def stop(self) -> None:
         """Stop a running :meth:`run` from another thread (it returns soon after)."""

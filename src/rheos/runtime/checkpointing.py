@@ -220,7 +220,7 @@ class Checkpointer:
         for src in runner.sources:
             src.reader.commit()  # consumer groups: secondary to the checkpoint
         self.last = time.monotonic()
-        self.stats.record(info.size_bytes, time.perf_counter() - started, info.id)
+        self.stats.record(info.size_bytes, time.perf_counter() - started, info.id, kind)
         return info
 
     def _paused(self, changes: list[Change]) -> Iterator[Change]:

@@ -70,9 +70,10 @@ def _fanout(targets: list[Push]) -> Push:
 
 
 class _SinkCounter:
-    """Counts what reaches sinks (for the run summary)."""
+    """Counts what reaches a sink (for the run summary and live metrics)."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "") -> None:
+        self.name = name
         self.count = 0
 
 
@@ -389,7 +390,7 @@ def _sink_push(step: SinkStep, ctx: OpenContext, compiled: Compiled) -> Push:
     writer = step.sink.open(ctx)
     compiled.writers.append(writer)
     compiled.named_writers[step.name] = writer
-    counter = _SinkCounter()
+    counter = _SinkCounter(step.name)
     compiled.sink_counters.append(counter)
     write = writer.write
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +52,8 @@ from rheos.transport import Log, Record
 
 PREFIX = "rheos-"
 MAX_TRACEBACK = 8000
+RECENT = 20
+"""Dead letters of a run kept in :attr:`DeadLetters.recent` (for live metrics)."""
 _json = encoder("json")
 
 
@@ -168,6 +170,8 @@ class DeadLetters:
     dead: Counter[tuple[str, str]] = field(default_factory=Counter)
     skipped: Counter[tuple[str, str]] = field(default_factory=Counter)
     memory: list[DeadLetter] = field(default_factory=list)
+    recent: deque[DeadLetter] = field(default_factory=lambda: deque(maxlen=RECENT))
+    """The latest dead letters of this run, newest last."""
     _writer: DeadLetterWriter | None = None
 
     def __post_init__(self) -> None:
@@ -223,6 +227,7 @@ class DeadLetters:
             event_time=event_time,
             value_format=fmt,
         )
+        self.recent.append(letter)
         if not self.to_log:
             self.memory.append(letter)
             return

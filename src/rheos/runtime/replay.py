@@ -33,7 +33,7 @@ results after its marker (with the new epoch), so the same rule still gives the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from rheos.connectors.log import CONTROL_HEADER, EPOCH_HEADER
@@ -43,6 +43,9 @@ from rheos.state import CheckpointInfo, CheckpointStore, store_path
 from rheos.transport import Log, Record
 
 MARKER = b"epoch"
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: called after each sink partition a replay has moved."""
 
 
 def _log_sinks(meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -64,7 +67,12 @@ def _open(data_dir: str, flow: str) -> tuple[FlowLock, CheckpointStore]:
 
 
 def roll_back(
-    data_dir: str, flow: str, *, checkpoint: int | None = None, at_ms: int | None = None
+    data_dir: str,
+    flow: str,
+    *,
+    checkpoint: int | None = None,
+    at_ms: int | None = None,
+    progress: Progress | None = None,
 ) -> CheckpointInfo:
     """Make the state of ``checkpoint`` (or of the newest one at or before ``at_ms``) the
     flow's again, under a new epoch; return the new checkpoint."""
@@ -79,13 +87,13 @@ def roll_back(
         else:
             raise CheckpointError("roll back: give a checkpoint or a time")
         store.pin(latest.id, "replay")
-        return _move(data_dir, store, latest, target, "replay", copy=False)
+        return _move(data_dir, store, latest, target, "replay", copy=False, progress=progress)
     finally:
         store.close()
         lock.release()
 
 
-def fail_back(data_dir: str, flow: str) -> CheckpointInfo:
+def fail_back(data_dir: str, flow: str, *, progress: Progress | None = None) -> CheckpointInfo:
     """Go forward again to the checkpoint the last :func:`roll_back` left."""
     lock, store = _open(data_dir, flow)
     try:
@@ -95,7 +103,7 @@ def fail_back(data_dir: str, flow: str) -> CheckpointInfo:
         latest = store.latest()
         assert latest is not None
         target = store.get(max(pins))
-        info = _move(data_dir, store, latest, target, "failback", copy=True)
+        info = _move(data_dir, store, latest, target, "failback", copy=True, progress=progress)
         store.unpin(target.id)
         return info
     finally:
@@ -111,6 +119,7 @@ def _move(
     reason: str,
     *,
     copy: bool,
+    progress: Progress | None = None,
 ) -> CheckpointInfo:
     log = Log(data_dir)
     epoch = max(c.epoch for c in store.checkpoints()) + 1
@@ -118,6 +127,8 @@ def _move(
     target_sinks = _log_sinks(target.meta)
     producers = []
     new_sinks: dict[str, Any] = {}
+    total = sum(len(info["positions"]) for info in sinks.values())
+    done = 0
     try:
         for name, info in sinks.items():
             topic = info["topic"]
@@ -146,6 +157,9 @@ def _move(
                 )
                 if copy:
                     _copy_back(log, producer, topic, p, latest, name, stamp)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
             new_sinks[name] = {"topic": topic, "positions": producer.positions()}
         meta = dict(target.meta)
         meta["sinks"] = new_sinks

@@ -45,6 +45,7 @@ from rheos.runtime.deadletters import (
     dlq_topic,
     read_dead_letters,
 )
+from rheos.runtime.metrics import FlowMetrics, save_snapshot, snapshot_path
 from rheos.runtime.nodes import ProcessNode, Push, WindowNode, where
 from rheos.runtime.summary import RunSummary, SourceStats
 from rheos.state import DEFAULT_KEEP, CheckpointStore
@@ -166,8 +167,12 @@ class Runner:
         clock: Clock | None = None,
         checkpoint_interval_ms: int | None = None,
         keep: int = DEFAULT_KEEP,
+        metrics: bool = True,
     ) -> None:
         self.graph = graph
+        self.metrics_on = metrics
+        self.metrics: FlowMetrics | None = None
+        """Live metrics of the current (or last) run (:mod:`rheos.runtime.metrics`)."""
         self.checkpoint_interval_ms = checkpoint_interval_ms
         self.keep = keep
         self.checkpointer: Checkpointer | None = None
@@ -233,6 +238,10 @@ class Runner:
                 node.flow_watermark = self.current_watermark
                 if isinstance(node, ProcessNode):
                     node.lower_due = self._lower_due
+            if self.metrics_on:
+                self.metrics = FlowMetrics(self.graph, mode)
+                self.metrics.watch_sinks(self.compiled.sink_counters)
+                self.metrics.sample(self)
             if bounded:
                 self._run_bounded(progress)
                 summary.stopped = "exhausted"
@@ -242,6 +251,8 @@ class Runner:
             if self._accounted and self.checkpointer is None:
                 for src in self.sources:
                     src.reader.commit()
+            if self.metrics is not None:
+                self.metrics.sample(self, running=False, stopped=summary.stopped)
         finally:
             restore()
             try:
@@ -253,6 +264,8 @@ class Runner:
                     lock.release()
         summary.elapsed_s = time.perf_counter() - started
         self._fill(summary)
+        if self.metrics is not None and self.metrics.latest is not None and self._chosen_dir:
+            save_snapshot(snapshot_path(self.data_dir, self.graph.name), self.metrics.latest)
         return summary
 
     def replay_dead_letters(self) -> RunSummary:
@@ -478,6 +491,7 @@ class Runner:
         assert compiled is not None
         deadline = None if timeout is None else time.monotonic() + timeout
         proc_nodes = [n for n in compiled.nodes if isinstance(n, WindowNode) and n.processing_time]
+        metrics = self.metrics
         events = 0
         wait = 0.0
         last_flush = time.monotonic()
@@ -536,6 +550,8 @@ class Runner:
             now = time.monotonic()
             if self.checkpointer is not None and self.checkpointer.due(now):
                 self.checkpointer.take()
+            if metrics is not None and now >= metrics.next_sample:
+                metrics.sample(self)
             if got == 0:
                 for src in self.sources:
                     if not src.done:
@@ -641,6 +657,8 @@ class Runner:
         if w > src.wm:
             src.wm = w
         self.advance_flow()
+        if self.metrics is not None:
+            self.metrics.after_chunk(chunk.append_time)
         return len(values)
 
     # -- bounded ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,8 +50,11 @@ class CheckpointStats:
     """Seconds spent restoring it (state, sources, sinks)."""
     last_at: float | None = None
     """``time.monotonic()`` of the last checkpoint."""
+    history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
+    """The latest checkpoints of this run: ``{"id", "time_ms", "kind", "duration_s",
+    "bytes"}``, oldest first."""
 
-    def record(self, size: int, seconds: float, checkpoint: int) -> None:
+    def record(self, size: int, seconds: float, checkpoint: int, kind: str = "") -> None:
         self.count += 1
         self.total_s += seconds
         self.last_s = seconds
@@ -59,6 +63,15 @@ class CheckpointStats:
         self.total_bytes += size
         self.last_id = checkpoint
         self.last_at = time.monotonic()
+        self.history.append(
+            {
+                "id": checkpoint,
+                "time_ms": time.time_ns() // 1_000_000,
+                "kind": kind,
+                "duration_s": round(seconds, 6),
+                "bytes": size,
+            }
+        )
 
     @property
     def since_last_s(self) -> float | None:
