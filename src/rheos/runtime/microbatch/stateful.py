@@ -232,26 +232,33 @@ class VectorWindow(Driver):
         self._stats(ts)
         # every (event, window) pair
         last = ts - (ts - self.offset) % self.every
-        first = last - ((last - (ts - self.size) - 1) // self.every) * self.every
-        counts = (last - first) // self.every + 1
-        rep = np.repeat(np.arange(n), counts)
-        k = np.arange(len(rep)) - np.repeat(np.cumsum(counts) - counts, counts)
-        starts = first[rep] + k * self.every
+        if self.every == self.size:  # tumbling: one window per event
+            rep = None
+            starts = last
+        else:
+            first = last - ((last - (ts - self.size) - 1) // self.every) * self.every
+            counts = (last - first) // self.every + 1
+            rep = np.repeat(np.arange(n), counts)
+            k = np.arange(len(rep)) - np.repeat(np.cumsum(counts) - counts, counts)
+            starts = first[rep] + k * self.every
         delta = op.final_delta_ms
         bound = np.where(limit <= MIN_WATERMARK + delta, MIN_WATERMARK, limit - delta)
-        missed = starts <= bound[rep]
-        if missed.any():
-            self._late(batch, frame, keys, rep, starts, missed)
+        missed = starts <= (bound if rep is None else bound[rep])
+        any_missed = bool(missed.any())
+        if any_missed:
+            every = np.arange(n) if rep is None else rep
+            self._late(batch, frame, keys, every, starts, missed)
         base = op.reserve_seq(n)
-        pairs = pl.DataFrame(
-            {
-                "__start": starts,
-                "__key": keys.gather(rep),
-                "__seq": base + rep,
-                "__ts": ts[rep],
-            }
-        ).hstack(values[rep] if len(values.columns) else pl.DataFrame())
-        kept = pairs.filter(pl.Series(~missed))
+        seq = np.arange(base, base + n, dtype=np.int64)
+        columns = [
+            pl.Series("__start", starts),
+            keys if rep is None else keys.gather(rep),
+            pl.Series("__seq", seq if rep is None else seq[rep]),
+            pl.Series("__ts", ts if rep is None else ts[rep]),
+            *(values if rep is None or not values.width else values[rep]).get_columns(),
+        ]
+        pairs = pl.DataFrame(columns)
+        kept = pairs.filter(pl.Series(~missed)) if any_missed else pairs
         if len(kept):
             self._merge(kept)
         self.cross(rnd, 3 * rnd.n + 2)
@@ -290,8 +297,12 @@ class VectorWindow(Driver):
             self.window.route_late(info)
 
     def _merge(self, kept: pl.DataFrame) -> None:
-        parts = kept.group_by(["__start", "__key"], maintain_order=True).agg(
-            pl.col("__seq").first(), *self.agg_exprs
+        # groups in first-arrival order (rows keep their order within a group); sorting the
+        # few groups is cheaper than ``maintain_order``
+        parts = (
+            kept.group_by(["__start", "__key"])
+            .agg(pl.col("__seq").first(), *self.agg_exprs)
+            .sort(["__seq", "__start"])
         )
         op = self.window.op
         kinds = self.kinds

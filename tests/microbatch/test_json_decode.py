@@ -1,0 +1,252 @@
+"""The bulk JSON decoder of the micro-batch log reader gives exactly what msgspec gives record
+by record -- same fields, order, types and values -- or declines (the batch goes per record).
+
+Compared through ``msgspec.json.encode``, which tells ``1`` from ``1.0`` and keeps field order.
+"""
+
+from __future__ import annotations
+
+import itertools
+from array import array
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rheos.connectors import list_sink, log_source
+from rheos.connectors.base import OpenContext
+from rheos.flows.expressions import col
+from rheos.runtime import Flow
+from rheos.runtime.microbatch.sources import ColumnarLogReader, JsonDecoder
+from rheos.transport import Log, RecordBatch
+from rheos.windowing import count, sum, tumbling
+
+encode = msgspec.json.encode
+
+
+def batch_of(values: list[bytes], base: int = 0, pad: int = 0) -> RecordBatch:
+    """A record batch holding ``values`` (after ``pad`` records that the view leaves out)."""
+    values = [b"{}"] * pad + values
+    ends = array("I", [0])
+    for v in values:
+        ends.append(ends[-1] + len(v))
+    stamps = array("q", range(len(values)))
+    return RecordBatch("t", 0, base, 0, stamps, ends, b"".join(values), start=pad)
+
+
+def split(values: list[bytes], cuts: list[int]) -> list[RecordBatch]:
+    """``values`` as consecutive record batches, cut at ``cuts``."""
+    points = sorted({c % (len(values) + 1) for c in cuts} | {0, len(values)})
+    return [
+        batch_of(values[a:b], base=a, pad=a % 3) for a, b in itertools.pairwise(points) if b > a
+    ]
+
+
+def expected(values: list[bytes]) -> list[bytes] | None:
+    """msgspec, record by record, re-encoded; None if a record does not decode."""
+    try:
+        return [encode(msgspec.json.decode(v)) for v in values]
+    except msgspec.DecodeError:
+        return None
+
+
+def check(values: list[bytes], cuts: list[int] | None = None) -> bool:
+    """Decode in bulk; assert it is exact when it does not decline. Returns whether it
+    decoded."""
+    frame = JsonDecoder().frame(split(values, cuts or []))
+    if frame is None:
+        return False
+    want = expected(values)
+    assert want is not None, "decoded in bulk what msgspec rejects"
+    assert [encode(r) for r in frame.to_dicts()] == want
+    return True
+
+
+# -- examples ---------------------------------------------------------------------------------
+
+UNIFORM = [encode({"id": i, "ts": 1000 + i, "k": f"k{i % 3}", "v": i / 8}) for i in range(500)]
+
+
+def test_uniform_records_decode_in_bulk_across_batches() -> None:
+    assert check(UNIFORM)
+    assert check(UNIFORM, [7, 100, 101, 499])
+
+
+@pytest.mark.parametrize(
+    "late",
+    [
+        b'{"id":1,"ts":2,"k":"a","v":0.5,"extra":1}',  # a field only a later record has
+        b'{"id":1,"ts":2,"k":"a"}',  # a missing field
+        b'{"id":1,"ts":2,"k":"a","v":null}',  # null
+        b'{"id":1,"ts":2,"k":"a","v":2}',  # an integer in a float field
+        b'{"id":1,"ts":2,"k":"a","v":1e400}',  # out of range for a double
+        b'{"id":1.5,"ts":2,"k":"a","v":0.5}',  # a float in an int field
+        b'{"id":99999999999999999999,"ts":2,"k":"a","v":0.5}',  # beyond int64
+        b'{"id":1,"ts":2,"k":3,"v":0.5}',  # a number in a string field
+        b'{"id":1,"ts":2,"k":"a","v":[1]}',  # nested
+        b'{"id":1,"ts":2,"k":"a","v":NaN}',  # not JSON
+        b'{"id":1,"ts":2,"k":"a","v":0.5,"id":3}',  # a duplicate field
+        b'{"ts":2,"id":1,"k":"a","v":0.5}',  # another field order
+        b'{"id":1,"ts":2,"v":0.5,"k" :"a"}',  # another order, with a space
+        b'{"id":1,"ts":2,\n"k":"a","v":0.5}',  # over two lines
+        b' {"id":1,"ts":2,"k":"a","v":0.5}',  # leading whitespace
+        b'{"id":1,"ts":2,"k":"a","v":0.5}{"id":1,"ts":2,"k":"a","v":0.5}',  # two objects
+        b'{"id":1,"ts":2,"k":"a\xff","v":0.5}',  # not UTF-8
+        b'{"id":1,"ts":2,"k":"\\ud800","v":0.5}',  # a lone surrogate
+        b"[1,2]",
+        b"{}",
+    ],
+)
+def test_a_late_record_that_differs_is_never_decoded_wrong(late: bytes) -> None:
+    values = [*UNIFORM[:300], late, *UNIFORM[300:]]
+    assert not check(values)
+    assert not check(values, [300])
+    assert not check(values, [301])
+
+
+def test_timestamp_like_strings_stay_strings() -> None:
+    values = [encode({"at": f"2024-01-0{1 + i % 9}T00:00:00", "n": i}) for i in range(50)]
+    decoder = JsonDecoder()
+    frame = decoder.frame([batch_of(values)])
+    assert frame is not None and frame.get_column("at").dtype == frame.schema["at"]
+    assert [encode(r) for r in frame.to_dicts()] == expected(values)
+    # remembered: the next batch reads the field as a string at once
+    frame = decoder.frame([batch_of(values[:5])])
+    assert frame is not None and frame.to_dicts()[0]["at"] == "2024-01-01T00:00:00"
+
+
+def test_whole_floats_written_as_floats_decode_in_bulk() -> None:
+    values = [encode({"x": float(i), "y": -0.0}) for i in range(20)]
+    assert check(values)
+
+
+# -- properties -------------------------------------------------------------------------------
+
+SCALARS = {
+    "int": st.integers(-(2**70), 2**70),
+    "small": st.integers(-5, 5),
+    "float": st.floats(allow_nan=False, allow_infinity=False),
+    "whole": st.integers(-1000, 1000).map(float),
+    "str": st.text(max_size=8),
+    "stamp": st.sampled_from(["2024-01-01T00:00:00", "2024-01-01", "12:00", "x"]),
+    "bool": st.booleans(),
+    "none": st.none(),
+    "list": st.lists(st.integers(0, 3), max_size=2),
+}
+
+
+@st.composite
+def record_sets(draw: st.DrawFn) -> list[bytes]:
+    """Mostly uniform records, with a few perturbed ones."""
+    names = draw(st.lists(st.sampled_from(["a", "b", "c", "ts"]), min_size=1, unique=True))
+    kinds = {n: draw(st.sampled_from(sorted(SCALARS))) for n in names}
+    n = draw(st.integers(1, 60))
+    out = []
+    for _ in range(n):
+        record: dict[str, Any] = {name: draw(SCALARS[kinds[name]]) for name in names}
+        change = draw(st.sampled_from(["none"] * 12 + ["kind", "drop", "add", "order", "raw"]))
+        if change == "kind":
+            record[draw(st.sampled_from(names))] = draw(st.one_of(*SCALARS.values()))
+        elif change == "drop":
+            record.pop(draw(st.sampled_from(names)))
+        elif change == "add":
+            record["z"] = draw(st.one_of(*SCALARS.values()))
+        elif change == "order":
+            record = dict(reversed(record.items()))
+        raw = encode(record)
+        if change == "raw":
+            raw = draw(st.sampled_from([b"{", b'{"a":1 }', b'{ "a" : 1}', b"null", raw + b" "]))
+        out.append(raw)
+    return out
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=record_sets(), cuts=st.lists(st.integers(0, 100), max_size=3))
+def test_bulk_decoding_is_exact_or_declines(values: list[bytes], cuts: list[int]) -> None:
+    check(values, cuts)
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1))
+def test_floats_read_the_same_as_msgspec(values: list[float]) -> None:
+    records = [encode({"x": v + 0.5 if v == int(v) and abs(v) < 2**52 else v}) for v in values]
+    check(records)
+
+
+# -- through a flow: both modes give the same results ----------------------------------------
+
+
+def write(data_dir: Any, values: list[bytes]) -> None:
+    log = Log(data_dir)
+    log.create_topic("in", 1, exist_ok=True)
+    with log.producer("in") as producer:
+        for at in range(0, len(values), 37):  # many small record batches
+            producer.append(values[at : at + 37])
+    log.close()
+
+
+def run(data_dir: Any, name: str, windowed: bool, **options: Any) -> list[bytes]:
+    out: list[Any] = []
+    flow = Flow(name, data_dir=data_dir, checkpoint_interval=None)
+    src = flow.source(log_source("in"), timestamp="ts", timestamp_unit="ms")
+    if windowed:
+        src.key_by("k").window(tumbling(100)).aggregate(n=count(), s=sum("v")).sink(list_sink(out))
+    else:
+        src.filter(col("v") > 1).with_columns(w=col("v") * 2).sink(list_sink(out))
+    flow.run(bounded=True, **options)
+    return [encode(r) for r in out]
+
+
+@pytest.mark.parametrize("windowed", [False, True])
+def test_fields_that_appear_or_change_type_later_give_the_same_results(
+    tmp_path: Any, windowed: bool
+) -> None:
+    events: list[dict[str, Any]] = []
+    for i in range(3000):
+        event: dict[str, Any] = {"ts": i, "k": f"k{i % 4}", "v": (i % 7) + 0.25}
+        if i >= 1500:
+            event["extra"] = i  # a field only later records have
+        if 2000 <= i < 2100:
+            event["v"] = i % 7  # integers in a float field
+        events.append(event)
+    write(tmp_path, [encode(e) for e in events])
+    want = run(tmp_path, "sf", windowed, mode="stream-first")
+    assert b'"extra":1500' in b"".join(want) or windowed
+    for size in [1, 99, 1000, 100_000]:
+        got = run(tmp_path, f"mb{size}", windowed, mode="micro-batch", batch_size=size)
+        assert got == want, size
+
+
+# -- the reader: read-ahead is invisible -----------------------------------------------------
+
+
+def test_read_ahead_commits_and_ends_only_at_what_was_returned(tmp_path: Any) -> None:
+    values = [encode({"id": i, "pad": "x" * 40}) for i in range(6000)]
+    log = Log(tmp_path)
+    log.create_topic("in", 1)
+    with log.producer("in") as producer:
+        for at in range(0, 6000, 2000):  # record batches over the reader's 64 KB budget
+            producer.append(values[at : at + 2000])
+    log.close()
+    ctx = OpenContext("f", str(tmp_path))
+    reader = ColumnarLogReader(log_source("in", group="g"), ctx, max_records=100)
+    parts = reader.poll(1.0)
+    assert [len(p) for p in parts] == [2000] and reader.positions() == {0: 2000}
+    reader.commit()  # the next record batch was read ahead, but not returned
+    reader.close()
+    again = ColumnarLogReader(log_source("in", group="g"), ctx, max_records=10_000)
+    rows = [r for p in again.poll(1.0) for r in p.get_rows()]
+    assert [encode(r) for r in rows] == values[2000:]
+    again.close()
+    ctx.close()
+
+
+def test_decoding_reuses_its_buffer_without_touching_earlier_frames() -> None:
+    decoder = JsonDecoder()
+    first = decoder.frame([batch_of(UNIFORM[:200])])
+    assert first is not None
+    copy = first.clone()
+    assert decoder.frame([batch_of(UNIFORM[300:])]) is not None
+    assert first.equals(copy)
