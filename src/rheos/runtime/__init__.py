@@ -78,6 +78,11 @@ def make_runner(
         batch_interval_ms=DEFAULT_INTERVAL_MS
         if batch_interval is None
         else to_ms(batch_interval, what="batch_interval"),
+        checkpoint_interval_ms=getattr(
+            flow, "checkpoint_interval_ms", _ms(DEFAULT_CHECKPOINT_INTERVAL)
+        ),
+        keep=getattr(flow, "keep_checkpoints", DEFAULT_KEEP),
+        metrics=getattr(flow, "metrics_enabled", True),
     )
 
 

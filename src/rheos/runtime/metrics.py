@@ -304,7 +304,7 @@ def empty_snapshot(graph: Graph) -> dict[str, Any]:
 
 
 def summary_snapshot(graph: Graph, summary: RunSummary, *, running: bool) -> dict[str, Any]:
-    """A snapshot from a :class:`RunSummary` (runs without live metrics: micro-batch)."""
+    """A snapshot from a :class:`RunSummary` (runs without live metrics)."""
     sources: list[dict[str, Any]] = [
         {
             "name": s.name,

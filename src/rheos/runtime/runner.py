@@ -225,19 +225,13 @@ class Runner:
         restore = self._install_signals()
         lock = self._start_checkpoints(ctx, bounded)
         try:
-            self.compiled = compile_flow(
-                self.graph, ctx, default_late_topic=late_topic, now=self.clock.now_ms
-            )
-            self._open_sources(ctx)
+            self._prepare(ctx, late_topic)
+            assert self.compiled is not None
             self._setup_dead_letters(ctx)
             if self.checkpointer is not None:
                 self.compiled.on_open = self.checkpointer.recover_writer
                 self.checkpointer.restore()
-            self.timed = bool(self.compiled.nodes)
-            for node in self.compiled.nodes:
-                node.flow_watermark = self.current_watermark
-                if isinstance(node, ProcessNode):
-                    node.lower_due = self._lower_due
+            self._wire()
             if self.metrics_on:
                 self.metrics = FlowMetrics(self.graph, mode)
                 self.metrics.watch_sinks(self.compiled.sink_counters)
@@ -267,6 +261,22 @@ class Runner:
         if self.metrics is not None and self.metrics.latest is not None and self._chosen_dir:
             save_snapshot(snapshot_path(self.data_dir, self.graph.name), self.metrics.latest)
         return summary
+
+    def _prepare(self, ctx: OpenContext, late_topic: str | None) -> None:
+        """Compile the flow (:attr:`compiled`) and open its sources (:attr:`sources`)."""
+        self.compiled = compile_flow(
+            self.graph, ctx, default_late_topic=late_topic, now=self.clock.now_ms
+        )
+        self._open_sources(ctx)
+
+    def _wire(self) -> None:
+        """Connect the stateful nodes to the runner (after a checkpoint was restored)."""
+        assert self.compiled is not None
+        self.timed = bool(self.compiled.nodes)
+        for node in self.compiled.nodes:
+            node.flow_watermark = self.current_watermark
+            if isinstance(node, ProcessNode):
+                node.lower_due = self._lower_due
 
     def replay_dead_letters(self) -> RunSummary:
         """Send the flow's dead letters not replayed yet back through it, exactly once.
@@ -529,23 +539,9 @@ class Runner:
                     break
             for node in proc_nodes:
                 node.advance_processing(self.clock.now_ms())
-            if all(s.done for s in self.sources):
-                self._finish()
-                self._accounted = not self._discarded
-                return "exhausted"
-            reason = None
-            if stop_after is not None and events >= stop_after:
-                reason = "stop_after"
-            elif deadline is not None and time.monotonic() >= deadline:
-                reason = "timeout"
-            elif self._stop.is_set():
-                reason = self._stop_reason
+            timed_out = deadline is not None and time.monotonic() >= deadline
+            reason = self._ended(events, stop_after, drain, timed_out, self._stop.is_set())
             if reason is not None:
-                if drain:
-                    self._finish()
-                    self._accounted = not self._discarded
-                if self.checkpointer is not None:
-                    self.checkpointer.take("drain" if drain else "stop")
                 return reason
             now = time.monotonic()
             if self.checkpointer is not None and self.checkpointer.due(now):
@@ -566,6 +562,40 @@ class Runner:
                 if now - last_flush >= FLUSH_EVERY_S:
                     self._flush()
                     last_flush = now
+
+    def _ended(
+        self,
+        events: int,
+        stop_after: int | None,
+        drain: bool,
+        timed_out: bool,
+        stop_requested: bool,
+    ) -> str | None:
+        """After a round of polls: why the streaming run ends now, or None to go on.
+
+        ``"exhausted"`` when every source has ended (the final watermark closes every window);
+        else ``"stop_after"``, ``"timeout"`` or the reason given to :meth:`stop`, after which
+        open windows are closed (``drain``) and a last checkpoint is taken (when checkpointing).
+        Shared by the stream-first and micro-batch loops.
+        """
+        if all(s.done for s in self.sources):
+            self._finish()
+            self._accounted = not self._discarded
+            return "exhausted"
+        reason = None
+        if stop_after is not None and events >= stop_after:
+            reason = "stop_after"
+        elif timed_out:
+            reason = "timeout"
+        elif stop_requested:
+            reason = self._stop_reason
+        if reason is not None:
+            if drain:
+                self._finish()
+                self._accounted = not self._discarded
+            if self.checkpointer is not None:
+                self.checkpointer.take("drain" if drain else "stop")
+        return reason
 
     def _unread(self, src: SourceRun, chunks: list[Chunk], keep: int) -> None:
         """Chunks (the first one from event ``keep`` on) were read but will not be processed:

@@ -32,7 +32,7 @@ from rheos.flows.steps import (
 from rheos.runtime.compile import Compiled, _SinkCounter, hold_back
 from rheos.runtime.microbatch.batch import Batch, merge_by_pos
 from rheos.runtime.microbatch.stateful import Collector, Driver, Round, make_driver
-from rheos.runtime.microbatch.stateless import run_key_by, run_transform
+from rheos.runtime.microbatch.stateless import OnBad, run_key_by, run_transform
 from rheos.runtime.nodes import JoinNode, LateRouter, ProcessNode, WindowNode, where
 from rheos.runtime.summary import StepStats
 
@@ -60,13 +60,16 @@ class Plan:
         self.sinks: dict[int, tuple[SinkWriter, _SinkCounter]] = {}
         self._late_topic = default_late_topic
         self._late_writer: SinkWriter | None = None
+        self.on_bad: OnBad | None = None
+        """Where events that fail in a per-event step go (the runner's bad-event policy)."""
         holds = hold_back(graph)
         flow = graph.name
         for step in graph.steps:
             if isinstance(step, SinkStep):
                 writer = step.sink.open(ctx)
-                counter = _SinkCounter()
+                counter = _SinkCounter(step.name)
                 self.compiled.writers.append(writer)
+                self.compiled.named_writers[step.name] = writer
                 self.compiled.sink_counters.append(counter)
                 self.sinks[step.id] = (writer, counter)
                 continue
@@ -119,9 +122,9 @@ class Plan:
                 continue
             inputs = [merge_by_pos(ports.get(port, [])) for port in step.inputs]
             if isinstance(step, TransformStep):
-                ports[(step.id, OUT)] = [run_transform(flow, step, inputs[0])]
+                ports[(step.id, OUT)] = [run_transform(flow, step, inputs[0], self.on_bad)]
             elif isinstance(step, KeyByStep):
-                ports[(step.id, OUT)] = [run_key_by(flow, step, inputs[0])]
+                ports[(step.id, OUT)] = [run_key_by(flow, step, inputs[0], self.on_bad)]
             elif isinstance(step, UnionStep):
                 ports[(step.id, OUT)] = [merge_by_pos(inputs)]
             elif isinstance(step, SinkStep):
@@ -159,6 +162,9 @@ class Plan:
         if self._late_writer is None:
             self._late_writer = LogSink(self._late_topic).open(self.ctx)
             self.compiled.writers.append(self._late_writer)
+            self.compiled.named_writers[self._late_topic] = self._late_writer
+            if self.compiled.on_open is not None:
+                self.compiled.on_open(self._late_topic, self._late_writer)
         for value, ts in zip(batch.rows, batch.ts.tolist(), strict=True):
             self._late_writer.write(value, ts)
 

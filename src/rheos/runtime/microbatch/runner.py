@@ -12,19 +12,27 @@ Bounded mode reads every source to its end, orders all events by event time (sta
 in flow order on ties) and runs them in rounds of ``batch_size`` with the perfect watermark,
 as the stream-first runtime does event by event.
 
-Checkpoints (when the runtime gets them) belong between two rounds: after
-:meth:`Plan.run_round` returns, every event read so far has reached its sinks or its state.
+Faults and operations are those of stream-first mode. A bad event -- a record that does not
+decode (the source is then read record by record from there on), a missing or unparsable
+timestamp, or a per-event step (``map``, ``filter``, ``flat_map``, ``inspect``, ``key_by``) whose
+function raises -- is given to the flow's ``on_error`` policy alone, with the same dead-letter
+record as in stream-first mode; the rest of its batch goes on. Checkpoints are taken between
+two rounds (after :meth:`Plan.run_round` returns, every event read so far has reached its sinks
+or its state; queued events are run first), with the stream-first
+:class:`~rheos.runtime.checkpointing.Checkpointer`; live metrics are sampled after a round when
+due.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from rheos.connectors.base import Chunk, OpenContext
+from rheos.connectors.base import Chunk, OpenContext, SeekableReader
 from rheos.errors import EventError
 from rheos.flows.steps import Graph, SourceStep
 from rheos.runtime.microbatch.batch import Batch
@@ -33,7 +41,7 @@ from rheos.runtime.microbatch.sources import ColumnarLogReader, Part, from_chunk
 from rheos.runtime.microbatch.stateful import Round
 from rheos.runtime.nodes import where
 from rheos.runtime.runner import AUTO_MS_FROM, IDLE_WAIT_S, Runner, SourceRun
-from rheos.runtime.summary import RunSummary
+from rheos.state import DEFAULT_KEEP
 from rheos.windowing import MAX_WATERMARK, MIN_WATERMARK, Clock
 
 DEFAULT_BATCH_SIZE = 10_000
@@ -51,71 +59,164 @@ class MicroBatchRunner(Runner):
         clock: Clock | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         batch_interval_ms: int = DEFAULT_INTERVAL_MS,
+        checkpoint_interval_ms: int | None = None,
+        keep: int = DEFAULT_KEEP,
+        metrics: bool = True,
     ) -> None:
-        super().__init__(graph, data_dir=data_dir, clock=clock)
+        super().__init__(
+            graph,
+            data_dir=data_dir,
+            clock=clock,
+            checkpoint_interval_ms=checkpoint_interval_ms,
+            keep=keep,
+            metrics=metrics,
+        )
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
         self.batch_interval_s = batch_interval_ms / 1000
         self.plan: Plan | None = None
         self._flow_now = MIN_WATERMARK
+        self._ctx: OpenContext | None = None
+        self._bad_at: Callable[[int], tuple[SourceRun, Part, int, int]] | None = None
+        """The source event behind a position of the round running (for bad events)."""
 
-    def run(
-        self,
-        *,
-        bounded: bool = False,
-        stop_after: int | None = None,
-        timeout: float | None = None,
-        drain: bool = False,
-        progress: bool | None = None,
-    ) -> RunSummary:
-        started = time.perf_counter()
-        summary = RunSummary(self.graph.name, "bounded" if bounded else "streaming")
-        ctx = OpenContext(self.graph.name, self.data_dir, bounded, self.clock)
-        late_topic = f"{self.graph.name}.late" if self._chosen_dir else None
-        restore = self._install_signals()
-        try:
-            self.plan = Plan(self.graph, ctx, default_late_topic=late_topic, now=self.clock.now_ms)
-            self.compiled = self.plan.compiled
-            self._open_parts(ctx)
-            if bounded:
-                self._bounded()
-                summary.stopped = "exhausted"
-                self._accounted = True
-            else:
-                summary.stopped = self._streaming(stop_after, timeout, drain)
-            if self._accounted:
-                for src in self.sources:
-                    src.reader.commit()
-        finally:
-            restore()
-            self._close(ctx)
-        summary.elapsed_s = time.perf_counter() - started
-        self._fill(summary)
-        return summary
+    # run(): the stream-first Runner's, with these hooks and loops
+    def _prepare(self, ctx: OpenContext, late_topic: str | None) -> None:
+        self._ctx = ctx
+        self.plan = Plan(self.graph, ctx, default_late_topic=late_topic, now=self.clock.now_ms)
+        self.compiled = self.plan.compiled
+        self._open_parts(ctx)
+
+    def _wire(self) -> None:
+        assert self.plan is not None
+        self.plan.on_bad = self._bad_in_step
+        self._flow_now = max(self._flow_now, self.flow_wm)  # restored from a checkpoint
+
+    def _run_bounded(self, progress: bool | None) -> None:
+        self._bounded()
+
+    def _run_streaming(self, stop_after: int | None, timeout: float | None, drain: bool) -> str:
+        return self._streaming(stop_after, timeout, drain)
 
     def _open_parts(self, ctx: OpenContext) -> None:
         for step in self.graph.steps:
             if isinstance(step, SourceStep):
                 if ColumnarLogReader.accepts(step.source):
-                    reader: Any = ColumnarLogReader(step.source, ctx, self.batch_size)
+                    reader: Any = SeekableColumnarReader(step.source, ctx, self.batch_size)
                 else:
                     reader = step.source.open(ctx)
                 self.sources.append(SourceRun(self.graph.name, step, reader, _none, self.clock))
 
     def _poll(self, src: SourceRun, timeout: float) -> list[Part]:
-        if isinstance(src.reader, ColumnarLogReader):
-            return src.reader.poll(timeout)
-        return [from_chunk(c) for c in src.reader.poll(timeout)]
+        reader = src.reader
+        if isinstance(reader, ColumnarLogReader):
+            try:
+                return reader.poll(timeout)
+            except EventError:
+                # a record that does not decode: from where the failed poll began, this source
+                # is read record by record as in stream-first mode, its bad records rejected
+                assert self._ctx is not None
+                fallback = src.step.source.open(self._ctx)
+                fallback.seek(reader.positions())
+                reader.close()
+                src.reader = reader = fallback
+        parts = []
+        for chunk in reader.poll(timeout):
+            if chunk.rejects:
+                self._rejects(src, chunk)
+            if chunk.values:
+                parts.append(from_chunk(chunk))
+        return parts
+
+    # -- bad events -----------------------------------------------------------------------------
+    def _rejects(self, src: SourceRun, chunk: Chunk) -> None:
+        """Apply the policy to the records of a chunk that did not become events."""
+        assert self.dead is not None
+        for offset, raw, exc in chunk.rejects or ():
+            self.dead.handle(
+                exc,
+                source=src.step.name,
+                step=src.step.name,
+                raw=raw,
+                topic=chunk.topic,
+                partition=chunk.partition,
+                offset=offset,
+            )
+        chunk.rejects = None
+
+    def _raw(self, src: SourceRun, part: Part, i: int) -> bytes | None:
+        """The original bytes of event ``i`` of ``part`` (log sources), for its dead letter."""
+        chunk = part.chunk
+        if chunk is None or chunk.offsets is None:
+            return None
+        if chunk.raw is not None and len(chunk.raw) == len(chunk.offsets):
+            return chunk.raw[i]
+        if chunk.topic is None or self._ctx is None:
+            return None
+        offset = chunk.offsets[i]
+        isolation: Any = getattr(src.step.source, "isolation", "committed")
+        with self._ctx.log.reader(
+            chunk.topic,
+            partitions=[part.partition],
+            start={part.partition: offset},
+            isolation=isolation,
+        ) as reader:  # a bad event is rare: read its record again
+            for batch in reader.poll(0.0, 1):
+                for record in batch.records():
+                    if record.offset == offset:
+                        return record.value
+        return None
+
+    def _bad_event(
+        self,
+        exc: Exception,
+        src: SourceRun,
+        part: Part,
+        i: int,
+        *,
+        step: str | None = None,
+        event_time: int | None = None,
+    ) -> None:
+        assert self.dead is not None
+        self.dead.handle(
+            exc,
+            source=src.step.name,
+            step=step,
+            raw=self._raw(src, part, i),
+            value=part.get_rows()[i],
+            event_time=event_time,
+            **_place(part, i),
+        )
+
+    def _bad_in_step(self, step: Any, pos: int, exc: Exception) -> None:
+        """An event failed in a per-event step: the source event behind it is bad."""
+        assert self._bad_at is not None
+        src, part, i, t = self._bad_at(pos)
+        self._bad_event(exc, src, part, i, event_time=t)
+
+    def _good_times(self, src: SourceRun, part: Part) -> tuple[Part, np.ndarray]:
+        """The part without its events whose time is missing or unparsable (dead-lettered
+        alone), and the event times of the rest."""
+        ts, bad = self._event_times(src, part)
+        if not bad:
+            return part, ts
+        for i, exc in bad:
+            self._bad_event(exc, src, part, i, step=src.step.name)
+        keep = np.ones(len(part), dtype=bool)
+        keep[[i for i, _ in bad]] = False
+        return _keep(part, keep), ts[keep]
 
     # -- event times and watermarks -----------------------------------------------------------
-    def _event_times(self, src: SourceRun, part: Part) -> np.ndarray:
+    def _event_times(
+        self, src: SourceRun, part: Part
+    ) -> tuple[np.ndarray, list[tuple[int, EventError]]]:
         step = src.step
         field = step.timestamp
         if field is None:
             if part.ts is not None:
-                return part.ts
-            return np.full(len(part), self.clock.now_ms(), dtype=np.int64)
+                return part.ts, []
+            return np.full(len(part), self.clock.now_ms(), dtype=np.int64), []
         if (
             isinstance(field, str)
             and step.timestamp_unit in ("ms", "auto")
@@ -125,7 +226,7 @@ class MicroBatchRunner(Runner):
             if field in frame.columns and frame.schema[field] == pl.Int64:
                 ts = frame.get_column(field).to_numpy()
                 if step.timestamp_unit == "ms" or ts.min() >= AUTO_MS_FROM:
-                    return ts
+                    return ts, []
         return _times(self.graph.name, src, part)
 
     def _source_watermarks(self, src: SourceRun, part: Part, ts: np.ndarray) -> np.ndarray:
@@ -168,16 +269,29 @@ class MicroBatchRunner(Runner):
     # -- rounds ---------------------------------------------------------------------------------
     def _round(self, src: SourceRun, part: Part) -> int:
         """One source batch through the plan; returns the number of events."""
+        if not len(part):
+            return 0
+        part, ts = self._good_times(src, part)
         n = len(part)
         if not n:
             return 0
-        ts = self._event_times(src, part)
         others = self._others(src)
         wm = np.minimum(self._source_watermarks(src, part, ts), others)
         wm = np.append(wm, min(src.wm, others))
         wm = np.maximum(wm, self._flow_now)  # the flow watermark never goes back
         batch = Batch(np.arange(n, dtype=np.int64) * 3 + 2, ts, frame=part.frame, rows=part.rows)
+
+        def bad_at(pos: int) -> tuple[SourceRun, Part, int, int]:
+            i = min(max(pos // 3, 0), n - 1)
+            return src, part, i, int(ts[i])
+
+        self._bad_at = bad_at
         self._run(Round(wm, self._flow_now), {src.step.id: batch})
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.after_chunk(part.append_time)
+            if time.monotonic() >= metrics.next_sample:
+                metrics.sample(self)
         return n
 
     def _run(self, rnd: Round, batches: dict[int, Batch]) -> None:
@@ -207,6 +321,8 @@ class MicroBatchRunner(Runner):
         eager = bool(proc_nodes)
         pending: dict[int, list[Part]] = {id(s): [] for s in self.sources}
         since: dict[int, float] = {}
+        metrics = self.metrics
+        checkpointer = self.checkpointer
         events = 0
         wait = 0.0
         while True:
@@ -215,14 +331,14 @@ class MicroBatchRunner(Runner):
             for src in active:
                 parts = self._poll(src, wait if src is active[0] else 0.0)
                 queue = pending[id(src)]
-                for part in parts:
+                for k, part in enumerate(parts):
                     if stop_after is not None:
                         room = stop_after - events - sum(map(len, queue))
                         if room <= 0:
-                            self._discarded = True
+                            self._unread_parts(src, parts[k:])  # read but not processed
                             break
                         if len(part) > room:
-                            self._discarded = True
+                            self._unread_parts(src, [part.tail(room), *parts[k + 1 :]])
                             part = part.head(room)
                     if queue and queue[-1].partition != part.partition:
                         got += self._flush_queue(src, queue)
@@ -241,28 +357,29 @@ class MicroBatchRunner(Runner):
                 if exhausted and not src.done:
                     src.end()
                     self.advance_flow()
+            # a stop or a checkpoint falls between rounds: what was read is processed first
+            timed_out = deadline is not None and time.monotonic() >= deadline
+            stop_requested = self._stop.is_set()
+            checkpoint = checkpointer is not None and checkpointer.due(time.monotonic())
+            if timed_out or stop_requested or checkpoint:
+                for src in self.sources:
+                    queue = pending[id(src)]
+                    if queue:
+                        got += self._flush_queue(src, queue)
             events += got
             now_ms = self.clock.now_ms()
             for node in proc_nodes:
                 node.advance_processing(now_ms)
             if proc_nodes:
                 self._processing_round()
-            if all(s.done for s in self.sources):
-                self._finish()
-                self._accounted = not self._discarded
-                return "exhausted"
-            reason = None
-            if stop_after is not None and events >= stop_after:
-                reason = "stop_after"
-            elif deadline is not None and time.monotonic() >= deadline:
-                reason = "timeout"
-            elif self._stop.is_set():
-                reason = self._stop_reason
+            reason = self._ended(events, stop_after, drain, timed_out, stop_requested)
             if reason is not None:
-                if drain:
-                    self._finish()
-                    self._accounted = not self._discarded
                 return reason
+            if checkpoint:
+                assert checkpointer is not None
+                checkpointer.take()
+            if metrics is not None and time.monotonic() >= metrics.next_sample:
+                metrics.sample(self)
             if got == 0:
                 for src in self.sources:
                     if not src.done:
@@ -274,6 +391,21 @@ class MicroBatchRunner(Runner):
             else:
                 wait = 0.0
                 self._flush()
+
+    def _unread_parts(self, src: SourceRun, parts: list[Part]) -> None:
+        """Parts were read but will not be processed: seek back to them (as stream-first
+        mode does), so that a checkpoint records exactly what was processed."""
+        self._discarded = True
+        reader = src.reader
+        if not isinstance(reader, SeekableReader):
+            return
+        back: dict[int, int] = {}
+        for part in parts:
+            chunk = part.chunk
+            if chunk is not None and chunk.offsets is not None and len(chunk.offsets):
+                back.setdefault(part.partition, chunk.offsets[0])
+        if back:
+            reader.seek(back)
 
     def _flush_queue(self, src: SourceRun, queue: list[Part], limit: int | None = None) -> int:
         """Run the queued parts (up to ``limit`` events) as one round."""
@@ -297,15 +429,21 @@ class MicroBatchRunner(Runner):
         ts_parts: list[np.ndarray] = []
         rows: list[Any] = []
         owners: list[np.ndarray] = []
+        kept: list[Part] = []
+        where_from: list[np.ndarray] = []  # per event: its part in ``kept``, and index there
         for index, src in enumerate(self.sources):
             while not src.reader.exhausted:
                 parts = self._poll(src, 0.0)
                 for part in parts:
-                    ts = self._event_times(src, part)
+                    part, ts = self._good_times(src, part)
+                    if not len(part):
+                        continue
                     self._source_watermarks(src, part, ts)  # statistics, as stream-first
                     ts_parts.append(ts)
                     rows.extend(part.get_rows())
                     owners.append(np.full(len(ts), index, dtype=np.int64))
+                    where_from.append(np.full(len(ts), len(kept), dtype=np.int64))
+                    kept.append(part)
                 if not parts and not src.reader.exhausted:
                     time.sleep(0.001)
         if rows:
@@ -313,6 +451,8 @@ class MicroBatchRunner(Runner):
             owner = np.concatenate(owners)
             order = np.lexsort((owner, ts_all))  # by time, then source, stable
             ts_all, owner = ts_all[order], owner[order]
+            part_of = np.concatenate(where_from)[order]
+            index_of = np.concatenate([np.arange(len(p), dtype=np.int64) for p in kept])[order]
             ordered = [rows[i] for i in order.tolist()]
             wm_all = np.maximum.accumulate(ts_all)
             start = MIN_WATERMARK
@@ -329,6 +469,13 @@ class MicroBatchRunner(Runner):
                             local[mine], ts_all[a:b][mine], rows=[ordered[a + i] for i in chosen]
                         )
                 assert self.plan is not None
+
+                def bad_at(pos: int, a: int = a, b: int = b) -> tuple[SourceRun, Part, int, int]:
+                    j = a + min(max(pos // 3, 0), b - a - 1)
+                    part = kept[int(part_of[j])]
+                    return self.sources[int(owner[j])], part, int(index_of[j]), int(ts_all[j])
+
+                self._bad_at = bad_at
                 self.plan.run_round(batches, Round(wm, start, reads_min=True))
                 start = int(wm[-1])
             self._flow_now = start
@@ -337,27 +484,75 @@ class MicroBatchRunner(Runner):
         self._finish()
 
 
-def _times(flow: str, src: SourceRun, part: Part) -> np.ndarray:
-    """Event times from the source's timestamp spec, per event (errors name the event)."""
+def _times(
+    flow: str, src: SourceRun, part: Part
+) -> tuple[np.ndarray, list[tuple[int, EventError]]]:
+    """Event times from the source's timestamp spec, per event, and the events whose time is
+    missing or unparsable: ``(index, error)`` (their time is 0), as stream-first mode."""
     assert src.get_ts is not None
     get = src.get_ts
     rows = part.get_rows()
     try:
-        return np.asarray([get(v) for v in rows], dtype=np.int64)
+        return np.asarray([get(v) for v in rows], dtype=np.int64), []
     except Exception:
         pass
+    out: list[int] = []
+    bad: list[tuple[int, EventError]] = []
     for i, value in enumerate(rows):
         try:
-            get(value)
+            out.append(get(value))
+            continue
+        except EventError as exc:
+            err = EventError(f"{where(flow, src.step)}: {exc}", **_place(part, i))
         except Exception as exc:
-            place = part.chunk.where(i) if part.chunk is not None else {}
-            text = (
-                str(exc)
-                if isinstance(exc, EventError)
-                else (f"timestamp function raised {type(exc).__name__}: {exc}")
+            err = EventError(
+                f"{where(flow, src.step)}: timestamp function raised {type(exc).__name__}: {exc}",
+                **_place(part, i),
             )
-            raise EventError(f"{where(flow, src.step)}: {text}", **place) from exc
-    raise AssertionError("unreachable")  # pragma: no cover
+            err.__cause__ = exc
+        err.step = src.step.name  # type: ignore[attr-defined]
+        bad.append((i, err))
+        out.append(0)
+    return np.asarray(out, dtype=np.int64), bad
+
+
+def _place(part: Part, i: int) -> dict[str, Any]:
+    """``topic``/``partition``/``offset`` of event ``i`` of ``part`` (when known)."""
+    return part.chunk.where(i) if part.chunk is not None else {}
+
+
+def _keep(part: Part, keep: np.ndarray) -> Part:
+    """``part`` with the events where ``keep`` is true."""
+    idx = np.flatnonzero(keep).tolist()
+    chunk = part.chunk
+    if chunk is not None:
+        n = len(keep)
+        values = [chunk.values[i] for i in idx] if len(chunk.values) == n else []
+        offsets = None if chunk.offsets is None else [chunk.offsets[i] for i in idx]
+        raw = None
+        if chunk.raw is not None and len(chunk.raw) == n:
+            raw = [chunk.raw[i] for i in idx]
+        chunk = Chunk(chunk.partition, values, None, chunk.topic, offsets, raw)
+    return Part(
+        part.partition,
+        None if part.ts is None else part.ts[keep],
+        rows=None if part.rows is None else [part.rows[i] for i in idx],
+        frame=None if part.frame is None else part.frame.filter(pl.Series(keep)),
+        chunk=chunk,
+        append_time=part.append_time,
+    )
+
+
+class SeekableColumnarReader(ColumnarLogReader):
+    """The columnar log reader, able to :meth:`seek` (checkpoints restore and record its
+    positions; events read but not processed are read again)."""
+
+    def seek(self, positions: dict[int, int]) -> None:
+        self._settle()  # the read-ahead is dropped
+        for p, o in positions.items():
+            self._reader.seek(int(p), int(o))
+        self._positions = self._reader.positions()
+        self._check_done()
 
 
 def _concat(parts: list[Part]) -> Part:
@@ -384,4 +579,9 @@ def _none(key: Any, value: Any, ts: int) -> None:
     return None
 
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_INTERVAL_MS", "MicroBatchRunner"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_INTERVAL_MS",
+    "MicroBatchRunner",
+    "SeekableColumnarReader",
+]

@@ -10,6 +10,7 @@ the user function exactly as in stream-first mode.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,8 +19,13 @@ import polars as pl
 from rheos.errors import EventError
 from rheos.flows.expressions import Expr, WithColumns
 from rheos.flows.steps import KeyByStep, TransformStep
+from rheos.runtime.compile import BAD_EVENT_ERRORS
 from rheos.runtime.microbatch.batch import Batch
 from rheos.runtime.nodes import user_error, where
+
+OnBad = Callable[[Any, int, Exception], None]
+"""``on_bad(step, pos, error)``: the event at position ``pos`` failed in ``step`` (a bad event:
+the runner applies the step's ``on_error`` policy; it raises with ``"fail"``)."""
 
 
 def _columnar(batch: Batch, exprs: list[Any]) -> pl.DataFrame | None:
@@ -33,14 +39,20 @@ def _columnar(batch: Batch, exprs: list[Any]) -> pl.DataFrame | None:
         return None
 
 
-def run_transform(flow: str, step: TransformStep, batch: Batch) -> Batch:
-    """Apply a ``map``/``filter``/``flat_map``/``inspect`` step to ``batch``."""
+def run_transform(
+    flow: str, step: TransformStep, batch: Batch, on_bad: OnBad | None = None
+) -> Batch:
+    """Apply a ``map``/``filter``/``flat_map``/``inspect`` step to ``batch``.
+
+    An event whose function raises is given to ``on_bad`` and left out; the rest of the batch
+    goes on (without ``on_bad`` the error is raised).
+    """
     if not len(batch):
         return batch
     fn = step.fn
     kind = step.transform
     if kind == "filter":
-        return batch.take(_mask(flow, step, batch))
+        return batch.take(_mask(flow, step, batch, on_bad))
     if kind == "map":
         if isinstance(fn, WithColumns) and batch.columnar() is not None:
             try:
@@ -52,18 +64,26 @@ def run_transform(flow: str, step: TransformStep, batch: Batch) -> Batch:
             out = _columnar(batch, [fn.to_polars()])
             if out is not None:
                 return batch.with_values(rows=out.to_series().to_list())
-        return batch.with_values(rows=_per_row(flow, step, fn, batch.rows))
+        rows, ok = _per_row(flow, step, fn, batch, on_bad)
+        mapped = batch.with_values(rows=rows)
+        return mapped if ok is None else mapped.take(ok)
     if kind == "inspect":
-        _per_row(flow, step, fn, batch.rows)
-        return batch
+        _, ok = _per_row(flow, step, fn, batch, on_bad)
+        return batch if ok is None else batch.take(ok)
     # flat_map
     counts: list[int] = []
     items: list[Any] = []
-    for value in batch.rows:
+    pos = batch.pos.tolist()
+    for i, value in enumerate(batch.rows):
         try:
             produced = list(fn(value))
         except Exception as exc:
-            raise user_error(flow, step, fn, exc) from exc
+            err = user_error(flow, step, fn, exc)
+            if on_bad is None or not isinstance(err, BAD_EVENT_ERRORS):
+                raise err from exc
+            err.__cause__ = exc
+            on_bad(step, pos[i], err)
+            produced = []
         counts.append(len(produced))
         items.extend(produced)
     repeat = np.asarray(counts, dtype=np.int64)
@@ -73,7 +93,7 @@ def run_transform(flow: str, step: TransformStep, batch: Batch) -> Batch:
     return Batch(np.repeat(batch.pos, repeat), np.repeat(batch.ts, repeat), rows=items, keys=keys)
 
 
-def _mask(flow: str, step: TransformStep, batch: Batch) -> np.ndarray:
+def _mask(flow: str, step: TransformStep, batch: Batch, on_bad: OnBad | None) -> np.ndarray:
     fn = step.fn
     if isinstance(fn, Expr):
         out = _columnar(batch, [fn.to_polars()])
@@ -81,25 +101,39 @@ def _mask(flow: str, step: TransformStep, batch: Batch) -> np.ndarray:
             series = out.to_series()
             if series.dtype == pl.Boolean:
                 return series.fill_null(False).to_numpy().astype(bool)
-    flags = _per_row(flow, step, fn, batch.rows)
-    return np.fromiter((bool(f) for f in flags), dtype=bool, count=len(flags))
+    flags, ok = _per_row(flow, step, fn, batch, on_bad)
+    mask = np.fromiter((bool(f) for f in flags), dtype=bool, count=len(flags))
+    return mask if ok is None else mask & ok
 
 
-def _per_row(flow: str, step: Any, fn: Any, rows: list[Any]) -> list[Any]:
+def _per_row(
+    flow: str, step: Any, fn: Any, batch: Batch, on_bad: OnBad | None
+) -> tuple[list[Any], np.ndarray | None]:
+    """``fn`` on every event, and None -- or, when it raised for some events, a mask of the
+    events where it did not (those got ``on_bad`` and a ``None`` result)."""
+    rows = batch.rows
     try:
-        return [fn(v) for v in rows]
+        return [fn(v) for v in rows], None
     except Exception:
         pass
-    out = []
-    for v in rows:  # again, one by one, to raise the error of the first failing event
+    out: list[Any] = []
+    ok = np.ones(len(rows), dtype=bool)
+    pos = batch.pos.tolist()
+    for i, v in enumerate(rows):  # again, one by one, to find the failing events
         try:
             out.append(fn(v))
         except Exception as exc:
-            raise user_error(flow, step, fn, exc) from exc
-    raise AssertionError("unreachable")  # pragma: no cover - a function that failed once
+            err = user_error(flow, step, fn, exc)
+            if on_bad is None or not isinstance(err, BAD_EVENT_ERRORS):
+                raise err from exc
+            err.__cause__ = exc
+            on_bad(step, pos[i], err)
+            out.append(None)
+            ok[i] = False
+    return out, ok
 
 
-def run_key_by(flow: str, step: KeyByStep, batch: Batch) -> Batch:
+def run_key_by(flow: str, step: KeyByStep, batch: Batch, on_bad: OnBad | None = None) -> Batch:
     """Attach keys: a field or an expression (columnar) or a function (per event)."""
     if not len(batch):
         return batch.with_values(rows=batch.rows, frame=batch.frame, keys=[])
@@ -111,22 +145,33 @@ def run_key_by(flow: str, step: KeyByStep, batch: Batch) -> Batch:
         try:
             keys = [v[key] for v in batch.rows]
         except (KeyError, TypeError, IndexError):
-            for v in batch.rows:
+            keys = []
+            ok = np.ones(len(batch), dtype=bool)
+            pos = batch.pos.tolist()
+            for i, v in enumerate(batch.rows):
                 try:
-                    v[key]
+                    keys.append(v[key])
                 except (KeyError, TypeError, IndexError):
                     text = repr(v)
                     text = text if len(text) <= 80 else text[:77] + "..."
-                    raise EventError(
+                    err = EventError(
                         f"{where(flow, step)}: the event has no key field {key!r}: {text}"
-                    ) from None
-            raise
+                    )
+                    err.step = step.name  # type: ignore[attr-defined]
+                    if on_bad is None:
+                        raise err from None
+                    on_bad(step, pos[i], err)
+                    keys.append(None)
+                    ok[i] = False
+            return _keyed(batch, keys).take(ok)
         return _keyed(batch, keys)
     if isinstance(key, Expr):
         out = _columnar(batch, [key.to_polars()])
         if out is not None:
             return _keyed(batch, out.to_series())
-    return _keyed(batch, _per_row(flow, step, key, batch.rows))
+    values, valid = _per_row(flow, step, key, batch, on_bad)
+    keyed = _keyed(batch, values)
+    return keyed if valid is None else keyed.take(valid)
 
 
 def _keyed(batch: Batch, keys: Any) -> Batch:

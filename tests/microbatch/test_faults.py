@@ -1,0 +1,238 @@
+"""Micro-batch mode and faults: bad events are dead-lettered alone (the same records, counts and
+policies as stream-first mode, the rest of their batch goes on), checkpoints fall between
+rounds, and live metrics are sampled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+import rheos as rh
+import rheos.windowing as w
+from rheos.runtime.deadletters import read_dead_letters
+
+GOOD = [{"k": f"k{i % 4}", "v": i, "ts": 1_000 * i} for i in range(60)]
+BAD_JSON = [b"{not json", b"\x00\xff\xfe garbage"]
+BAD_TS = [b'{"k": "k1", "v": 3}', b'{"k": "k1", "v": 3, "ts": "soon"}']
+BOOM = [{"k": "boom", "v": 100 + i, "ts": 30_000 + i} for i in range(3)]
+NOKEY = [{"v": 7, "ts": 40_000}]
+
+
+def write_input(data_dir: Path, *, undecodable: bool = True) -> int:
+    log = rh.Log(data_dir)
+    log.create_topic("in", 1)
+    enc = msgspec.json.encode
+    values = [enc(e) for e in GOOD[:20]]
+    values += BAD_TS + [enc(e) for e in BOOM] + [enc(e) for e in NOKEY]
+    values += [enc(e) for e in GOOD[20:40]]
+    if undecodable:
+        values += BAD_JSON
+    values += [enc(e) for e in GOOD[40:]]
+    with log.producer("in") as p:
+        p.append(values)
+    return len(values)
+
+
+def build(data_dir: Path, name: str = "bad", **options: Any) -> rh.Flow:
+    def double(event: dict[str, Any]) -> dict[str, Any]:
+        if event.get("k") == "boom":
+            raise ValueError(f"cannot double {event['k']}")
+        return {**event, "v": 2 * event["v"]}
+
+    flow = rh.Flow(name, data_dir=data_dir, checkpoint_interval="50ms", **options)
+    (
+        flow.source(rh.log_source("in"), timestamp="ts", timestamp_unit="ms")
+        .map(double, name="double")
+        .filter(lambda e: e["v"] % 3 != 0, name="not3")
+        .key_by("k", name="key")
+        .window(w.tumbling("5s"))
+        .aggregate(name="win", n=w.count(), s=w.sum("v"))
+        .sink(rh.log_sink("out"))
+    )
+    return flow
+
+
+def letters(data_dir: Path, flow: str) -> list[tuple[Any, ...]]:
+    return sorted(
+        (
+            x.source_offset,
+            x.step,
+            x.source,
+            x.error_type,
+            x.message,
+            x.value,
+            x.value_format,
+            x.event_time,
+            x.source_topic,
+            x.source_partition,
+        )
+        for x in read_dead_letters(rh.Log(data_dir), flow)
+    )
+
+
+def outputs(data_dir: Path) -> list[Any]:
+    return [msgspec.json.decode(r.value) for r in rh.Log(data_dir).reader("out").read()]
+
+
+def run_both(
+    tmp_path: Path, bounded: bool, batch_size: int, *, undecodable: bool = True
+) -> tuple[Any, Any, Path, Path]:
+    first, micro = tmp_path / "first", tmp_path / "micro"
+    write_input(first, undecodable=undecodable)
+    write_input(micro, undecodable=undecodable)
+    events = len(GOOD) + len(BOOM) + len(NOKEY)  # records that decode and have a time
+    opts: dict[str, Any] = (
+        {"bounded": True} if bounded else {"stop_after": events, "drain": True, "timeout": 30}
+    )
+    a = build(first).run(**opts)
+    b = build(micro).run(mode="micro-batch", batch_size=batch_size, **opts)
+    return a, b, first, micro
+
+
+@pytest.mark.parametrize("bounded", [False, True])
+@pytest.mark.parametrize("batch_size", [1, 7, 1_000])
+def test_bad_events_are_dead_lettered_alone_as_in_stream_first(
+    tmp_path: Path, bounded: bool, batch_size: int
+) -> None:
+    a, b, first, micro = run_both(tmp_path, bounded, batch_size)
+    assert letters(micro, "bad") == letters(first, "bad")
+    assert len(letters(micro, "bad")) == len(BAD_JSON) + len(BAD_TS) + len(BOOM) + len(NOKEY)
+    assert (
+        b.dead_lettered
+        == a.dead_lettered
+        == {
+            ("source", "EventError"): len(BAD_JSON) + len(BAD_TS),
+            ("double", "UserFunctionError"): len(BOOM),
+            ("key", "EventError"): len(NOKEY),
+        }
+    )
+    assert outputs(micro) == outputs(first) and outputs(first)
+    assert (b.events_in, b.events_out, b.late) == (a.events_in, a.events_out, a.late)
+
+
+@pytest.mark.parametrize("batch_size", [3, 1_000])
+def test_columnar_batches_without_undecodable_records(tmp_path: Path, batch_size: int) -> None:
+    a, b, first, micro = run_both(tmp_path, False, batch_size, undecodable=False)
+    assert letters(micro, "bad") == letters(first, "bad")
+    assert b.dead_lettered == a.dead_lettered
+    assert outputs(micro) == outputs(first) and outputs(first)
+
+
+def test_rejected_records_of_a_schema_source(tmp_path: Path) -> None:
+    class Event(msgspec.Struct):
+        k: str
+        v: int
+        ts: int | None = None
+
+    results = {}
+    for mode in ("stream-first", "micro-batch"):
+        data = tmp_path / mode
+        write_input(data)
+        flow = rh.Flow("schema", data_dir=data, checkpoint_interval="50ms")
+        flow.source(rh.log_source("in", schema=Event, max_record_bytes=200), timestamp="ts").sink(
+            rh.log_sink("out")
+        )
+        summary = flow.run(mode=mode, batch_size=5, stop_after=len(GOOD), timeout=30)
+        results[mode] = (letters(data, "schema"), summary.dead_lettered, outputs(data))
+    assert results["micro-batch"] == results["stream-first"]
+    assert results["stream-first"][0]
+
+
+def test_skip_and_fail_policies(tmp_path: Path) -> None:
+    write_input(tmp_path)
+    flow = build(tmp_path, "skip", on_error="skip")
+    summary = flow.run(mode="micro-batch", batch_size=10, bounded=True)
+    assert summary.dead == 0 and summary.skipped == {
+        ("source", "EventError"): len(BAD_JSON) + len(BAD_TS),
+        ("double", "UserFunctionError"): len(BOOM),
+        ("key", "EventError"): len(NOKEY),
+    }
+    assert not rh.Log(tmp_path).has_topic("skip.dlq")
+    errors = []
+    for mode in ("stream-first", "micro-batch"):
+        strict = build(tmp_path, "strict", on_error="fail")
+        with pytest.raises(rh.EventError) as caught:
+            strict.run(mode=mode, batch_size=10, bounded=True)
+        errors.append(str(caught.value))
+    assert errors[0] == errors[1] and "offset" in errors[0]
+
+
+def test_without_a_data_directory() -> None:
+    results = []
+    for mode in ("stream-first", "micro-batch"):
+        out: list[Any] = []
+        flow = rh.Flow("mem")
+        flow.source(rh.iterable_source([1, 0, 2, 0, 4])).map(lambda x: 4 // x).sink(
+            rh.list_sink(out)
+        )
+        summary = flow.run(mode=mode)
+        results.append((out, [(x.value, x.step, x.error_type) for x in summary.dead_letters]))
+    assert results[0] == results[1] == ([4, 2, 1], [(b"0", "map", "UserFunctionError")] * 2)
+
+
+def test_checkpoints_between_rounds_resume_exactly_once(tmp_path: Path) -> None:
+    def flow(data: Path) -> rh.Flow:
+        f = rh.Flow("ckpt", data_dir=data, checkpoint_interval="10ms")
+        (
+            f.source(
+                rh.log_source("in"), timestamp="ts", timestamp_unit="ms", out_of_orderness="2s"
+            )
+            .key_by("k")
+            .window(w.tumbling("5s"))
+            .aggregate(n=w.count(), s=w.sum("v"))
+            .sink(rh.log_sink("out"))
+        )
+        return f
+
+    events = [
+        {"k": f"k{i % 3}", "v": i, "ts": 500 * i - (700 if i % 5 == 0 else 0)} for i in range(200)
+    ]
+    for name in ("first", "micro"):
+        log = rh.Log(tmp_path / name)
+        log.create_topic("in", 1)
+        with log.producer("in") as p:
+            p.append([msgspec.json.encode(e) for e in events])
+    whole = flow(tmp_path / "first").run(stop_after=len(events), drain=True)
+    one = flow(tmp_path / "micro").run(mode="micro-batch", batch_size=16, stop_after=73)
+    assert one.stopped == "stop_after" and one.checkpoints.count >= 1
+    two = flow(tmp_path / "micro").run(
+        mode="micro-batch", batch_size=16, stop_after=len(events) - 73, drain=True
+    )
+    assert two.checkpoints.restored_from is not None
+    assert whole.events_out == one.events_out + two.events_out
+    assert outputs(tmp_path / "micro") == outputs(tmp_path / "first") and outputs(
+        tmp_path / "first"
+    )
+
+
+def test_live_metrics_are_sampled_per_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rheos.runtime.metrics as metrics_module
+    from rheos.runtime.microbatch import MicroBatchRunner
+
+    samples: list[dict[str, Any]] = []
+    sample = metrics_module.FlowMetrics.sample
+
+    def counting(self: Any, run: Any, **kw: Any) -> None:
+        sample(self, run, **kw)
+        samples.append(self.latest)
+
+    monkeypatch.setattr(metrics_module, "SAMPLE_EVERY_S", 0.0)  # due at every round
+    monkeypatch.setattr(metrics_module.FlowMetrics, "sample", counting)
+    write_input(tmp_path, undecodable=False)
+    runner = MicroBatchRunner(
+        build(tmp_path, "live").graph(), data_dir=str(tmp_path), batch_size=8, batch_interval_ms=0
+    )
+    events = len(GOOD) + len(BOOM) + len(NOKEY)
+    summary = runner.run(stop_after=events, drain=True, timeout=30)
+    assert runner.metrics is not None and runner.metrics.latest is samples[-1]
+    assert len(samples) > 3  # the first, some while running, the last
+    assert [s["running"] for s in samples[:-1]] == [True] * (len(samples) - 1)
+    last = samples[-1]
+    assert last["running"] is False and last["stopped"] == "stop_after"
+    assert sum(s["events"] for s in last["sources"]) == summary.events_in
+    assert sum(s["events"] for s in last["sinks"]) == summary.events_out > 0
