@@ -40,7 +40,8 @@ from rheos.runtime.microbatch.plan import Plan
 from rheos.runtime.microbatch.sources import ColumnarLogReader, Part, from_chunk
 from rheos.runtime.microbatch.stateful import Round
 from rheos.runtime.nodes import where
-from rheos.runtime.runner import AUTO_MS_FROM, IDLE_WAIT_S, Runner, SourceRun
+from rheos.runtime.runner import IDLE_WAIT_S, Runner
+from rheos.runtime.source_run import AUTO_MS_FROM, SourceRun
 from rheos.state import DEFAULT_KEEP
 from rheos.windowing import MAX_WATERMARK, MIN_WATERMARK, Clock
 

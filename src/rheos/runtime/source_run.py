@@ -1,0 +1,105 @@
+"""One source while a flow runs: its reader, watermark tracker, event times and statistics."""
+
+from __future__ import annotations
+
+from rheos.connectors.base import Chunk, SourceReader
+from rheos.errors import EventError
+from rheos.flows.steps import SourceStep
+from rheos.runtime.compile import ChunkLoop
+from rheos.runtime.nodes import Push, where
+from rheos.runtime.summary import SourceStats
+from rheos.windowing import (
+    MAX_WATERMARK,
+    MIN_WATERMARK,
+    Clock,
+    WatermarkTracker,
+    timestamp_getter,
+)
+
+AUTO_MS_FROM = 100_000_000_000
+"""With ``timestamp_unit="auto"``, integers from here up are epoch milliseconds (see
+:mod:`rheos.windowing.timestamps`)."""
+
+
+class SourceRun:
+    """One source while running: its reader, tracker, timestamps and statistics."""
+
+    def __init__(
+        self, flow: str, step: SourceStep, reader: SourceReader, push: Push, clock: Clock
+    ) -> None:
+        self.flow = flow
+        self.step = step
+        self.reader = reader
+        self.push = push
+        self.clock = clock
+        self.tracker = WatermarkTracker(
+            step.out_of_orderness_ms, idle_timeout_ms=step.idle_timeout_ms, clock=clock
+        )
+        self.tracker.declare_partitions(reader.partitions)
+        self.single = len(reader.partitions) == 1
+        self.bound = step.out_of_orderness_ms
+        self.get_ts = (
+            None
+            if step.timestamp is None
+            else timestamp_getter(step.timestamp, unit=step.timestamp_unit)
+        )
+        self.top = MIN_WATERMARK
+        self.wm = MIN_WATERMARK
+        self.done = False
+        self.loop: ChunkLoop | None = None
+        """The generated chunk loop of a single-partition source (set by the runner)."""
+        self.stats = SourceStats(step.name)
+
+    def timestamps(self, chunk: Chunk) -> tuple[list[int], list[tuple[int, EventError]]]:
+        """Event times of a chunk (from the timestamp spec, the records, or the clock), and
+        the events whose time is missing or unparsable: ``(index, error)``."""
+        get = self.get_ts
+        if get is None:
+            if chunk.timestamps is not None:
+                return chunk.timestamps, []
+            return [self.clock.now_ms()] * len(chunk.values), []
+        field = self.step.timestamp
+        if isinstance(field, str) and self.step.timestamp_unit in ("ms", "auto"):
+            # fast path: a field of int epoch milliseconds needs no parsing
+            try:
+                raw = [v[field] for v in chunk.values]
+            except Exception:
+                raw = None
+            if (
+                raw is not None
+                and set(map(type, raw)) == {int}
+                and (self.step.timestamp_unit == "ms" or min(raw) >= AUTO_MS_FROM)
+            ):
+                return raw, []
+        try:
+            return [get(v) for v in chunk.values], []
+        except Exception:
+            pass
+        out: list[int] = []
+        bad: list[tuple[int, EventError]] = []
+        for i, value in enumerate(chunk.values):  # find the events and say where they are
+            try:
+                out.append(get(value))
+                continue
+            except EventError as exc:
+                err = EventError(f"{where(self.flow, self.step)}: {exc}", **chunk.where(i))
+            except Exception as exc:
+                err = EventError(
+                    f"{where(self.flow, self.step)}: timestamp function raised "
+                    f"{type(exc).__name__}: {exc}",
+                    **chunk.where(i),
+                )
+                err.__cause__ = exc
+            err.step = self.step.name  # type: ignore[attr-defined]
+            bad.append((i, err))
+            out.append(0)
+        return out, bad
+
+    def end(self) -> None:
+        self.done = True
+        for p in self.reader.partitions:
+            self.tracker.end_partition(p)
+        self.wm = MAX_WATERMARK
+
+
+__all__ = ["AUTO_MS_FROM", "SourceRun"]
