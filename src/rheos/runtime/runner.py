@@ -336,12 +336,11 @@ class Runner:
             **chunk.where(index),
         )
 
-    def _sift(self, src: SourceRun, chunk: Chunk) -> list[int]:
-        """Apply the policy to a chunk's rejects and bad timestamps; return the good times."""
-        dead = self.dead
-        assert dead is not None
+    def _rejects(self, src: SourceRun, chunk: Chunk) -> None:
+        """Apply the policy to the records of a chunk that did not become events."""
+        assert self.dead is not None
         for offset, raw, exc in chunk.rejects or ():
-            dead.handle(
+            self.dead.handle(
                 exc,
                 source=src.step.name,
                 step=src.step.name,
@@ -351,6 +350,12 @@ class Runner:
                 offset=offset,
             )
         chunk.rejects = None
+
+    def _sift(self, src: SourceRun, chunk: Chunk) -> list[int]:
+        """Apply the policy to a chunk's rejects and bad timestamps; return the good times."""
+        self._rejects(src, chunk)
+        dead = self.dead
+        assert dead is not None
         tss, bad = src.timestamps(chunk)
         if bad:
             for i, exc in bad:

@@ -131,21 +131,6 @@ class MicroBatchRunner(Runner):
         return parts
 
     # -- bad events -----------------------------------------------------------------------------
-    def _rejects(self, src: SourceRun, chunk: Chunk) -> None:
-        """Apply the policy to the records of a chunk that did not become events."""
-        assert self.dead is not None
-        for offset, raw, exc in chunk.rejects or ():
-            self.dead.handle(
-                exc,
-                source=src.step.name,
-                step=src.step.name,
-                raw=raw,
-                topic=chunk.topic,
-                partition=chunk.partition,
-                offset=offset,
-            )
-        chunk.rejects = None
-
     def _raw(self, src: SourceRun, part: Part, i: int) -> bytes | None:
         """The original bytes of event ``i`` of ``part`` (log sources), for its dead letter."""
         chunk = part.chunk
