@@ -236,3 +236,63 @@ def test_live_metrics_are_sampled_per_round(
     assert last["running"] is False and last["stopped"] == "stop_after"
     assert sum(s["events"] for s in last["sources"]) == summary.events_in
     assert sum(s["events"] for s in last["sinks"]) == summary.events_out > 0
+
+
+class Tally:
+    """A running count and sum per key; raises on some keys (after emitting, for ``k3``)."""
+
+    def __repr__(self) -> str:  # error messages name process logic objects by their repr
+        return "Tally"
+
+    def process(self, ctx: Any, event: Any) -> None:
+        if ctx.key == "boom":
+            raise ValueError(f"no tally for {ctx.key}")
+        state = ctx.state or {"n": 0, "s": 0}
+        state["n"] += 1
+        state["s"] += event["v"]
+        ctx.state = state
+        ctx.emit({"k": ctx.key, **state})
+        if ctx.key == "k3" and event["v"] % 8 == 7:
+            raise ValueError(f"cannot tally {event['v']}")
+
+
+def build_process(data_dir: Path) -> rh.Flow:
+    flow = rh.Flow("proc", data_dir=data_dir, checkpoint_interval="50ms")
+    (
+        flow.source(rh.log_source("in"), timestamp="ts", timestamp_unit="ms")
+        .key_by("k", name="key")
+        .process(Tally, name="tally")
+        .sink(rh.log_sink("out"))
+    )
+    return flow
+
+
+@pytest.mark.parametrize("bounded", [False, True])
+@pytest.mark.parametrize("batch_size", [1, 7, 1_000])
+def test_process_step_errors_are_dead_lettered_alone_as_in_stream_first(
+    tmp_path: Path, bounded: bool, batch_size: int
+) -> None:
+    first, micro = tmp_path / "first", tmp_path / "micro"
+    write_input(first)
+    write_input(micro)
+    events = len(GOOD) + len(BOOM) + len(NOKEY)
+    opts: dict[str, Any] = (
+        {"bounded": True} if bounded else {"stop_after": events, "drain": True, "timeout": 30}
+    )
+    a = build_process(first).run(**opts)
+    b = build_process(micro).run(mode="micro-batch", batch_size=batch_size, **opts)
+    k3_bad = sum(1 for e in GOOD if e["k"] == "k3" and e["v"] % 8 == 7)
+    assert k3_bad
+    assert letters(micro, "proc") == letters(first, "proc")
+    assert (
+        b.dead_lettered
+        == a.dead_lettered
+        == {
+            ("source", "EventError"): len(BAD_JSON) + len(BAD_TS),
+            ("tally", "UserFunctionError"): len(BOOM) + k3_bad,
+            ("key", "EventError"): len(NOKEY),
+        }
+    )
+    assert outputs(micro) == outputs(first) and outputs(first)
+    assert (b.events_in, b.events_out, b.late) == (a.events_in, a.events_out, a.late)
+    assert b.steps["tally"].events_in == a.steps["tally"].events_in

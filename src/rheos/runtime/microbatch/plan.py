@@ -130,7 +130,9 @@ class Plan:
             elif isinstance(step, SinkStep):
                 self._sink(step, inputs[0])
             elif step.id in self.drivers:
-                self.drivers[step.id].run(inputs, rnd)
+                driver = self.drivers[step.id]
+                driver.on_bad = self.on_bad
+                driver.run(inputs, rnd)
                 ports[(step.id, OUT)] = [self.collectors[(step.id, OUT)].take()]
                 late = self.collectors.get((step.id, LATE))
                 if late is not None:

@@ -14,6 +14,12 @@ which is the order of the stream-first runtime, where a rising watermark advance
 **Per event** (:class:`Driver`): items are pushed one by one into the node, with the node
 advanced at every crossing between them. Used for process steps, joins, session windows,
 ``emit="update"``, processing time, custom aggregations, and batches that are not columnar.
+When a push raises a bad-event error (a process step's logic, an aggregation, a join's
+``combine``), the source event behind the item is given to ``on_bad`` -- the step's
+``on_error`` policy, as in stream-first mode, where the error leaves the event's push -- and
+its other items in this step are dropped (stream-first stops that event there); the rest of
+the batch goes on. Errors while a node is advanced or finished stop the run, as in
+stream-first mode.
 
 **Vectorised windows** (:class:`VectorWindow`, tumbling and sliding, ``emit="final"``, event
 time, aggregations ``count/sum/min/max/mean/first/last`` of fields or expressions): the
@@ -37,7 +43,9 @@ import polars as pl
 
 from rheos.flows.expressions import Expr
 from rheos.flows.steps import WindowStep
+from rheos.runtime.compile import BAD_EVENT_ERRORS
 from rheos.runtime.microbatch.batch import Batch, key_series, merge_by_pos
+from rheos.runtime.microbatch.stateless import OnBad
 from rheos.runtime.nodes import JoinNode, Node, ProcessNode, WindowNode
 from rheos.windowing import MAX_WATERMARK, MIN_WATERMARK, LateInfo
 from rheos.windowing.windows import SlidingWindows, TumblingWindows
@@ -104,6 +112,8 @@ class Driver:
         self.pushes = pushes
         self.cur = cur
         self.last = MIN_WATERMARK
+        self.on_bad: OnBad | None = None
+        """Where events whose push fails go (set by the plan; without it errors are raised)."""
 
     def cross(self, rnd: Round, before: int) -> None:
         """Advance the node at every crossing with position below ``before`` (at the end of
@@ -143,11 +153,21 @@ class Driver:
                 )
         if len(inputs) > 1:
             items.sort(key=lambda item: (item[0], item[1]))
-        pushes, cur = self.pushes, self.cur
+        pushes, cur, on_bad = self.pushes, self.cur, self.on_bad
+        failed = -1
         for pos, index, key, value, ts in items:
+            if pos == failed:
+                continue  # the rest of an event that failed here
             self.cross(rnd, pos)
             cur[0] = pos
-            pushes[index](key, value, ts)
+            try:
+                pushes[index](key, value, ts)
+            except BAD_EVENT_ERRORS as exc:
+                # only items of an event (not rows emitted at a crossing) are bad events
+                if on_bad is None or pos % 3 != 2:
+                    raise
+                failed = pos
+                on_bad(self.node.step, pos, exc)
         self.cross(rnd, 3 * rnd.n + 2)
 
 
