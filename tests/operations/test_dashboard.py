@@ -35,10 +35,6 @@ CHROMIUM_ARGS = [
 T0 = 1_714_564_800_000
 WAIT_S = 30.0
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"
-)
-
 
 def wait_until(check: Callable[[], bool], what: str) -> None:
     """Poll ``check`` until it holds (a generous bound, not a timing assertion)."""
