@@ -19,7 +19,8 @@ from rheos.connectors import list_sink, log_source
 from rheos.connectors.base import OpenContext
 from rheos.flows.expressions import col
 from rheos.runtime import Flow
-from rheos.runtime.microbatch.sources import ColumnarLogReader, JsonDecoder
+from rheos.runtime.microbatch.jsondecode import JsonDecoder
+from rheos.runtime.microbatch.sources import ColumnarLogReader
 from rheos.transport import Log, RecordBatch
 from rheos.windowing import count, sum, tumbling
 
