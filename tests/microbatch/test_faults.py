@@ -13,6 +13,8 @@ import pytest
 import rheos as rh
 import rheos.windowing as w
 from rheos.runtime.deadletters import read_dead_letters
+from rheos.runtime.microbatch import MicroBatchRunner
+from rheos.runtime.microbatch.sources import ColumnarLogReader, Part
 
 GOOD = [{"k": f"k{i % 4}", "v": i, "ts": 1_000 * i} for i in range(60)]
 BAD_JSON = [b"{not json", b"\x00\xff\xfe garbage"]
@@ -212,7 +214,6 @@ def test_live_metrics_are_sampled_per_round(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import rheos.runtime.metrics as metrics_module
-    from rheos.runtime.microbatch import MicroBatchRunner
 
     samples: list[dict[str, Any]] = []
     sample = metrics_module.FlowMetrics.sample
@@ -296,3 +297,155 @@ def test_process_step_errors_are_dead_lettered_alone_as_in_stream_first(
     assert outputs(micro) == outputs(first) and outputs(first)
     assert (b.events_in, b.events_out, b.late) == (a.events_in, a.events_out, a.late)
     assert b.steps["tally"].events_in == a.steps["tally"].events_in
+
+
+# -- undecodable records: only their stretch is read per record -------------------------------
+PER_BATCH = 1000
+"""Records per record batch: about 100 KB, over a poll's 64 KB budget, so one batch a poll."""
+
+
+class Observed(MicroBatchRunner):
+    """The micro-batch runner, keeping every part its sources gave (to see how each was read)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.parts: list[Part] = []
+
+    def _poll(self, src: Any, timeout: float) -> list[Part]:
+        parts = super()._poll(src, timeout)
+        self.parts += parts
+        return parts
+
+
+def write_batches(data_dir: Path, bad: dict[int, bytes]) -> int:
+    """Three record batches of padded good records, record ``i`` replaced by ``bad[i]``;
+    returns the number of good records."""
+    n = 3 * PER_BATCH
+    values = [
+        bad.get(i) or msgspec.json.encode({**GOOD[i % 60], "ts": 100 * i, "pad": "x" * 60})
+        for i in range(n)
+    ]
+    log = rh.Log(data_dir)
+    log.create_topic("in", 1)
+    with log.producer("in") as p:
+        for at in range(0, n, PER_BATCH):
+            p.append(values[at : at + PER_BATCH])
+    log.close()
+    return n - len(bad)
+
+
+@pytest.mark.parametrize("bounded", [False, True])
+@pytest.mark.parametrize("batch_size", [7, 1_000])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {1_500: BAD_JSON[0]},
+        {1_200: BAD_JSON[0], 1_201: BAD_JSON[1], 1_700: b'{"k": "k1", "v": '},
+        {2_999: BAD_JSON[1]},
+    ],
+    ids=["middle", "several", "last"],
+)
+def test_undecodable_records_leave_the_rest_columnar(
+    tmp_path: Path, bounded: bool, batch_size: int, bad: dict[int, bytes]
+) -> None:
+    first, micro = tmp_path / "first", tmp_path / "micro"
+    events = write_batches(first, bad)
+    write_batches(micro, bad)
+    opts: dict[str, Any] = (
+        {"bounded": True} if bounded else {"stop_after": events, "drain": True, "timeout": 30}
+    )
+    a = build(first).run(**opts)
+    runner = Observed(
+        build(micro).graph(),
+        data_dir=str(micro),
+        batch_size=batch_size,
+        checkpoint_interval_ms=50,
+    )
+    b = runner.run(**opts)
+    # the same results and dead letters (topic, partition, offset, message) as stream-first
+    assert letters(micro, "bad") == letters(first, "bad")
+    assert sorted(x[0] for x in letters(micro, "bad")) == sorted(bad)
+    assert b.dead_lettered == a.dead_lettered == {("source", "EventError"): len(bad)}
+    assert outputs(micro) == outputs(first) and outputs(first)
+    assert (b.events_in, b.events_out, b.late) == (a.events_in, a.events_out, a.late)
+    # only the record batch (one poll) holding them was read per record: before and after it,
+    # the source gave frames
+    per_record = set()
+    for part in runner.parts:
+        assert part.chunk is not None and part.chunk.offsets is not None
+        batches = {o // PER_BATCH for o in part.chunk.offsets}
+        assert len(batches) == 1
+        if part.frame is None:
+            per_record |= batches
+    assert per_record == {o // PER_BATCH for o in bad}
+    assert sum(map(len, runner.parts)) == events  # each event once
+    reader = runner.sources[0].reader
+    assert isinstance(reader, ColumnarLogReader)
+    assert reader.positions() == {0: 3 * PER_BATCH}
+
+
+# -- dead-letter replay of a micro-batch flow ---------------------------------------------------
+def build_keyed(data_dir: Path, *, fixed: bool) -> rh.Flow:
+    """A keyed windowed flow whose ``map`` fails on every 7th value until it is fixed."""
+
+    def scale(event: dict[str, Any]) -> dict[str, Any]:
+        if not fixed and event["v"] % 7 == 0:
+            raise ValueError(f"cannot scale {event['v']}")
+        return {**event, "v": 10 * event["v"]}
+
+    flow = rh.Flow("keyed", data_dir=data_dir, checkpoint_interval="20ms")
+    (
+        flow.source(rh.log_source("in"), timestamp="ts", timestamp_unit="ms", out_of_orderness="3s")
+        .map(scale, name="scale")
+        .key_by("k")
+        .window(w.tumbling("5s"))
+        .aggregate(name="win", n=w.count(), s=w.sum("v"))
+        .sink(rh.log_sink("out"))
+    )
+    return flow
+
+
+def topic(data_dir: Path, name: str) -> list[Any]:
+    log = rh.Log(data_dir)
+    if not log.has_topic(name):
+        return []
+    return [msgspec.json.decode(r.value) for r in log.reader(name).read()]
+
+
+def test_replaying_dead_letters_of_a_micro_batch_run_as_in_stream_first(tmp_path: Path) -> None:
+    """A micro-batch run dead-letters some events and checkpoints; the fixed code replays them
+    (event by event, from the micro-batch checkpoint) and the micro-batch run goes on from the
+    replay's checkpoint: the same output, late output and dead letters as all in stream-first."""
+    events = [
+        {"k": f"k{i % 3}", "v": i, "ts": 200 * i - (900 if i % 4 == 0 else 0)} for i in range(300)
+    ]
+    head = 170  # the dead letters of the last windows are replayed while they are open
+    results = {}
+    for mode in ("stream-first", "micro-batch"):
+        data = tmp_path / mode
+        log = rh.Log(data)
+        log.create_topic("in", 1)
+        with log.producer("in") as p:
+            p.append([msgspec.json.encode(e) for e in events])
+        log.close()
+        opts: dict[str, Any] = {"mode": mode, "batch_size": 16}
+        one = build_keyed(data, fixed=False).run(stop_after=head, **opts)
+        assert one.checkpoints.count >= 1 and one.dead_lettered == {
+            ("scale", "UserFunctionError"): len(range(0, head, 7))
+        }
+        replay = build_keyed(data, fixed=True).replay_dead_letters()
+        assert replay.dead_letters_replayed == len(range(0, head, 7)) and not replay.dead
+        two = build_keyed(data, fixed=True).run(stop_after=len(events) - head, drain=True, **opts)
+        assert two.checkpoints.restored_from is not None and not two.dead
+        results[mode] = (
+            topic(data, "out"),
+            topic(data, "keyed.late"),
+            letters(data, "keyed"),
+            (one.events_out, replay.events_out, two.events_out, two.late),
+        )
+    assert results["micro-batch"] == results["stream-first"]
+    out, late, dead, _ = results["stream-first"]
+    assert len(out) > 30 and len(dead) == len(range(0, head, 7))
+    assert 0 < len(late) < len(dead)  # some replayed events were late, some on time
+    on_time = {(r["key"], r["window_start"]): r["n"] for r in out}
+    assert sum(on_time.values()) + len(late) == len(events)

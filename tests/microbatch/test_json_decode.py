@@ -53,10 +53,16 @@ def expected(values: list[bytes]) -> list[bytes] | None:
         return None
 
 
-def check(values: list[bytes], cuts: list[int] | None = None) -> bool:
+def check(
+    values: list[bytes], cuts: list[int] | None = None, primed: list[bytes] | None = None
+) -> bool:
     """Decode in bulk; assert it is exact when it does not decline. Returns whether it
-    decoded."""
-    frame = JsonDecoder().frame(split(values, cuts or []))
+    decoded. ``primed``: records decoded first by the same decoder (whose fields and types
+    it then reads ``values`` with)."""
+    decoder = JsonDecoder()
+    if primed:
+        decoder.frame([batch_of(primed)])
+    frame = decoder.frame(split(values, cuts or []))
     if frame is None:
         return False
     want = expected(values)
@@ -105,6 +111,52 @@ def test_a_late_record_that_differs_is_never_decoded_wrong(late: bytes) -> None:
     assert not check(values)
     assert not check(values, [300])
     assert not check(values, [301])
+    assert not check(values, primed=UNIFORM[:10])  # read with the known fields and types
+
+
+def test_uniform_records_are_read_with_the_types_of_earlier_ones() -> None:
+    decoder = JsonDecoder()
+    assert decoder.frame([batch_of(UNIFORM[:100])]) is not None
+    assert (decoder.inferred_reads, decoder.known_reads) == (1, 0)
+    frame = decoder.frame(split(UNIFORM[100:], [150, 300]))
+    assert frame is not None and (decoder.inferred_reads, decoder.known_reads) == (1, 1)
+    assert [encode(r) for r in frame.to_dicts()] == expected(UNIFORM[100:])
+
+
+TWO_FLOATS = [encode({"id": i, "x": i + 0.5, "y": i / 4 + 0.1, "k": "k"}) for i in range(50)]
+
+
+@pytest.mark.parametrize(
+    "late",
+    [  # what Polars reads without a word when it is given the fields and types
+        b'{"id":1,"x":0.5,"y":0.1,"k":3}',  # a number in a string field: "3"
+        b'{"id":1,"x":0.5,"y":0.1,"k":true}',
+        b'{"id":1,"x":0.5,"y":0.1,"k":{"q":1}}',
+        b'{"id":1,"x":0.5,"y":0.1,"k":"k","z":1}',  # a field it was not asked for
+        b'{"id":1,"x":0.5,"z":1,"y":0.1,"k":"k"}',
+        b'{"id":1,"x":1e5,"":1,"y":0.1,"k":"k"}',  # hidden where 1e5 is shorter than 100000.0
+        b'{"id":1,"x":0.5,"y":1e5,"":1,"k":"k"}',
+        b'{"id":1,"x":0.5,"y":0.1,"k":"k","k":"j"}',  # twice
+        b'{"id":1,"x":0.5,"y":0.1,"k":"k","id":1}',
+        b'{"id":1,"x":5E-1,"y":0.1,"k":"k"}',  # other number formats
+        b'{"id":1,"x":0.50,"y":0.1,"k":"k"}',
+        b'{"id":1,"x":0.5,"y":1.0E-1,"k":"k"}',
+        b'{"id":-0,"x":0.5,"y":0.1,"k":"k"}',
+        b'{"id":1,"x":2,"y":0.1,"k":"k"}',  # an integer in a float field
+        b'{"id":1,"x":2  ,"y":0.1,"k":"k"}',
+        rb'{"id":1,"x":0.5,"y":0.1,"k":"\u006b"}',  # an escape (the same string)
+        b'{"id":1, "x":0.5,"y":0.1,"k":"k"}',  # spacing
+        b'{"x":0.5,"id":1,"y":0.1,"k":"k"}',  # order
+    ],
+)
+def test_what_polars_reads_loosely_is_never_decoded_wrong(late: bytes) -> None:
+    values = [*TWO_FLOATS[:20], late, *TWO_FLOATS[20:]]
+    decoder = JsonDecoder()
+    assert decoder.frame([batch_of(TWO_FLOATS[:5])]) is not None
+    assert decoder.schema is not None  # so these are read with known fields and types first
+    frame = decoder.frame([batch_of(values)])
+    assert frame is None or [encode(r) for r in frame.to_dicts()] == expected(values)
+    assert decoder.frame([batch_of(TWO_FLOATS)]) is not None
 
 
 def test_timestamp_like_strings_stay_strings() -> None:
@@ -158,7 +210,20 @@ def record_sets(draw: st.DrawFn) -> list[bytes]:
             record = dict(reversed(record.items()))
         raw = encode(record)
         if change == "raw":
-            raw = draw(st.sampled_from([b"{", b'{"a":1 }', b'{ "a" : 1}', b"null", raw + b" "]))
+            raw = draw(
+                st.sampled_from(
+                    [
+                        b"{",
+                        b'{"a":1 }',
+                        b'{ "a" : 1}',
+                        b"null",
+                        raw + b" ",
+                        raw[:-1] + b',"":1}',
+                        raw.replace(b":", b":1e2,", 1).replace(b"1e2,", b"1e2", 1),
+                        raw.replace(b",", b' ,"":0,', 1),
+                    ]
+                )
+            )
         out.append(raw)
     return out
 
@@ -167,6 +232,7 @@ def record_sets(draw: st.DrawFn) -> list[bytes]:
 @given(values=record_sets(), cuts=st.lists(st.integers(0, 100), max_size=3))
 def test_bulk_decoding_is_exact_or_declines(values: list[bytes], cuts: list[int]) -> None:
     check(values, cuts)
+    check(values, cuts, primed=values[:1])  # read with the first record's fields and types
 
 
 @settings(max_examples=100, deadline=None)

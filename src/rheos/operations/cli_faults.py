@@ -106,7 +106,11 @@ def _dlq(args: argparse.Namespace) -> int:
                 iso_ms(letter.time_ms),
                 letter.step,
                 letter.error_type,
-                f"{letter.source_topic}/{letter.source_partition}@{letter.source_offset}",
+                (
+                    f"{letter.source_topic}/{letter.source_partition}@{letter.source_offset}"
+                    if letter.source_topic is not None
+                    else "-"
+                ),
                 letter.message[:80],
             ]
             for letter in letters

@@ -250,7 +250,12 @@ class Flow(FlowDescription):
 
     def replay_dead_letters(self) -> RunSummary:
         """Send the dead letters of ``<name>.dlq`` not replayed yet back through this flow --
-        with its code as it is now -- exactly once (see :mod:`rheos.runtime.deadletters`)."""
+        with its code as it is now -- exactly once (see :mod:`rheos.runtime.deadletters`).
+
+        The replay runs event by event (the stream-first runtime) whatever mode the flow runs
+        in: dead letters are few, and checkpoints are the same in both modes, so a flow run in
+        micro-batch mode replays from its latest checkpoint and goes on in micro-batch mode
+        from the replay's, with the results of a flow run in stream-first mode throughout."""
         runner = make_runner(
             self, mode="stream-first", batch_size=None, batch_interval=None, clock=None
         )

@@ -20,6 +20,7 @@ from rheos.errors import (
     EventError,
     FlowDefinitionError,
     RecordTooLargeError,
+    RheosError,
     UserFunctionError,
 )
 from rheos.flows.steps import (
@@ -37,6 +38,7 @@ from rheos.flows.steps import (
     UnionStep,
     WindowStep,
 )
+from rheos.runtime.deadletters import DeadLetters
 from rheos.runtime.nodes import (
     JoinNode,
     LateRouter,
@@ -95,10 +97,28 @@ class Compiled:
     """Every open writer by a stable name (sink step name, or the late topic's name)."""
     on_open: Callable[[str, SinkWriter], None] | None = None
     """Called when a writer opens during the run (the late topic's): checkpoint recovery."""
+    dead: DeadLetters | None = None
+    """The run's bad-event policy and dead-letter writer (see :meth:`dead_letters`)."""
 
     @property
     def events_out(self) -> int:
         return sum(c.count for c in self.sink_counters)
+
+    def dead_letters(self) -> DeadLetters | None:
+        """The run's :class:`DeadLetters` (set by the runner once it has opened them)."""
+        return self.dead
+
+    def close_failed(self, step: Step, error: RheosError, context: dict[str, Any], ts: int) -> None:
+        """User code failed while a node was advanced (a window closing, a timer firing):
+        the step's ``on_error`` policy, with a dead letter that has no source event."""
+        dead = self.dead_letters()
+        if dead is None or not isinstance(error, BAD_EVENT_ERRORS):
+            raise error
+        dead.handle(error, source="", step=step.name, event_time=ts, context=context)
+
+    def wire(self, node: Node) -> None:
+        """Send the errors of user code run while ``node`` is advanced to the policy."""
+        node.on_close_error = self.close_failed
 
 
 def _fusable(step: Step) -> bool:
@@ -379,6 +399,8 @@ def compile_flow(
             raise FlowDefinitionError(f"{where(flow, step)}: this runtime cannot run it")
     nodes.reverse()
     compiled.nodes = nodes
+    for node in nodes:
+        compiled.wire(node)
     return compiled
 
 

@@ -25,7 +25,19 @@ value stays byte-for-byte what arrived and can be fed back through the flow:
 ``rheos-time``             when it was dead-lettered (epoch ms)
 ``rheos-event-time``       the event time, when it was known
 ``rheos-value-format``     ``record`` (the log record's bytes) or ``json``
+``rheos-key``              the key (JSON), when the failure has no source event
+``rheos-window-start``     with ``rheos-window-end``: the window that was closing
+``rheos-timer``            the time of the timer that was firing
 =========================  ================================================================
+
+**Failures with no source event.** User code also runs when a window closes (a custom
+aggregation's ``result``, a window join's ``combine``) and when a process step's timer fires
+(``on_timer``). An error there is handled with the failing step's policy too, but there is no
+event to keep: the dead letter's ``rheos-source`` is empty, its value is the JSON of what
+failed (``{"key": ..., "window_start": ..., "window_end": ...}`` or ``{"key": ..., "timer":
+...}``, the same as the headers) and its event time is the window's last millisecond or the
+timer's time. Such a letter cannot be replayed (:attr:`DeadLetter.replayable`); the run goes on
+with the other keys and windows.
 
 The record's timestamp is the event time when known, else the time of dead-lettering. In a
 run with checkpoints the dead-letter topic is written exactly once like any log sink.
@@ -38,7 +50,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,8 +91,19 @@ class DeadLetter:
     source_offset: int | None = None
     event_time: int | None = None
     value_format: str = "record"
+    key: str | None = None
+    """The key as JSON text (failures with no source event only)."""
+    window_start: int | None = None
+    window_end: int | None = None
+    timer: int | None = None
     partition: int | None = None
     offset: int | None = None
+
+    @property
+    def replayable(self) -> bool:
+        """Whether the letter holds a source event (a window closing or a timer firing has
+        none: there is nothing to send back through the flow)."""
+        return bool(self.source)
 
     def headers(self) -> list[tuple[str, bytes]]:
         fields = {
@@ -96,6 +119,10 @@ class DeadLetter:
             "time": self.time_ms,
             "event-time": self.event_time,
             "value-format": self.value_format,
+            "key": self.key,
+            "window-start": self.window_start,
+            "window-end": self.window_end,
+            "timer": self.timer,
         }
         return [(PREFIX + k, str(v).encode()) for k, v in fields.items() if v is not None]
 
@@ -121,6 +148,10 @@ class DeadLetter:
             source_offset=num("source-offset"),
             event_time=num("event-time"),
             value_format=h.get("value-format", "record"),
+            key=h.get("key"),
+            window_start=num("window-start"),
+            window_end=num("window-end"),
+            timer=num("timer"),
             partition=record.partition,
             offset=record.offset,
         )
@@ -196,8 +227,14 @@ class DeadLetters:
         partition: int | None = None,
         offset: int | None = None,
         event_time: int | None = None,
+        context: Mapping[str, Any] | None = None,
     ) -> None:
-        """Apply the policy of the failing step to one bad event (raises with ``"fail"``)."""
+        """Apply the policy of the failing step to one bad event (raises with ``"fail"``).
+
+        ``context`` instead of an event: a failure with no source event (``source`` is then
+        empty), ``{"key": ..., "window_start": ..., "window_end": ...}`` or ``{"key": ...,
+        "timer": ...}``; it becomes the letter's value and headers (see the module docs).
+        """
         step = step or getattr(exc, "step", None) or source
         policy = self.policy(step)
         kind = type(exc).__name__
@@ -211,7 +248,8 @@ class DeadLetters:
         fmt = "record"
         if raw is None:
             fmt = "json"
-            raw = _json(value)
+            raw = _json(value if context is None else dict(context))
+        ctx = context or {}
         letter = DeadLetter(
             value=raw,
             flow=self.graph.name,
@@ -226,6 +264,10 @@ class DeadLetters:
             source_offset=offset,
             event_time=event_time,
             value_format=fmt,
+            key=_json(ctx["key"]).decode() if "key" in ctx else None,
+            window_start=ctx.get("window_start"),
+            window_end=ctx.get("window_end"),
+            timer=ctx.get("timer"),
         )
         self.recent.append(letter)
         if not self.to_log:

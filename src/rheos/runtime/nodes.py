@@ -4,6 +4,13 @@ A node turns a step into *push functions* (``push(key, value, ts)``) and an
 ``advance(watermark)`` method. Nodes read a *held-back* watermark: the flow watermark minus
 the allowed lateness of the windows upstream of them (``hold_ms``), so that results a window
 emits when it finalizes (stamped ``window_end - 1``) are never late for the next window.
+
+User code also runs while a node is advanced: a custom aggregation's ``result`` when a window
+closes, a window join's ``combine``, a process step's ``on_timer``. An exception there becomes
+a :class:`~rheos.errors.UserFunctionError` naming the flow, the step, the key and the window or
+timer, and goes to the node's :attr:`on_close_error` hook (set by the runtime: the step's
+``on_error`` policy, see :mod:`rheos.runtime.deadletters`); the node goes on with the other
+keys, windows and timers. The default hook raises it.
 """
 
 from __future__ import annotations
@@ -23,10 +30,20 @@ from rheos.windowing import (
     WindowJoinOperator,
     WindowOperator,
 )
-from rheos.windowing.operator import key_from_plain, key_to_plain
+from rheos.windowing.operator import CloseFailure, key_from_plain, key_to_plain
 from rheos.windowing.windows import SlidingWindows, TumblingWindows
 
 Push = Callable[[Any, Any, int], None]
+
+CloseErrorHandler = Callable[[Step, RheosError, dict[str, Any], int], None]
+"""``handler(step, error, context, ts)``: user code failed while ``step`` was advanced, with
+``context`` ``{"key", "window_start", "window_end"}`` or ``{"key", "timer"}`` and ``ts`` the
+window's last millisecond or the timer's time. Raises to stop the run."""
+
+
+def raise_close_error(step: Step, error: RheosError, context: dict[str, Any], ts: int) -> None:
+    """The default :data:`CloseErrorHandler`: the error stops the run."""
+    raise error
 
 
 def where(flow: str, step: Step) -> str:
@@ -53,6 +70,23 @@ def user_error(flow: str, step: Step, fn: Any, exc: BaseException) -> RheosError
         f"{where(flow, step)}: {describe_callable(fn)} raised {type(exc).__name__}: {exc}"
     )
     err.flow, err.step, err.function = flow, step.name, describe_callable(fn)  # type: ignore[attr-defined]
+    return err
+
+
+def close_error(
+    flow: str, step: Step, fn: Any, exc: Exception, context: dict[str, Any]
+) -> UserFunctionError:
+    """Wrap an exception raised by user code while ``step`` was advanced (see the module
+    docs); ``context`` names the key and the window or timer."""
+    if "timer" in context:
+        at = f"key {context['key']!r}, timer {context['timer']}"
+    else:
+        at = f"key {context['key']!r}, window [{context['window_start']}, {context['window_end']})"
+    err = UserFunctionError(
+        f"{where(flow, step)}: {at}: {describe_callable(fn)} raised {type(exc).__name__}: {exc}"
+    )
+    err.flow, err.step, err.function = flow, step.name, describe_callable(fn)  # type: ignore[attr-defined]
+    err.__cause__ = exc
     return err
 
 
@@ -114,6 +148,8 @@ class WindowNode:
         self.flow_watermark: Callable[[], int] = lambda: self.op.watermark
         """Set by the runner: the flow watermark now (for late records)."""
         self._due = MIN_WATERMARK + 1
+        self.on_close_error: CloseErrorHandler = raise_close_error
+        """Set by the runtime: where errors of user code at window close go."""
         self.cell = [0, MIN_WATERMARK, 0, 0]
         """Hot-path counters: events in, largest time seen, out of order, largest delay."""
         self.push = self._make_push()
@@ -160,6 +196,21 @@ class WindowNode:
         """The error to raise for an exception from the operator (aggregations, fields)."""
         return user_error(self._flow, self.step, self.step.aggregations, exc)
 
+    def _close_failed(self, failure: CloseFailure) -> None:
+        """An aggregation's ``result`` raised as its window closed: to the error hook."""
+        agg = failure.aggregation
+        custom = getattr(agg, "aggregation", None)
+        fn = getattr(custom, "result", None) or agg
+        context = {"key": failure.key, "window_start": failure.start, "window_end": failure.end}
+        err = close_error(self._flow, self.step, fn, failure.error, context)
+        self.on_close_error(self.step, err, context, failure.end - 1)
+
+    def _close(self, watermark: int) -> None:
+        """Advance the operator to ``watermark`` and send the rows it finalizes."""
+        rows = self.op.advance(watermark, self._close_failed)
+        if rows:
+            self.emit_rows(rows)
+
     def sync_stats(self) -> StepStats:
         """Copy the hot-path counters into :attr:`stats` and return it."""
         stats = self.stats
@@ -192,9 +243,7 @@ class WindowNode:
         if self.processing_time or watermark < self._due:
             return
         wm = held(watermark, self.hold_ms)
-        rows = self.op.advance(wm)
-        if rows:
-            self.emit_rows(rows)
+        self._close(wm)
         self._due = self._next(wm)
 
     def _next(self, wm: int) -> int:
@@ -211,14 +260,10 @@ class WindowNode:
     def advance_processing(self, now_ms: int) -> None:
         """Advance a processing-time window to the clock."""
         if self.processing_time:
-            rows = self.op.advance(now_ms)
-            if rows:
-                self.emit_rows(rows)
+            self._close(now_ms)
 
     def finish(self) -> None:
-        rows = self.op.advance(MAX_WATERMARK)
-        if rows:
-            self.emit_rows(rows)
+        self._close(MAX_WATERMARK)
         self._due = MAX_WATERMARK
 
     def snapshot(self) -> dict[str, Any]:
@@ -281,7 +326,11 @@ class _Context:
             node.timer_set.add(entry)
             node.seq += 1
             heappush(node.timers, (entry[0], node.seq, self.key))
-            node.lower_due(entry[0] + node.hold_ms)
+            due = entry[0] + node.hold_ms
+            now = node.flow_watermark()
+            if due <= now < MAX_WATERMARK:
+                due = now + 1  # already passed: fires when the watermark next rises
+            node.lower_due(due)
 
     def delete_timer(self, timestamp: int) -> None:
         self._node.changed.add(self.key)
@@ -314,6 +363,8 @@ class ProcessNode:
         """Set by the runner: the flow watermark now."""
         self.lower_due: Callable[[int], None] = lambda due: None
         """Set by the runner: called when a new timer makes this node due earlier."""
+        self.on_close_error: CloseErrorHandler = raise_close_error
+        """Set by the runtime: where errors of ``on_timer`` go."""
         self.push = self._make_push()
 
     @property
@@ -365,7 +416,9 @@ class ProcessNode:
             try:
                 on_timer(ctx, ts)
             except Exception as exc:
-                raise user_error(self._flow, self.step, on_timer, exc) from exc
+                context = {"key": key, "timer": ts}
+                err = close_error(self._flow, self.step, on_timer, exc, context)
+                self.on_close_error(self.step, err, context, ts)
         self.stats.state_size = len(self.states)
 
     def finish(self) -> None:
@@ -443,6 +496,8 @@ class JoinNode:
         self._due = MIN_WATERMARK + 1
         self.flow_watermark: Callable[[], int] = lambda: MIN_WATERMARK
         """Set by the runner: the flow watermark now (for late records)."""
+        self.on_close_error: CloseErrorHandler = raise_close_error
+        """Set by the runtime: where errors of ``combine`` at window close go."""
         self.window_op: WindowJoinOperator | None = None
         self.interval_op: IntervalJoinOperator | None = None
         if step.mode == "window":
@@ -513,7 +568,14 @@ class JoinNode:
                 try:
                     value = combine(row["left"], row["right"])
                 except Exception as exc:
-                    raise user_error(self._flow, self.step, combine, exc) from exc
+                    context = {
+                        "key": row["key"],
+                        "window_start": row["window_start"],
+                        "window_end": row["window_end"],
+                    }
+                    err = close_error(self._flow, self.step, combine, exc, context)
+                    self.on_close_error(self.step, err, context, row["window_end"] - 1)
+                    continue
             self.stats.events_out += 1
             out(row["key"], value, row["window_end"] - 1)
 
@@ -549,4 +611,15 @@ class JoinNode:
 
 Node = WindowNode | ProcessNode | JoinNode
 
-__all__ = ["JoinNode", "LateRouter", "Node", "ProcessNode", "WindowNode", "held", "user_error"]
+__all__ = [
+    "CloseErrorHandler",
+    "JoinNode",
+    "LateRouter",
+    "Node",
+    "ProcessNode",
+    "WindowNode",
+    "close_error",
+    "held",
+    "raise_close_error",
+    "user_error",
+]

@@ -245,6 +245,8 @@ class Runner:
         by_name = {src.step.name: src for src in self.sources}
         n = 0
         for letter in read_dead_letters(log, self.graph.name, start=done, until=until):
+            if not letter.replayable:
+                continue  # a window closing or a timer firing failed: no event to send back
             n += 1
             src = by_name.get(letter.source)
             if src is None:
@@ -313,6 +315,7 @@ class Runner:
     def _setup_dead_letters(self, ctx: OpenContext) -> None:
         assert self.compiled is not None
         self.dead = DeadLetters(self.graph, ctx, self._chosen_dir, self.compiled.named_writers)
+        self.compiled.dead = self.dead
         if self.checkpointer is not None:
             self.dead.on_open = self.checkpointer.recover_writer
         self.compiled.writers.append(_DeadLetterCloser(self.dead))

@@ -32,6 +32,11 @@ the calls to ``advance`` are grouped: advancing to ``W1`` and then to ``W2`` ret
 rows in the same order as advancing to ``W2`` at once, so a stream-first runtime and a
 micro-batch runtime that feed the same events and watermarks produce identical output.
 
+Errors at close. An aggregation's ``result`` runs when a window is finalized. If it raises,
+:meth:`~WindowOperator.advance` raises -- or, given ``on_error``, reports a
+:class:`CloseFailure` to it, drops that (key, window) as finalized (no row) and goes on with
+the others.
+
 Late events. An event is late for a window that was finalized when it arrived. It is not added
 to such windows, but it is still added to those of its windows that are open (sliding windows).
 :meth:`process` returns a :class:`LateInfo` naming the windows it missed and counts it in
@@ -75,7 +80,7 @@ LateInfo(key='a', ts=3000, event={'x': 7}, windows=((0, 10000),))
 from __future__ import annotations
 
 from bisect import insort
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from heapq import heappop, heappush
 from typing import Any, NamedTuple
 
@@ -99,6 +104,21 @@ class LateInfo(NamedTuple):
     ts: int
     event: Any
     windows: tuple[tuple[int, int], ...]
+
+
+class CloseFailure(NamedTuple):
+    """An aggregation's ``result`` raised while ``(key, window)`` was finalized."""
+
+    key: Hashable
+    start: int
+    end: int
+    name: str
+    """The aggregation's result name."""
+    aggregation: BoundAggregation
+    error: Exception
+
+
+OnCloseError = Callable[[CloseFailure], None]
 
 
 class ProcessResult(NamedTuple):
@@ -234,6 +254,31 @@ class WindowOperator:
         row: Row = {"key": key, "window_start": start, "window_end": end}
         for name, agg, acc in zip(self._names, self._aggs, state[at:], strict=True):
             row[name] = agg.result(acc)
+        return row
+
+    def _final_row(
+        self,
+        key: Hashable,
+        start: int,
+        end: int,
+        state: list[Any],
+        at: int,
+        on_error: OnCloseError | None,
+    ) -> Row | None:
+        """The final row of ``(key, [start, end))``; None when a result raised and
+        ``on_error`` took the failure."""
+        if on_error is None:
+            row = self._row(key, start, end, state, at)
+        else:
+            row = {"key": key, "window_start": start, "window_end": end}
+            for name, agg, acc in zip(self._names, self._aggs, state[at:], strict=True):
+                try:
+                    row[name] = agg.result(acc)
+                except Exception as exc:
+                    on_error(CloseFailure(key, start, end, name, agg, exc))
+                    return None
+        if self._update:
+            row["final"] = True
         return row
 
     def _late(
@@ -408,22 +453,22 @@ class WindowOperator:
 
     # -- event time ----------------------------------------------------------------------------
 
-    def advance(self, watermark: int) -> list[Row]:
+    def advance(self, watermark: int, on_error: OnCloseError | None = None) -> list[Row]:
         """Move event time to ``watermark``; return the rows of the windows it finalizes.
 
         A watermark lower than (or equal to) the current one changes nothing. Advance to
-        :data:`MAX_WATERMARK` at the end of input to finalize every window.
+        :data:`MAX_WATERMARK` at the end of input to finalize every window. An aggregation's
+        ``result`` that raises goes to ``on_error`` when given (see the module docs).
         """
         if watermark <= self._watermark:
             return []
         self._watermark = watermark
         if self._kind is SessionWindows:
-            return self._advance_sessions(watermark)
+            return self._advance_sessions(watermark, on_error)
         limit = watermark - self._final_delta
         out: list[Row] = []
         heap = self._starts
         size = self._size
-        update = self._update
         while heap and heap[0] <= limit:
             start = heappop(heap)
             keys = self._windows.pop(start, None)
@@ -434,15 +479,14 @@ class WindowOperator:
                 self._unsorted.discard(start)
                 items = sorted(items, key=_by_creation)
             for key, state in items:
-                row = self._row(key, start, start + size, state, 1)
-                if update:
-                    row["final"] = True
-                out.append(row)
+                row = self._final_row(key, start, start + size, state, 1, on_error)
+                if row is not None:
+                    out.append(row)
                 self._changed.add(key)
             self._state_size -= len(keys)
         return out
 
-    def _advance_sessions(self, watermark: int) -> list[Row]:
+    def _advance_sessions(self, watermark: int, on_error: OnCloseError | None) -> list[Row]:
         limit = watermark - self.allowed_lateness_ms
         out: list[Row] = []
         heap = self._session_heap
@@ -466,10 +510,9 @@ class WindowOperator:
                 del self._sessions[key]
             self._state_size -= 1
             self._changed.add(key)
-            row = self._row(key, start, end, state, 3)
-            if self._update:
-                row["final"] = True
-            out.append(row)
+            row = self._final_row(key, start, end, state, 3, on_error)
+            if row is not None:
+                out.append(row)
             closed = self._closed.get(key)
             if closed is None or end > closed[1]:
                 self._closed[key] = [start, end]
@@ -686,7 +729,9 @@ class WindowOperator:
 
 
 __all__ = [
+    "CloseFailure",
     "LateInfo",
+    "OnCloseError",
     "ProcessResult",
     "Row",
     "WindowOperator",

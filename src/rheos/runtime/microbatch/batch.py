@@ -10,6 +10,10 @@ lazily and only when the conversion is exact:
   allowed) -- otherwise the batch stays rows and the next step runs per row (the slow path);
 * frame -> rows: ``DataFrame.to_dicts()``.
 
+A batch of fewer than :data:`ROWS_BELOW` events that is rows is not converted: small rounds
+(small batch sizes, or a trickle of events) run per event, through the same code as a step's
+slow path, so their cost is close to stream-first mode's.
+
 Positions order the items of one *round* (one source batch through the graph) the way the
 stream-first runtime would have produced them: the event ``i`` of the round and everything a
 stateless step derives from it has position ``3 * i + 2``; rows a stateful step emits when the
@@ -25,6 +29,10 @@ import numpy as np
 import polars as pl
 
 _SCALARS = (int, float, str, bool)
+
+ROWS_BELOW = 48
+"""Batches of fewer events stay rows and run per event: below this, the fixed cost of a
+Polars call (tens of microseconds) is more than running the step on each event in Python."""
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -68,8 +76,9 @@ class Batch:
         return self.keys
 
     def columnar(self) -> pl.DataFrame | None:
-        """The events as a frame, converting rows if that is exact; else ``None``."""
-        if self.frame is None and self._rows is not None:
+        """The events as a frame, converting rows if that is exact (and there are at least
+        :data:`ROWS_BELOW` of them); else ``None``."""
+        if self.frame is None and self._rows is not None and len(self._rows) >= ROWS_BELOW:
             self.frame = rows_to_frame(self._rows)
         return self.frame
 

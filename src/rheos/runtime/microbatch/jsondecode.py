@@ -10,6 +10,9 @@ stream-first mode.
 
 from __future__ import annotations
 
+import io
+from concurrent.futures import ThreadPoolExecutor
+
 import msgspec
 import numpy as np
 import polars as pl
@@ -32,6 +35,13 @@ def arrow_values(batch: RecordBatch) -> pa.Array:
     return pa.Array.from_buffers(kind, len(batch), [None, offsets, data])
 
 
+SKIP_AFTER_MISS = 8
+"""Polls read by Arrow (inferring types) after one Polars could not read exactly."""
+
+SPLIT_ABOVE = 20_000
+"""Records a poll must have for :meth:`JsonDecoder.frame` to decode its halves in parallel."""
+
+
 class JsonDecoder:
     """Decodes the values of log batches, JSON objects, into one frame -- exactly as
     ``msgspec.json`` decodes each of them, or not at all (see :meth:`frame`).
@@ -43,21 +53,95 @@ class JsonDecoder:
     next batches).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, split_above: int = SPLIT_ABOVE) -> None:
         self.strings: dict[str, pa.DataType] = {}
         self._decode = msgspec.json.Decoder().decode
         self._text = np.empty(0, dtype=np.uint8)
         self._keep = np.empty(0, dtype=bool)
+        self.split_above = split_above
+        self._half: JsonDecoder | None = None
+        self.known_reads = 0
+        """Polls read with the types of earlier records (by Polars), and checked."""
+        self.inferred_reads = 0
+        """Polls read inferring the types (by Arrow)."""
+        self.schema: pl.Schema | None = None
+        """The fields (in order) and types of the records last decoded by Arrow."""
+        self._skip = 0
+        self._pool: ThreadPoolExecutor | None = None
 
     def frame(self, batches: list[RecordBatch]) -> pl.DataFrame | None:
         """One frame of the records of ``batches``, in order; None (decode per record) unless
         it is exact: every record a JSON object with the same fields, each of one scalar type,
         no ``null``, in one line of valid UTF-8; records whose float fields hold whole numbers
-        are decoded again with msgspec to check the number was not written as an integer."""
+        are decoded again with msgspec to check the number was not written as an integer.
+
+        Over ``split_above`` records, the two halves are decoded at the same time (this thread
+        and one more: most of the work releases the GIL) and their frames joined -- if they
+        have the same columns, in the same order, of the same types.
+        """
         n = sum(map(len, batches))
+        if n <= self.split_above:
+            return self._frame(batches, n)
+        first, second = _halves(batches, n)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, "rheos-json")
+            self._half = JsonDecoder(split_above=2**62)
+            self._half.strings = self.strings
+        assert self._half is not None
+        later = self._pool.submit(self._half.frame, second)
+        try:
+            head = self._frame(first, sum(map(len, first)))
+        finally:
+            tail = later.result()
+        if head is None or tail is None or head.schema != tail.schema:
+            return None
+        return pl.concat([head, tail], rechunk=False)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def _frame(self, batches: list[RecordBatch], n: int) -> pl.DataFrame | None:
         if not n or not all(map(_plain_objects, batches)):
             return None
         records = self._lines(batches, n)
+        if self.schema is not None and self._skip == 0:
+            frame = self._known(batches, records, n, self.schema)
+            if frame is not None:
+                return frame
+            self._skip = SKIP_AFTER_MISS  # (data this path does not fit: not tried for a while)
+        elif self._skip:
+            self._skip -= 1
+        return self._inferred(batches, records, n)
+
+    def _known(
+        self, batches: list[RecordBatch], records: pa.Array, n: int, schema: pl.Schema
+    ) -> pl.DataFrame | None:
+        """The records read by Polars with the fields and types of earlier records -- kept
+        only if every record is laid out exactly as those were (:func:`_laid_out`, strict).
+
+        Read with a schema, Polars ignores fields it does not name and writes numbers into a
+        string column as text; the layout check rules both out (and so a null, a nested value,
+        a field twice or out of order). Polars itself rejects invalid UTF-8, NaN, a string or
+        a float where an integer is, an integer beyond 64 bits.
+        """
+        try:
+            frame = pl.read_ndjson(io.BytesIO(memoryview(records.buffers()[2])), schema=schema)
+        except (pl.exceptions.PolarsError, ValueError):
+            return None
+        if frame.height != n or any(frame.null_count().row(0)):
+            return None
+        if not self._exact_floats(batches, frame):
+            return None
+        if not _laid_out(self._text, _offsets(records), frame, strict=True).all():
+            return None
+        self.known_reads += 1
+        return frame
+
+    def _inferred(
+        self, batches: list[RecordBatch], records: pa.Array, n: int
+    ) -> pl.DataFrame | None:
+        """The records read by Arrow's JSON reader, which infers the types from every record."""
         try:
             strings = records.cast(pa.large_string())  # valid UTF-8 (Arrow's JSON reader
             table = self._read(records.buffers()[2])  # does not check)
@@ -65,19 +149,10 @@ class JsonDecoder:
             return None
         if table is None or table.num_rows != n or not table.num_columns:
             return None
-        floats = []
-        for name, kind in zip(table.column_names, table.schema.types, strict=True):
-            column = table.column(name)
-            if column.null_count or not any(ok(kind) for ok in _SCALAR_TYPES):
+        for column in table.columns:
+            if column.null_count or not any(ok(column.type) for ok in _SCALAR_TYPES):
                 return None
-            if pa.types.is_float64(kind):
-                data = np.concatenate([_floats(c) for c in column.chunks])
-                if not np.isfinite(data).all():
-                    return None  # NaN and Infinity are not JSON: msgspec rejects them
-                floats.append((name, np.flatnonzero(data == np.trunc(data))))
         try:
-            if floats and not self._floats_are_floats(batches, floats):
-                return None
             first = self._decode(_raw(batches, 0))
         except msgspec.DecodeError:
             return None
@@ -85,19 +160,42 @@ class JsonDecoder:
         if not isinstance(first, dict) or sorted(first) != sorted(table.column_names):
             return None
         names = list(first)
-        if not _in_order(pl.Series(strings), names):
-            return None
         frame = pl.from_arrow(table.select(names), rechunk=False)
         assert isinstance(frame, pl.DataFrame)
+        if frame.columns != names:  # (Polars renames a field named "")
+            return None
+        if not self._exact_floats(batches, frame):
+            return None
+        laid_out = _laid_out(self._text, _offsets(records), frame, strict=False)
+        if not laid_out.all() and not _in_order(pl.Series(strings).filter(~laid_out), names):
+            return None
+        self.schema = frame.schema
+        self.inferred_reads += 1
         return frame
+
+    def _exact_floats(self, batches: list[RecordBatch], frame: pl.DataFrame) -> bool:
+        """No NaN or infinity (not JSON: msgspec rejects them) in a float column, and the
+        float fields with whole values written as floats (``2.0``, not ``2``: both read as a
+        float; msgspec gives ``int`` for ``2``), checked by decoding those records again."""
+        floats = []
+        for name, kind in frame.schema.items():
+            if kind == pl.Float64:
+                data = frame.get_column(name).to_numpy()
+                if not np.isfinite(data).all():
+                    return False
+                floats.append((name, np.flatnonzero(data == np.trunc(data))))
+        try:
+            return not floats or self._floats_are_floats(batches, floats)
+        except msgspec.DecodeError:
+            return False
 
     def _lines(self, batches: list[RecordBatch], n: int) -> pa.Array:
         """The records, each followed by a newline, in one buffer (reused from call to call:
         Arrow's JSON reader copies what it reads), as an Arrow ``large_binary`` array."""
         sizes = [int(b.value_ends[b.stop]) - int(b.value_ends[b.start]) + len(b) for b in batches]
         total = sum(sizes)
-        if len(self._text) < total:
-            self._text = np.empty(total + total // 2, dtype=np.uint8)
+        if len(self._text) < total + _SLACK:
+            self._text = np.empty(total + total // 2 + _SLACK, dtype=np.uint8)
             self._keep = np.empty(len(self._text), dtype=bool)
         starts = np.empty(n + 1, dtype=np.int64)
         at = i = 0
@@ -156,6 +254,17 @@ class JsonDecoder:
         return True
 
 
+def _halves(batches: list[RecordBatch], n: int) -> tuple[list[RecordBatch], list[RecordBatch]]:
+    """``batches`` cut in two runs of about ``n / 2`` records each (a batch cut by slices)."""
+    left = n // 2
+    for i, batch in enumerate(batches):
+        if left < len(batch):
+            head = [*batches[:i], batch.slice(0, left)] if left else batches[:i]
+            return head, [batch.slice(left), *batches[i + 1 :]]
+        left -= len(batch)
+    return batches, []
+
+
 def _is_string(kind: pa.DataType) -> bool:
     return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
 
@@ -180,6 +289,135 @@ def _plain_objects(batch: RecordBatch) -> bool:
     )
 
 
+_SLACK = 16
+"""Bytes past the text's end, so that an 8-byte word can be read at any of its positions."""
+
+
+def _laid_out(
+    text: np.ndarray, offsets: np.ndarray, frame: pl.DataFrame, *, strict: bool
+) -> np.ndarray:
+    """Which records are laid out exactly as ``{"f0":v0,"f1":v1,...}``, the fields those of
+    ``frame`` in its order and the values its own -- checked without searching the text.
+
+    From the lengths of the values (digits of an integer, bytes of a string plus its quotes,
+    ``true``/``false``, a float's shortest repr) the position of each ``,"name":`` is computed
+    and compared with the text, 8 bytes at a time: from the record's start for the fields up
+    to the first float, from its end for the fields after it (whose length is not needed). A
+    ``"name":`` found where it should be is that field (in a string a quote is escaped), so
+    the record has those fields in that order. A record that does not match (other spacing,
+    escapes, another number format, another order) is False.
+
+    ``strict`` also proves there is no other field, when ``frame`` may have been read ignoring
+    fields: between two names found, a value of exactly its length -- an integer, ``true`` or
+    ``false`` cannot be written shorter, nor can a string (escapes only lengthen it), which
+    must start with a quote -- and no quote in a float's text (``1e5`` is shorter than
+    ``100000.0``: a field could hide in the difference, but not without a quote).
+    """
+    n = frame.height
+    starts, ends = offsets[:-1], offsets[1:] - 1  # (a newline ends each record)
+    size = int(offsets[-1])
+    words = np.ndarray((size + _SLACK - 7,), dtype="<u8", buffer=text, strides=(1,))
+    lengths: list[np.ndarray | None] = []
+    quoted: list[bool] = []
+    floats: list[bool] = []
+    for kind, column in zip(frame.dtypes, frame.get_columns(), strict=True):
+        quoted.append(kind == pl.String)
+        floats.append(kind == pl.Float64)
+        if kind == pl.Int64:
+            lengths.append(_int_lengths(column.to_numpy()))
+        elif kind == pl.Boolean:
+            lengths.append(np.where(column.to_numpy(), 4, 5))
+        elif kind == pl.Float64 and all(x is not None for x in lengths):
+            lengths.append(None)  # the text between its name and the next one
+        elif kind == pl.Float64:
+            lengths.append(column.cast(pl.String).str.len_bytes().to_numpy().astype(np.int64))
+        else:
+            lengths.append(column.str.len_bytes().to_numpy().astype(np.int64) + 2)
+    marks = [(b"," + msgspec.json.encode(name) + b":") for name in frame.columns]
+    marks[0] = b"{" + marks[0][1:]
+    ok = np.ones(n, dtype=bool)
+    at = starts.copy()
+    for mark, length, quote, real in zip(marks, lengths, quoted, floats, strict=True):
+        ok &= _matches(words, at, mark, size)  # (from the start)
+        at += len(mark)
+        if strict and quote:
+            ok &= text[np.minimum(at, size - 1)] == ord('"')
+        if length is None:
+            break
+        if strict and real:
+            ok &= _no_quote(words, at, length, size)
+        at += length
+    else:
+        ended: np.ndarray = ok & (at == ends - 1) & (text[np.minimum(at, size - 1)] == ord("}"))
+        return ended
+    value = at  # of the float of unknown length
+    ok &= text[ends - 1] == ord("}")
+    at = ends - 1
+    unknown = next(i for i, x in enumerate(lengths) if x is None)
+    for i in range(len(marks) - 1, unknown, -1):  # from the end
+        length = lengths[i]
+        assert length is not None
+        if strict and quoted[i]:
+            ok &= text[np.clip(at - length, 0, size - 1)] == ord('"')
+        if strict and floats[i]:
+            ok &= _no_quote(words, at - length, length, size)
+        at = at - length - len(marks[i])
+        ok &= _matches(words, at, marks[i], size)
+    if strict:
+        ok &= _no_quote(words, value, at - value, size)
+    return ok
+
+
+def _int_lengths(values: np.ndarray) -> np.ndarray:
+    """The number of characters of each integer written in JSON (digits and sign) -- through
+    a float, so a few integers beyond 2**53 may be given one too many or too few (their
+    records are then not recognised as laid out; nothing else depends on it)."""
+    magnitude = np.maximum(np.abs(values).astype(np.float64), 1.0)
+    digits: np.ndarray = np.log10(magnitude).astype(np.int64)
+    return digits + 1 + (values < 0)
+
+
+def _matches(words: np.ndarray, at: np.ndarray, mark: bytes, size: int) -> np.ndarray:
+    """Whether ``mark`` is at each position ``at`` of the text (of ``size`` bytes)."""
+    inside = (at >= 0) & (at + len(mark) <= size)
+    at = np.where(inside, at, 0)
+    ok = inside
+    for i in range(0, len(mark), 8):
+        piece = mark[i : i + 8]
+        mask = np.uint64((1 << (8 * len(piece))) - 1)
+        ok &= (words[at + i] & mask) == np.uint64(int.from_bytes(piece, "little"))
+    return ok
+
+
+_BYTE_MASKS = np.array([(1 << (8 * i)) - 1 for i in range(9)], dtype=np.uint64)
+_QUOTES = np.uint64(0x2222222222222222)
+_ONES = np.uint64(0x0101010101010101)
+_HIGHS = np.uint64(0x8080808080808080)
+_LONGEST_FLOAT = 24
+"""Characters of the longest shortest-repr of a float (``-2.2250738585072014e-308``)."""
+
+
+def _no_quote(words: np.ndarray, at: np.ndarray, length: np.ndarray, size: int) -> np.ndarray:
+    """Whether the ``length`` bytes from each ``at`` hold no quote (and are at most
+    :data:`_LONGEST_FLOAT`): 8 at a time, a zero byte of ``word ^ 0x22..`` found with the
+    classic ``(x - 0x01..) & ~x & 0x80..`` test."""
+    ok = (length >= 1) & (length <= _LONGEST_FLOAT) & (at >= 0)
+    last = len(words) - 1
+    for j in range(0, _LONGEST_FLOAT, 8):
+        valid = np.clip(length - j, 0, 8)
+        if not valid.any():
+            break
+        x = (words[np.clip(at + j, 0, last)] ^ _QUOTES) | ~_BYTE_MASKS[valid]
+        ok &= ((x - _ONES) & ~x & _HIGHS) == 0
+    return ok
+
+
+def _offsets(records: pa.Array) -> np.ndarray:
+    """Where each record starts in the text (and, last, where the text ends)."""
+    n = len(records)
+    return np.frombuffer(records.buffers()[1], dtype=np.int64)[records.offset :][: n + 1]
+
+
 def _in_order(records: pl.Series, names: list[str]) -> bool:
     """Whether every record (a JSON object with exactly the fields ``names``, each once, no
     nested value) has its fields in the order of ``names``, written ``"name":``.
@@ -199,12 +437,6 @@ def _in_order(records: pl.Series, names: list[str]) -> bool:
         query = pl.DataFrame({"r": records}).lazy().with_columns(finds)
         return bool(query.select(ok.fill_null(False).all()).collect().item())
     return bool(pl.DataFrame({"r": records}).select(ok.fill_null(False).all()).item())
-
-
-def _floats(chunk: pa.Array) -> np.ndarray:
-    """A float64 array without nulls as numpy, without a copy (``to_numpy`` imports pandas)."""
-    data = np.frombuffer(chunk.buffers()[1], dtype=np.float64)
-    return data[chunk.offset : chunk.offset + len(chunk)]
 
 
 def _raw(batches: list[RecordBatch], i: int) -> bytes:

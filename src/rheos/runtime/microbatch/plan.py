@@ -89,6 +89,7 @@ class Plan:
                 router = LateRouter(flow, step, late, StepStats(step.name, step.kind))
                 node = JoinNode(flow, step, out, router, holds[step.id])
             node.flow_watermark = self._flow_watermark
+            self.compiled.wire(node)
             self.compiled.nodes.append(node)
             self.drivers[step.id] = make_driver(node, self.cur)
 
@@ -113,6 +114,7 @@ class Plan:
         stateful steps through the round's watermarks."""
         self.round = rnd
         flow = self.graph.name
+        on_bad = None if self.on_bad is None else self._on_bad
         ports: dict[Port, list[Batch]] = {}
         for step in self.graph.steps:
             if isinstance(step, SourceStep):
@@ -122,9 +124,9 @@ class Plan:
                 continue
             inputs = [merge_by_pos(ports.get(port, [])) for port in step.inputs]
             if isinstance(step, TransformStep):
-                ports[(step.id, OUT)] = [run_transform(flow, step, inputs[0], self.on_bad)]
+                ports[(step.id, OUT)] = [run_transform(flow, step, inputs[0], on_bad)]
             elif isinstance(step, KeyByStep):
-                ports[(step.id, OUT)] = [run_key_by(flow, step, inputs[0], self.on_bad)]
+                ports[(step.id, OUT)] = [run_key_by(flow, step, inputs[0], on_bad)]
             elif isinstance(step, UnionStep):
                 ports[(step.id, OUT)] = [merge_by_pos(inputs)]
             elif isinstance(step, SinkStep):
@@ -143,6 +145,15 @@ class Plan:
                         self._default_late(batch)
             else:  # pragma: no cover - a new primitive without a runtime
                 raise FlowDefinitionError(f"{where(flow, step)}: this runtime cannot run it")
+
+    def _on_bad(self, step: Step, pos: int, exc: Exception) -> None:
+        """A per-event step failed at ``pos``: a source event (``3 * i + 2``) is bad; a row
+        emitted while the watermark rose (``3 * i``: a window's result, a timer's output) has
+        no source event and stops the run, as in stream-first mode."""
+        assert self.on_bad is not None
+        if pos % 3 != 2:
+            raise exc
+        self.on_bad(step, pos, exc)
 
     def _sink(self, step: Step, batch: Batch) -> None:
         if not len(batch):

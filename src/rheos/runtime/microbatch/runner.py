@@ -13,9 +13,10 @@ in flow order on ties) and runs them in rounds of ``batch_size`` with the perfec
 as the stream-first runtime does event by event.
 
 Faults and operations are those of stream-first mode. A bad event -- a record that does not
-decode (the source is then read record by record from there on), a missing or unparsable
-timestamp, or a per-event step (``map``, ``filter``, ``flat_map``, ``inspect``, ``key_by``) whose
-function raises -- is given to the flow's ``on_error`` policy alone, with the same dead-letter
+decode (the records of its poll and partition are read again record by record, as in
+stream-first mode; the next poll is columnar again), a missing or unparsable timestamp, or a
+per-event step (``map``, ``filter``, ``flat_map``, ``inspect``, ``key_by``) whose function
+raises -- is given to the flow's ``on_error`` policy alone, with the same dead-letter
 record as in stream-first mode; the rest of its batch goes on. Checkpoints are taken between
 two rounds (after :meth:`Plan.run_round` returns, every event read so far has reached its sinks
 or its state; queued events are run first), with the stream-first
@@ -104,31 +105,23 @@ class MicroBatchRunner(Runner):
         for step in self.graph.steps:
             if isinstance(step, SourceStep):
                 if ColumnarLogReader.accepts(step.source):
-                    reader: Any = SeekableColumnarReader(step.source, ctx, self.batch_size)
+                    reader: Any = ColumnarLogReader(step.source, ctx, self.batch_size)
                 else:
                     reader = step.source.open(ctx)
                 self.sources.append(SourceRun(self.graph.name, step, reader, _none, self.clock))
 
     def _poll(self, src: SourceRun, timeout: float) -> list[Part]:
+        """The parts of one poll, with their rejects (records that did not decode: the
+        columnar reader reads them record by record, as stream-first mode) dead-lettered."""
         reader = src.reader
         if isinstance(reader, ColumnarLogReader):
-            try:
-                return reader.poll(timeout)
-            except EventError:
-                # a record that does not decode: from where the failed poll began, this source
-                # is read record by record as in stream-first mode, its bad records rejected
-                assert self._ctx is not None
-                fallback = src.step.source.open(self._ctx)
-                fallback.seek(reader.positions())
-                reader.close()
-                src.reader = reader = fallback
-        parts = []
-        for chunk in reader.poll(timeout):
-            if chunk.rejects:
-                self._rejects(src, chunk)
-            if chunk.values:
-                parts.append(from_chunk(chunk))
-        return parts
+            parts = reader.poll(timeout)
+        else:
+            parts = [from_chunk(chunk) for chunk in reader.poll(timeout)]
+        for part in parts:
+            if part.chunk is not None and part.chunk.rejects:
+                self._rejects(src, part.chunk)
+        return [part for part in parts if len(part)]
 
     # -- bad events -----------------------------------------------------------------------------
     def _raw(self, src: SourceRun, part: Part, i: int) -> bytes | None:
@@ -529,18 +522,6 @@ def _keep(part: Part, keep: np.ndarray) -> Part:
     )
 
 
-class SeekableColumnarReader(ColumnarLogReader):
-    """The columnar log reader, able to :meth:`seek` (checkpoints restore and record its
-    positions; events read but not processed are read again)."""
-
-    def seek(self, positions: dict[int, int]) -> None:
-        self._settle()  # the read-ahead is dropped
-        for p, o in positions.items():
-            self._reader.seek(int(p), int(o))
-        self._positions = self._reader.positions()
-        self._check_done()
-
-
 def _concat(parts: list[Part]) -> Part:
     if len(parts) == 1:
         return parts[0]
@@ -569,5 +550,4 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_INTERVAL_MS",
     "MicroBatchRunner",
-    "SeekableColumnarReader",
 ]

@@ -7,12 +7,15 @@ per-record copy, are joined by newlines and read by Arrow's multi-threaded JSON 
 (:class:`JsonDecoder`). A batch whose records do not all have the same fields of scalar types
 (a field missing or ``null`` somewhere, a nested value, an integer in a float field, a record
 over several lines) is decoded per record with msgspec instead, so values are exactly those of
-stream-first mode.
+stream-first mode. The records of a poll and partition of which one does not decode at all are
+read again by the stream-first reader (:class:`~rheos.connectors.log.LogReader`), which gives
+the good ones as events and the bad ones as rejects; the next poll is columnar again.
 """
 
 from __future__ import annotations
 
 import itertools
+from bisect import bisect_left
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -23,14 +26,20 @@ import polars as pl
 
 from rheos.connectors.base import Chunk, OpenContext
 from rheos.connectors.log import CONTROL_HEADER, LogSource
-from rheos.errors import EventError
+from rheos.errors import OffsetOutOfRangeError
+from rheos.runtime.microbatch.batch import ROWS_BELOW
 from rheos.runtime.microbatch.jsondecode import JsonDecoder
 from rheos.transport import RecordBatch
 
 
 @dataclass
 class Part:
-    """Events read together from one partition."""
+    """Events read together from one partition.
+
+    ``chunk.rejects``, when there are some, are the records of this stretch that did not become
+    events (undecodable): the runtime applies the bad-event policy to them. A part can hold
+    rejects and no event.
+    """
 
     partition: int
     ts: np.ndarray | None
@@ -83,7 +92,21 @@ def _sub(chunk: Chunk | None, a: int, b: int | None) -> Chunk | None:
 
 def from_chunk(chunk: Chunk) -> Part:
     ts = None if chunk.timestamps is None else np.asarray(chunk.timestamps, dtype=np.int64)
-    return Part(chunk.partition, ts, rows=chunk.values, chunk=chunk)
+    return Part(chunk.partition, ts, rows=chunk.values, chunk=chunk, append_time=chunk.append_time)
+
+
+@dataclass(frozen=True)
+class _Stretch:
+    """Records ``start`` to ``stop - 1`` of a partition, read in one poll, of which one or more
+    do not decode: they are read again record by record."""
+
+    partition: int
+    start: int
+    stop: int
+
+
+_Read = tuple[list[Part | _Stretch], dict[int, int]]
+"""What one read gives: parts and stretches in order, and the reader's positions after it."""
 
 
 class ColumnarLogReader:
@@ -94,9 +117,14 @@ class ColumnarLogReader:
 
     **Read-ahead.** When a poll returns events, the next read and decode start at once in a
     worker thread, and run while the runner processes these (Arrow's JSON reader and Polars
-    release the GIL). Nothing else changes: events are returned in the same order, a record
-    that does not decode raises when its poll returns, and :meth:`positions` and
-    :meth:`commit` cover only the events returned so far.
+    release the GIL). Nothing else changes: events are returned in the same order, and
+    :meth:`positions` and :meth:`commit` cover only the events returned so far.
+
+    **Bad records.** When a record does not decode, the records of its partition in that poll
+    (a stretch) are read again, record by record, by the stream-first reader: its
+    parts hold the good records as rows and the bad ones as ``chunk.rejects``, with the same
+    error, topic, partition and offset as in stream-first mode. Only that stretch is read so;
+    the other partitions of the poll, and the polls after it, are decoded in bulk.
     """
 
     def __init__(
@@ -104,6 +132,7 @@ class ColumnarLogReader:
     ) -> None:
         self.source = source
         self.topic = source.topic
+        self._ctx = ctx
         self._decode = msgspec.json.Decoder().decode
         self._json = JsonDecoder()
         self._reader = ctx.log.reader(
@@ -119,7 +148,7 @@ class ColumnarLogReader:
         self._positions = self._reader.positions()
         """The next offset after the events returned so far, per partition."""
         self._pool = ThreadPoolExecutor(1, "rheos-read-ahead") if read_ahead else None
-        self._ahead: Future[tuple[list[Part], dict[int, int]]] | None = None
+        self._ahead: Future[_Read] | None = None
         self._done = False
         self._check_done()
 
@@ -146,28 +175,41 @@ class ColumnarLogReader:
         """The next offset to return, per partition (read-ahead not included)."""
         return dict(self._positions)
 
+    def seek(self, positions: dict[int, int]) -> None:
+        """Continue from ``positions`` (a checkpoint's, or the first events read but not
+        processed); partitions not in ``positions`` continue after the events returned so far.
+        The read-ahead is dropped."""
+        self._settle()
+        for p in self.partitions:
+            self._reader.seek(p, int(positions.get(p, self._positions[p])))
+        self._positions = self._reader.positions()
+        self._check_done()
+
     def poll(self, timeout: float) -> list[Part]:
         if self._done:
             return []
-        parts: list[Part] = []
+        got: list[Part | _Stretch] = []
         if self._ahead is not None:
-            parts, positions = self._take()
-        if not parts:
-            parts, positions = self._read(timeout)
+            got, positions = self._take()
+        if not got:
+            got, positions = self._read(timeout)
+        parts = []
+        for x in got:
+            parts.extend(self._per_record(x) if isinstance(x, _Stretch) else [x])
         self._positions = positions
         self._check_done()
-        if parts and not self._done and self._pool is not None:
+        if got and not self._done and self._pool is not None:
             self._ahead = self._pool.submit(self._read, 0.0)
         return parts
 
-    def _take(self) -> tuple[list[Part], dict[int, int]]:
+    def _take(self) -> _Read:
         assert self._ahead is not None
         ahead, self._ahead = self._ahead, None
         return ahead.result()
 
-    def _read(self, timeout: float) -> tuple[list[Part], dict[int, int]]:
+    def _read(self, timeout: float) -> _Read:
         """Read and decode (in the worker thread when reading ahead)."""
-        parts = []
+        got: list[Part | _Stretch] = []
         run: list[RecordBatch] = []
         for batch in self._reader.poll(timeout, self.max_records):
             if self._ends is not None:
@@ -177,14 +219,14 @@ class ColumnarLogReader:
                 if batch.next_offset > end:
                     batch = batch.slice(0, end - batch.first_offset)
             if run and run[-1].partition != batch.partition:
-                parts.append(self._part(run))
+                got.append(self._part(run))
                 run = []
             run.extend(_events(batch))
         if run:
-            parts.append(self._part(run))
-        return [p for p in parts if len(p)], self._reader.positions()
+            got.append(self._part(run))
+        return [x for x in got if isinstance(x, _Stretch) or len(x)], self._reader.positions()
 
-    def _part(self, batches: list[RecordBatch]) -> Part:
+    def _part(self, batches: list[RecordBatch]) -> Part | _Stretch:
         partition = batches[0].partition
         append_time = batches[-1].append_time
         stamps = [np.frombuffer(b.timestamps, dtype=np.int64)[b.start : b.stop] for b in batches]
@@ -195,30 +237,53 @@ class ColumnarLogReader:
                 offsets = range(batches[0].first_offset, batches[-1].next_offset)
             else:
                 offsets = [o for b in batches for o in b.offsets()]
-        frame = self._json.frame(batches)
+        n = len(ts)
+        frame = self._json.frame(batches) if n >= ROWS_BELOW else None
         if frame is not None:
             place = Chunk(partition, [], None, self.topic, offsets)
             return Part(partition, ts, frame=frame, chunk=place, append_time=append_time)
-        values = []
         decode = self._decode
-        for i, raw in enumerate(v for b in batches for v in b.values()):
-            try:
-                values.append(decode(raw))
-            except Exception as exc:
-                raise EventError(
-                    f"cannot decode a json value: {exc}: {raw[:60]!r}",
-                    topic=self.topic,
-                    partition=partition,
-                    offset=offsets[i],
-                ) from exc
+        try:
+            values = [decode(raw) for b in batches for raw in b.values()]
+        except Exception:  # one or more do not decode: read again per record
+            return _Stretch(partition, batches[0].first_offset, batches[-1].next_offset)
         chunk = Chunk(partition, values, None, self.topic, offsets)
         return Part(partition, ts, rows=values, chunk=chunk, append_time=append_time)
+
+    def _per_record(self, stretch: _Stretch) -> list[Part]:
+        """The records of ``stretch`` read as stream-first mode reads them: parts of the good
+        ones, with the bad ones as rejects (in the main thread, between two reads)."""
+        p, stop = stretch.partition, stretch.stop
+        again = LogSource(
+            self.topic,
+            partitions=[p],
+            start={p: stretch.start},
+            isolation=self.source.isolation,
+            max_records=stop - stretch.start,
+        ).open(self._ctx)
+        parts = []
+        try:
+            while again.positions()[p] < stop:
+                chunks = again.poll(0.0)
+                if not chunks:
+                    raise OffsetOutOfRangeError(
+                        f"records {stretch.start} to {stop - 1} were read but are gone",
+                        topic=self.topic,
+                        partition=p,
+                    )
+                for chunk in chunks:
+                    chunk = _before(chunk, stop)
+                    if chunk.values or chunk.rejects:
+                        parts.append(from_chunk(chunk))
+        finally:
+            again.close()
+        return parts
 
     def _settle(self) -> None:
         """Wait for the read-ahead and drop it (the reader is not shared between threads)."""
         if self._ahead is not None:
             ahead, self._ahead = self._ahead, None
-            ahead.exception()  # a decoding error in events never returned is not raised
+            ahead.exception()  # an error reading events never returned is not raised
 
     def commit(self) -> None:
         if self.source.group is not None:
@@ -229,7 +294,29 @@ class ColumnarLogReader:
         self._settle()
         if self._pool is not None:
             self._pool.shutdown()
+        self._json.close()
         self._reader.close()
+
+
+def _before(chunk: Chunk, stop: int) -> Chunk:
+    """``chunk`` without its events and rejects at or after offset ``stop``."""
+    assert chunk.offsets is not None
+    n = bisect_left(chunk.offsets, stop)
+    rejects = chunk.rejects
+    if rejects is not None:
+        rejects = [r for r in rejects if r[0] is not None and r[0] < stop]
+    if n == len(chunk.offsets) and rejects == chunk.rejects:
+        return chunk
+    return Chunk(
+        chunk.partition,
+        chunk.values[:n],
+        None if chunk.timestamps is None else chunk.timestamps[:n],
+        chunk.topic,
+        chunk.offsets[:n],
+        None if chunk.raw is None else chunk.raw[:n],
+        rejects,
+        chunk.append_time,
+    )
 
 
 def _events(batch: RecordBatch) -> list[RecordBatch]:

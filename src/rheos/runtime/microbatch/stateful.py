@@ -18,8 +18,14 @@ When a push raises a bad-event error (a process step's logic, an aggregation, a 
 ``combine``), the source event behind the item is given to ``on_bad`` -- the step's
 ``on_error`` policy, as in stream-first mode, where the error leaves the event's push -- and
 its other items in this step are dropped (stream-first stops that event there); the rest of
-the batch goes on. Errors while a node is advanced or finished stop the run, as in
-stream-first mode.
+the batch goes on. User code that fails while a node is advanced or finished (``on_timer``, a
+custom aggregation's ``result``, a window join's ``combine``) goes to the node's error hook,
+as in stream-first mode (:mod:`rheos.runtime.nodes`).
+
+**Timers already due.** A process step may register a timer for a time the watermark has
+already passed (out-of-order events make this common). Stream-first mode fires it when the
+watermark next rises, so a node is advanced only where the watermark rises, and never at a
+crossing before the item that made it due.
 
 **Vectorised windows** (:class:`VectorWindow`, tumbling and sliding, ``emit="final"``, event
 time, aggregations ``count/sum/min/max/mean/first/last`` of fields or expressions): the
@@ -111,7 +117,9 @@ class Driver:
         self.node = node
         self.pushes = pushes
         self.cur = cur
-        self.last = MIN_WATERMARK
+        self._round: Round | None = None
+        self._next = 0
+        """The first crossing of the round not considered yet."""
         self.on_bad: OnBad | None = None
         """Where events whose push fails go (set by the plan; without it errors are raised)."""
 
@@ -124,18 +132,32 @@ class Driver:
             self.node.finish()
 
     def _cross(self, rnd: Round, before: int) -> None:
+        """Crossings happen where the watermark *rises* to the node's next due point.
+
+        Crossing ``j`` lies between the rows emitted at ``3 * j`` and event ``3 * j + 2``; it
+        is a rise when ``wm[j]`` is above the watermark before it. A node whose due point is
+        already reached (a timer registered for a time the watermark has passed) is advanced
+        at the next rise after the item that made it due, as in stream-first mode -- never at
+        a crossing before that item.
+        """
+        if rnd is not self._round:
+            self._round, self._next = rnd, 0
         node = self.node
         wm = rnd.wm
-        while True:
-            i = int(np.searchsorted(wm, node.next_due, "left"))
-            if i > rnd.n or 3 * i + 1 >= before:
-                return
-            w = int(wm[i])
-            if w <= self.last:
-                return
-            self.last = w
-            self.cur[0] = 3 * i
-            node.advance(w)
+        last = (before + 1) // 3  # the first crossing at or after ``before``
+        while self._next < last and self._next <= rnd.n:
+            j0 = self._next
+            floor = rnd.start_wm if j0 == 0 else int(wm[j0 - 1])
+            if floor >= MAX_WATERMARK:
+                break
+            target = max(node.next_due, floor + 1)
+            j = j0 + int(np.searchsorted(wm[j0:], target, "left"))
+            if j >= last or j > rnd.n:
+                break
+            self._next = j + 1
+            self.cur[0] = 3 * j
+            node.advance(int(wm[j]))
+        self._next = max(self._next, min(last, rnd.n + 1))
 
     def run(self, inputs: list[Batch], rnd: Round) -> None:
         items: list[tuple[int, int, Any, Any, int]] = []
