@@ -14,7 +14,7 @@ import rheos as rh
 import rheos.windowing as w
 from rheos.runtime.deadletters import read_dead_letters
 from rheos.runtime.microbatch import MicroBatchRunner
-from rheos.runtime.microbatch.sources import ColumnarLogReader, Part
+from rheos.runtime.microbatch.sources import BULK_FROM, ColumnarLogReader, Part
 
 GOOD = [{"k": f"k{i % 4}", "v": i, "ts": 1_000 * i} for i in range(60)]
 BAD_JSON = [b"{not json", b"\x00\xff\xfe garbage"]
@@ -300,7 +300,7 @@ def test_process_step_errors_are_dead_lettered_alone_as_in_stream_first(
 
 
 # -- undecodable records: only their stretch is read per record -------------------------------
-PER_BATCH = 1000
+PER_BATCH = BULK_FROM  # (smaller polls are decoded per record anyway)
 """Records per record batch: about 100 KB, over a poll's 64 KB budget, so one batch a poll."""
 
 
@@ -335,13 +335,17 @@ def write_batches(data_dir: Path, bad: dict[int, bytes]) -> int:
 
 
 @pytest.mark.parametrize("bounded", [False, True])
-@pytest.mark.parametrize("batch_size", [7, 1_000])
+@pytest.mark.parametrize("batch_size", [PER_BATCH, 2 * PER_BATCH])
 @pytest.mark.parametrize(
     "bad",
     [
-        {1_500: BAD_JSON[0]},
-        {1_200: BAD_JSON[0], 1_201: BAD_JSON[1], 1_700: b'{"k": "k1", "v": '},
-        {2_999: BAD_JSON[1]},
+        {PER_BATCH + 500: BAD_JSON[0]},
+        {
+            PER_BATCH + 200: BAD_JSON[0],
+            PER_BATCH + 201: BAD_JSON[1],
+            PER_BATCH + 700: b'{"k": "k1", "v": ',
+        },
+        {3 * PER_BATCH - 1: BAD_JSON[1]},
     ],
     ids=["middle", "several", "last"],
 )
@@ -368,16 +372,17 @@ def test_undecodable_records_leave_the_rest_columnar(
     assert b.dead_lettered == a.dead_lettered == {("source", "EventError"): len(bad)}
     assert outputs(micro) == outputs(first) and outputs(first)
     assert (b.events_in, b.events_out, b.late) == (a.events_in, a.events_out, a.late)
-    # only the record batch (one poll) holding them was read per record: before and after it,
-    # the source gave frames
+    # only the poll holding them (batch_size records: whole record batches of the log when
+    # bounded) was read per record: before and after it, the source gave frames
+    poll = batch_size
     per_record = set()
     for part in runner.parts:
         assert part.chunk is not None and part.chunk.offsets is not None
-        batches = {o // PER_BATCH for o in part.chunk.offsets}
-        assert len(batches) == 1
+        polls = {o // poll for o in part.chunk.offsets}
+        assert len(polls) == 1
         if part.frame is None:
-            per_record |= batches
-    assert per_record == {o // PER_BATCH for o in bad}
+            per_record |= polls
+    assert per_record == {o // poll for o in bad}
     assert sum(map(len, runner.parts)) == events  # each event once
     reader = runner.sources[0].reader
     assert isinstance(reader, ColumnarLogReader)

@@ -298,14 +298,17 @@ def test_read_ahead_commits_and_ends_only_at_what_was_returned(tmp_path: Any) ->
             producer.append(values[at : at + 2000])
     log.close()
     ctx = OpenContext("f", str(tmp_path))
-    reader = ColumnarLogReader(log_source("in", group="g"), ctx, max_records=100)
-    parts = reader.poll(1.0)
-    assert [len(p) for p in parts] == [2000] and reader.positions() == {0: 2000}
-    reader.commit()  # the next record batch was read ahead, but not returned
+    reader = ColumnarLogReader(log_source("in", group="g"), ctx, max_records=1_500)
+    parts = reader.poll(1.0)  # 1,500 of the first record batch: the rest is kept
+    assert [len(p) for p in parts] == [1_500] and reader.positions() == {0: 1_500}
+    parts = reader.poll(1.0)  # its last 500 and 1,000 of the next
+    assert [len(p) for p in parts] == [1_500] and reader.positions() == {0: 3_000}
+    assert [encode(r) for r in parts[0].get_rows()] == values[1_500:3_000]
+    reader.commit()  # more was read ahead, but not returned
     reader.close()
     again = ColumnarLogReader(log_source("in", group="g"), ctx, max_records=10_000)
     rows = [r for p in again.poll(1.0) for r in p.get_rows()]
-    assert [encode(r) for r in rows] == values[2000:]
+    assert [encode(r) for r in rows] == values[3_000:]
     again.close()
     ctx.close()
 

@@ -17,11 +17,11 @@ import pytest
 
 from rheos.connectors import log_source
 from rheos.connectors.base import Chunk, OpenContext
-from rheos.runtime.microbatch.sources import ColumnarLogReader, Part
+from rheos.runtime.microbatch.sources import BULK_FROM, ColumnarLogReader, Part
 from rheos.transport import Log
 
 encode = msgspec.json.encode
-PER_BATCH = 1000
+PER_BATCH = BULK_FROM  # (smaller polls are decoded per record)
 """Records per record batch: about 100 KB, over a poll's 64 KB budget, so one batch a poll."""
 BAD = [b"{not json", b"\x00\xff\xfe garbage", b'{"k": "k1", "v": ']
 
@@ -66,7 +66,7 @@ def read_all(reader: ColumnarLogReader, ends: dict[int, int]) -> list[list[Part]
     """Every poll's parts until ``ends``; checks after each poll that the positions are right
     after what was returned (events and rejects), never at what was read ahead."""
     polls = []
-    last = {p: -1 for p in ends}
+    last = {p: o - 1 for p, o in reader.positions().items()}
     while reader.positions() != ends:
         parts = reader.poll(1.0)
         assert parts, "a poll with records left returned nothing"
@@ -105,7 +105,10 @@ def columnar(polls: list[list[Part]]) -> tuple[list[tuple[int, int, Any]], list[
 @pytest.mark.parametrize("bounded", [True, False])
 @pytest.mark.parametrize(
     "bad",
-    [{2_500: BAD[0]}, {2_010: BAD[0], 2_011: BAD[1], 2_999: BAD[2]}],
+    [
+        {2 * PER_BATCH + PER_BATCH // 2: BAD[0]},
+        {2 * PER_BATCH + 10: BAD[0], 2 * PER_BATCH + 11: BAD[1], 3 * PER_BATCH - 1: BAD[2]},
+    ],
     ids=["one", "several"],
 )
 def test_only_the_stretch_with_a_bad_record_is_read_per_record(
@@ -114,7 +117,7 @@ def test_only_the_stretch_with_a_bad_record_is_read_per_record(
     n = 5 * PER_BATCH
     write(tmp_path, with_bad(n, bad))
     ctx = OpenContext("f", str(tmp_path), bounded=bounded)
-    reader = ColumnarLogReader(log_source("in"), ctx, max_records=100, read_ahead=read_ahead)
+    reader = ColumnarLogReader(log_source("in"), ctx, max_records=PER_BATCH, read_ahead=read_ahead)
     polls = read_all(reader, {0: n})
     assert reader.exhausted is bounded
     reader.close()
@@ -139,12 +142,12 @@ def test_other_partitions_of_the_poll_stay_columnar(tmp_path: Path) -> None:
     log = Log(tmp_path)
     log.create_topic("in", 2)
     with log.producer("in") as producer:  # partition 0 has a bad record, partition 1 not
-        producer.append([BAD[1] if i == 7 else good(i) for i in range(200)], partition=0)
-        producer.append([good(i) for i in range(300)], partition=1)
+        producer.append([BAD[1] if i == 7 else good(i) for i in range(PER_BATCH)], partition=0)
+        producer.append([good(i) for i in range(PER_BATCH + 100)], partition=1)
     log.close()
     ctx = OpenContext("f", str(tmp_path))
     reader = ColumnarLogReader(log_source("in"), ctx, max_records=10_000)
-    polls = read_all(reader, {0: 200, 1: 300})
+    polls = read_all(reader, {0: PER_BATCH, 1: PER_BATCH + 100})
     reader.close()
     assert [p.partition for p in polls[0]] == [0, 1]  # one poll
     kinds = {(p.partition, p.frame is not None) for parts in polls for p in parts}
@@ -158,7 +161,7 @@ def test_a_bad_last_record_then_columnar_again(tmp_path: Path, read_ahead: bool)
     n = 2 * PER_BATCH
     write(tmp_path, with_bad(n, {n - 1: BAD[0]}))
     ctx = OpenContext("f", str(tmp_path))
-    reader = ColumnarLogReader(log_source("in"), ctx, max_records=100, read_ahead=read_ahead)
+    reader = ColumnarLogReader(log_source("in"), ctx, max_records=PER_BATCH, read_ahead=read_ahead)
     polls = read_all(reader, {0: n})
     assert [[p.frame is not None for p in parts] for parts in polls] == [[True], [False]]
     assert [o for p in polls[-1] for _, o, *_ in rejects(p)] == [n - 1]
@@ -177,7 +180,7 @@ def test_a_bad_last_record_then_columnar_again(tmp_path: Path, read_ahead: bool)
 def test_seek_drops_the_read_ahead_and_loses_no_event(tmp_path: Path) -> None:
     write(tmp_path, with_bad(3 * PER_BATCH, {}), partitions=2)
     ctx = OpenContext("f", str(tmp_path))
-    reader = ColumnarLogReader(log_source("in"), ctx, max_records=100)
+    reader = ColumnarLogReader(log_source("in"), ctx, max_records=PER_BATCH)
     first = reader.poll(1.0)  # one batch of one partition; the other one's is read ahead
     assert [(p.partition, len(p)) for p in first] == [(0, PER_BATCH)]
     reader.seek({0: 10})  # partition 1 continues after what was returned: from 0
@@ -195,15 +198,32 @@ def test_positions_and_commit_after_a_stretch_cover_what_was_returned(tmp_path: 
     n = 3 * PER_BATCH
     write(tmp_path, with_bad(n, {PER_BATCH + 3: BAD[0]}))
     ctx = OpenContext("f", str(tmp_path))
-    reader = ColumnarLogReader(log_source("in", group="g"), ctx, max_records=100)
+    reader = ColumnarLogReader(log_source("in", group="g"), ctx, max_records=PER_BATCH)
     reader.poll(1.0)
     stretch = reader.poll(1.0)  # the next batch is read ahead meanwhile
     assert rejects(stretch[0])[0][1] == PER_BATCH + 3
     assert reader.positions() == {0: 2 * PER_BATCH}
     reader.commit()
     reader.close()
-    again = ColumnarLogReader(log_source("in", group="g"), ctx, max_records=100)
+    again = ColumnarLogReader(log_source("in", group="g"), ctx, max_records=PER_BATCH)
     parts = again.poll(1.0)
     assert offsets(parts[0])[0] == 2 * PER_BATCH and parts[0].frame is not None
     again.close()
+    ctx.close()
+
+
+@pytest.mark.parametrize("read_ahead", [True, False])
+@pytest.mark.parametrize("size", [1, 7, 999, BULK_FROM - 1, BULK_FROM, BULK_FROM + 1, 5_000])
+def test_a_poll_returns_at_most_its_size_and_keeps_the_rest(
+    tmp_path: Path, size: int, read_ahead: bool
+) -> None:
+    write(tmp_path, with_bad(3 * PER_BATCH, {}), partitions=2)
+    ctx = OpenContext("f", str(tmp_path))
+    reader = ColumnarLogReader(log_source("in"), ctx, max_records=size, read_ahead=read_ahead)
+    polls = read_all(reader, {0: 3 * PER_BATCH, 1: 3 * PER_BATCH})
+    reader.close()
+    assert all(sum(map(len, parts)) <= size for parts in polls)
+    # small polls are decoded per record (msgspec), the others in bulk
+    assert all((p.frame is not None) == (len(p) >= BULK_FROM) for ps in polls for p in ps)
+    assert columnar(polls) == stream_first(ctx)  # every event once, in order
     ctx.close()

@@ -80,7 +80,7 @@ LateInfo(key='a', ts=3000, event={'x': 7}, windows=((0, 10000),))
 from __future__ import annotations
 
 from bisect import insort
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping
 from heapq import heappop, heappush
 from typing import Any, NamedTuple
 
@@ -700,13 +700,31 @@ class WindowOperator:
         self._seq = seq + n
         return seq
 
-    def merge_partial(self, start: int, key: Hashable, seq: int, accs: list[Any]) -> None:
+    def accumulators(self, start: int, key: Hashable) -> list[Any] | None:
+        """The accumulators (one per aggregation) of window ``start`` of ``key`` while it is
+        open (tumbling and sliding windows), else None. Read only."""
+        keys = self._windows.get(start)
+        state = None if keys is None else keys.get(key)
+        return None if state is None else state[1:]
+
+    def merge_partial(
+        self,
+        start: int,
+        key: Hashable,
+        seq: int,
+        accs: list[Any],
+        totals: Collection[int] = (),
+    ) -> None:
         """Merge accumulators ``accs`` (one per aggregation, for events that are not late) into
         window ``start`` of ``key`` (tumbling and sliding windows); ``seq`` is the arrival
         number of the earliest of those events (the window's creation order if it is new).
 
-        Merging the partial aggregates of a batch gives the state :meth:`process` would have
-        built event by event, up to the association of floating-point sums.
+        ``accs[i]`` for ``i`` in ``totals`` is not a partial aggregate but the aggregation's
+        new accumulator, computed by the caller from :meth:`accumulators`: a float sum must
+        add its values to the state one by one, in arrival order, to give the bits
+        :meth:`process` gives (``(state + v1) + v2 ...``), which merging two sums does not.
+        With that, merging the partial aggregates of a batch gives the state :meth:`process`
+        would have built event by event.
         """
         keys = self._windows.get(start)
         if keys is None:
@@ -718,7 +736,8 @@ class WindowOperator:
             self._state_size += 1
         else:
             for i, agg in enumerate(self._aggs, 1):
-                state[i] = agg.merge(state[i], accs[i - 1])
+                other = accs[i - 1]
+                state[i] = other if i - 1 in totals else agg.merge(state[i], other)
         self._changed.add(key)
 
     def __repr__(self) -> str:

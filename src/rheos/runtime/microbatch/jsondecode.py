@@ -38,6 +38,9 @@ def arrow_values(batch: RecordBatch) -> pa.Array:
 SKIP_AFTER_MISS = 8
 """Polls read by Arrow (inferring types) after one Polars could not read exactly."""
 
+RECHUNK_UP_TO = 20_000
+"""Frames read by Polars of at most this many rows are made one piece."""
+
 SPLIT_ABOVE = 20_000
 """Records a poll must have for :meth:`JsonDecoder.frame` to decode its halves in parallel."""
 
@@ -136,7 +139,9 @@ class JsonDecoder:
         if not _laid_out(self._text, _offsets(records), frame, strict=True).all():
             return None
         self.known_reads += 1
-        return frame
+        # (Polars reads in pieces, one per thread; on a small frame, every later operation
+        # pays for them more than one copy costs)
+        return frame.rechunk() if n <= RECHUNK_UP_TO else frame
 
     def _inferred(
         self, batches: list[RecordBatch], records: pa.Array, n: int

@@ -36,7 +36,7 @@ import polars as pl
 from rheos.connectors.base import Chunk, OpenContext, SeekableReader
 from rheos.errors import EventError
 from rheos.flows.steps import Graph, SourceStep
-from rheos.runtime.microbatch.batch import Batch
+from rheos.runtime.microbatch.batch import ROWS_BELOW, Batch
 from rheos.runtime.microbatch.plan import Plan
 from rheos.runtime.microbatch.sources import ColumnarLogReader, Part, from_chunk
 from rheos.runtime.microbatch.stateful import Round
@@ -104,8 +104,12 @@ class MicroBatchRunner(Runner):
     def _open_parts(self, ctx: OpenContext) -> None:
         for step in self.graph.steps:
             if isinstance(step, SourceStep):
-                if ColumnarLogReader.accepts(step.source):
-                    reader: Any = ColumnarLogReader(step.source, ctx, self.batch_size)
+                if ColumnarLogReader.accepts(step.source) and ctx.bounded:
+                    # (whole record batches of the log: the rounds are cut after ordering)
+                    size = max(self.batch_size, ROWS_BELOW)
+                    reader: Any = ColumnarLogReader(step.source, ctx, size, exact=False)
+                elif ColumnarLogReader.accepts(step.source):
+                    reader = ColumnarLogReader(step.source, ctx, self.batch_size)
                 else:
                     reader = step.source.open(ctx)
                 self.sources.append(SourceRun(self.graph.name, step, reader, _none, self.clock))

@@ -1,15 +1,15 @@
 """Sources in micro-batch mode: parts of batches, and the log read columnar.
 
 A :class:`Part` is what one poll of one partition gives: event values (a frame or rows) and
-their event times. A JSON log topic is decoded without a per-record Python loop: the values of
-all the record batches a poll returns for a partition become one Arrow array without a
-per-record copy, are joined by newlines and read by Arrow's multi-threaded JSON reader
-(:class:`JsonDecoder`). A batch whose records do not all have the same fields of scalar types
-(a field missing or ``null`` somewhere, a nested value, an integer in a float field, a record
-over several lines) is decoded per record with msgspec instead, so values are exactly those of
-stream-first mode. The records of a poll and partition of which one does not decode at all are
-read again by the stream-first reader (:class:`~rheos.connectors.log.LogReader`), which gives
-the good ones as events and the bad ones as rejects; the next poll is columnar again.
+their event times. A JSON log topic is decoded without a per-record Python loop: the values
+of the record batches a poll returns for a partition are decoded together by
+:class:`~rheos.runtime.microbatch.jsondecode.JsonDecoder` -- exactly as msgspec decodes each
+of them, or not at all, and then per record with msgspec, so values are exactly those of
+stream-first mode. Small polls (under :data:`BULK_FROM` records) are decoded per record: the
+fixed cost of a bulk decode is more than it saves there. The records of a poll and partition
+of which one does not decode at all are read again by the stream-first reader
+(:class:`~rheos.connectors.log.LogReader`), which gives the good ones as events and the bad
+ones as rejects; the next poll is columnar again.
 """
 
 from __future__ import annotations
@@ -27,9 +27,17 @@ import polars as pl
 from rheos.connectors.base import Chunk, OpenContext
 from rheos.connectors.log import CONTROL_HEADER, LogSource
 from rheos.errors import OffsetOutOfRangeError
-from rheos.runtime.microbatch.batch import ROWS_BELOW
 from rheos.runtime.microbatch.jsondecode import JsonDecoder
 from rheos.transport import RecordBatch
+
+BULK_FROM = 2_000
+"""Records a poll must have (for a partition) to be decoded in bulk: below, the fixed cost of
+a bulk decode (about 1.5 ms, and the Polars calls after it) is more than msgspec per record
+(about 1 µs each); their rows become a frame only if a step asks for one."""
+
+READ_AHEAD_FROM = 5_000
+"""Polls of fewer records are not read ahead: the hand-off to the worker thread, and its
+decoding competing for the cores, would cost more than the overlap saves."""
 
 
 @dataclass
@@ -112,13 +120,16 @@ _Read = tuple[list[Part | _Stretch], dict[int, int]]
 class ColumnarLogReader:
     """A :class:`~rheos.connectors.log.LogSource` read as columnar parts (JSON dicts).
 
-    Each poll reads up to ``max_records`` records (the batch size) and decodes the record
-    batches of one partition together: one Arrow read per partition and poll.
+    Each poll returns at most ``max_records`` records (the batch size): the log returns whole
+    record batches, and what is over is kept for the next poll (``exact=False``: whole record
+    batches, about ``max_records``, as the stream-first reader reads them). The records of one
+    partition in a poll are decoded together.
 
     **Read-ahead.** When a poll returns events, the next read and decode start at once in a
-    worker thread, and run while the runner processes these (Arrow's JSON reader and Polars
-    release the GIL). Nothing else changes: events are returned in the same order, and
-    :meth:`positions` and :meth:`commit` cover only the events returned so far.
+    worker thread, and run while the runner processes these (the decoders and Polars release
+    the GIL). Nothing else changes: events are returned in the same order, and
+    :meth:`positions` and :meth:`commit` cover only the events returned so far. Polls under
+    :data:`READ_AHEAD_FROM` records are not read ahead.
 
     **Bad records.** When a record does not decode, the records of its partition in that poll
     (a stretch) are read again, record by record, by the stream-first reader: its
@@ -128,7 +139,13 @@ class ColumnarLogReader:
     """
 
     def __init__(
-        self, source: LogSource, ctx: OpenContext, max_records: int, *, read_ahead: bool = True
+        self,
+        source: LogSource,
+        ctx: OpenContext,
+        max_records: int,
+        *,
+        read_ahead: bool = True,
+        exact: bool = True,
     ) -> None:
         self.source = source
         self.topic = source.topic
@@ -147,6 +164,13 @@ class ColumnarLogReader:
         self._ends: dict[int, int] | None = self._reader.end_offsets() if ctx.bounded else None
         self._positions = self._reader.positions()
         """The next offset after the events returned so far, per partition."""
+        self.exact = exact
+        """Whether a poll returns ``max_records`` records at most (else: whole record batches
+        of the log, about ``max_records``, as the stream-first reader does)."""
+        self._left: list[RecordBatch] = []
+        """Record batches read from the log but not taken yet (past ``max_records``)."""
+        # (reading ahead costs a thread hand-off per poll: not worth it for tiny polls)
+        read_ahead = read_ahead and max_records >= READ_AHEAD_FROM
         self._pool = ThreadPoolExecutor(1, "rheos-read-ahead") if read_ahead else None
         self._ahead: Future[_Read] | None = None
         self._done = False
@@ -180,6 +204,7 @@ class ColumnarLogReader:
         processed); partitions not in ``positions`` continue after the events returned so far.
         The read-ahead is dropped."""
         self._settle()
+        self._left = []
         for p in self.partitions:
             self._reader.seek(p, int(positions.get(p, self._positions[p])))
         self._positions = self._reader.positions()
@@ -208,23 +233,52 @@ class ColumnarLogReader:
         return ahead.result()
 
     def _read(self, timeout: float) -> _Read:
-        """Read and decode (in the worker thread when reading ahead)."""
+        """Read and decode at most ``max_records`` records (in the worker thread when reading
+        ahead). The log returns whole record batches: what is over is kept for the next read
+        (``_left``), so the positions are those after the last record taken."""
         got: list[Part | _Stretch] = []
         run: list[RecordBatch] = []
-        for batch in self._reader.poll(timeout, self.max_records):
-            if self._ends is not None:
-                end = self._ends[batch.partition]
-                if batch.first_offset >= end:
-                    continue
-                if batch.next_offset > end:
-                    batch = batch.slice(0, end - batch.first_offset)
+        for batch in self._take_batches(timeout):
             if run and run[-1].partition != batch.partition:
                 got.append(self._part(run))
                 run = []
             run.extend(_events(batch))
         if run:
             got.append(self._part(run))
-        return [x for x in got if isinstance(x, _Stretch) or len(x)], self._reader.positions()
+        positions = self._reader.positions()
+        for batch in reversed(self._left):
+            positions[batch.partition] = batch.first_offset
+        return [x for x in got if isinstance(x, _Stretch) or len(x)], positions
+
+    def _take_batches(self, timeout: float) -> list[RecordBatch]:
+        """Record batches (sliced) of ``max_records`` records at most: first those left from
+        the last read, then new ones from the log (whole ones unless :attr:`exact`)."""
+        room = self.max_records if self.exact else 2**62
+        have = sum(map(len, self._left))
+        fresh = []
+        if have < self.max_records:
+            wait = 0.0 if have else timeout
+            fresh = self._reader.poll(wait, self.max_records - have)
+        out: list[RecordBatch] = []
+        left: list[RecordBatch] = []
+        for batch in [*self._left, *fresh]:
+            if self._ends is not None:
+                end = self._ends[batch.partition]
+                if batch.first_offset >= end:
+                    continue
+                if batch.next_offset > end:
+                    batch = batch.slice(0, end - batch.first_offset)
+            if room <= 0:
+                left.append(batch)
+            elif len(batch) > room:
+                out.append(batch.slice(0, room))
+                left.append(batch.slice(room))
+                room = 0
+            else:
+                out.append(batch)
+                room -= len(batch)
+        self._left = left
+        return out
 
     def _part(self, batches: list[RecordBatch]) -> Part | _Stretch:
         partition = batches[0].partition
@@ -238,7 +292,7 @@ class ColumnarLogReader:
             else:
                 offsets = [o for b in batches for o in b.offsets()]
         n = len(ts)
-        frame = self._json.frame(batches) if n >= ROWS_BELOW else None
+        frame = self._json.frame(batches) if n >= BULK_FROM else None
         if frame is not None:
             place = Chunk(partition, [], None, self.topic, offsets)
             return Part(partition, ts, frame=frame, chunk=place, append_time=append_time)

@@ -37,10 +37,20 @@ advanced through the batch's crossings. A window that finalizes at a crossing in
 holds only events that arrived before that crossing -- any later one was late for it -- so
 merging the whole batch first emits the same rows, in the same order (by window end, start,
 then first arrival, which the merge preserves).
+
+**Float sums** (``sum``, and the sum of ``mean``) are not partial sums merged into the state:
+floating-point addition is not associative, and stream-first mode computes
+``((state + v1) + v2) + ...`` in arrival order. Each group's non-null values (a list, in
+arrival order) are added one by one to the window's sum so far, vectorised with
+``np.add.at`` (:func:`_sums_in_order`), and the result replaces the state's sum. Integer sums
+are exact, so they are merged; a float sum that goes on with integer values (a field whose
+values were floats in an earlier batch) adds them one by one in Python.
 """
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -227,17 +237,13 @@ class VectorWindow(Driver):
         self.every = spec.every_ms if isinstance(spec, SlidingWindows) else spec.size_ms
         self.offset = spec.offset_ms
         self.value_exprs: list[Any] = []
-        self.agg_exprs: list[Any] = []
         self.kinds: list[str] = []
         for j, agg in enumerate(step.aggregations.values()):
             self.kinds.append(agg.kind)
-            if agg.kind == "count":
-                self.agg_exprs.append(pl.len().alias(f"__a{j}"))
-                continue
-            field = agg.field
-            source = pl.col(field) if isinstance(field, str) else field.to_polars()
-            self.value_exprs.append(source.alias(f"__v{j}"))
-            self.agg_exprs.extend(_partial_exprs(agg.kind, f"__v{j}", f"__a{j}"))
+            if agg.kind != "count":
+                field = agg.field
+                source = pl.col(field) if isinstance(field, str) else field.to_polars()
+                self.value_exprs.append(source.alias(f"__v{j}"))
 
     def run(self, inputs: list[Batch], rnd: Round) -> None:
         batch = inputs[0]
@@ -339,21 +345,53 @@ class VectorWindow(Driver):
             self.window.route_late(info)
 
     def _merge(self, kept: pl.DataFrame) -> None:
+        kinds = self.kinds
+        schema = kept.schema
+        floats = frozenset(
+            j for j, kind in enumerate(kinds) if kind != "count" and schema[f"__v{j}"].is_float()
+        )
+        in_order = frozenset(
+            j
+            for j, kind in enumerate(kinds)
+            if kind in ("sum", "mean") and (j in floats or schema[f"__v{j}"] == pl.Null)
+        )
+        exprs = [pl.col("__seq").first()]
+        for j, kind in enumerate(kinds):
+            if j in in_order:  # the values, for ``_sums_in_order``
+                exprs.append(pl.col(f"__v{j}").drop_nulls().alias(f"__a{j}"))
+            else:
+                exprs.extend(_partial_exprs(kind, f"__v{j}", f"__a{j}", floats=j in floats))
         # groups in first-arrival order (rows keep their order within a group); sorting the
         # few groups is cheaper than ``maintain_order``
-        parts = (
-            kept.group_by(["__start", "__key"])
-            .agg(pl.col("__seq").first(), *self.agg_exprs)
-            .sort(["__seq", "__start"])
-        )
+        parts = kept.group_by(["__start", "__key"]).agg(exprs).sort(["__seq", "__start"])
+        rows = parts.drop([f"__a{j}" for j in in_order]).rows()
         op = self.window.op
-        kinds = self.kinds
-        for row in parts.iter_rows():
-            start, key, seq = row[0], row[1], row[2]
+        states = [op.accumulators(row[0], row[1]) for row in rows]
+        sums = {
+            j: _sums_in_order(
+                parts.get_column(f"__a{j}"), [_state_sum(kinds[j], s, j) for s in states]
+            )
+            for j in in_order
+        }
+        for g, (row, state) in enumerate(zip(rows, states, strict=True)):
+            start, key = row[0], row[1]
             accs: list[Any] = []
+            totals = in_order
             at = 3
-            for kind in kinds:
-                if kind in ("count", "sum", "min", "max"):
+            for j, kind in enumerate(kinds):
+                if j in in_order:
+                    total, counts = sums[j]
+                    if kind == "sum":
+                        accs.append(total[g])
+                    else:
+                        before = 0 if state is None else state[j][1]
+                        accs.append([total[g], before + counts[g]])
+                elif kind in ("min", "max") and j in floats:
+                    # 0.0 and -0.0 are equal: the first zero to arrive is kept (stream-first)
+                    value, zero = row[at], row[at + 1]
+                    accs.append(zero if value == 0 else value)
+                    at += 2
+                elif kind in ("count", "sum", "min", "max"):
                     accs.append(row[at])
                     at += 1
                 elif kind == "mean":
@@ -362,17 +400,67 @@ class VectorWindow(Driver):
                 else:  # first / last: [ts, seq, value]
                     accs.append([row[at], row[at + 1], row[at + 2]])
                     at += 3
-            op.merge_partial(start, key, seq, accs)
+                if (
+                    kind in ("sum", "mean")
+                    and j not in in_order
+                    and isinstance(_state_sum(kind, state, j), float)
+                ):  # a float sum goes on with integers (rare)
+                    accs[j] = _float_then_ints(kept, start, key, kind, j, state, accs[j])
+                    totals = totals | {j}
+            op.merge_partial(start, key, row[2], accs, totals)
 
 
-def _partial_exprs(kind: str, value: str, out: str) -> list[Any]:
+def _state_sum(kind: str, state: list[Any] | None, j: int) -> Any:
+    """The sum so far of aggregation ``j`` (a ``sum`` or a ``mean``): 0 in a new window."""
+    if state is None:
+        return 0
+    return state[j] if kind == "sum" else state[j][0]
+
+
+def _sums_in_order(values: pl.Series, inits: list[Any]) -> tuple[list[Any], list[int]]:
+    """Per group, from a list of its non-null values in arrival order and its sum so far
+    (``init``): ``((init + v1) + v2) + ...`` -- each value added in turn, with Python's
+    rounding, as stream-first mode adds them -- and the number of values.
+
+    ``np.add.at`` adds unbuffered, element by element in index order, so each group's sum is
+    sequential. A Python int ``init`` is converted as ``int + float`` converts it; a group
+    without values keeps ``init`` as it is (stream-first mode skips nulls: 0 stays an int).
+    """
+    lens = values.list.len().to_numpy()
+    flat = values.explode(empty_as_null=False, keep_nulls=False).cast(pl.Float64).to_numpy()
+    acc = np.array([float(init) for init in inits], dtype=np.float64)
+    np.add.at(acc, np.repeat(np.arange(len(inits)), lens), flat)
+    counts: list[int] = lens.tolist()
+    sums = [s if n else init for s, n, init in zip(acc.tolist(), counts, inits, strict=True)]
+    return sums, counts
+
+
+def _float_then_ints(
+    kept: pl.DataFrame, start: int, key: Any, kind: str, j: int, state: Any, partial: Any
+) -> Any:
+    """The new accumulator of a ``sum`` or ``mean`` whose state is a float and whose values
+    in this batch are integers (or booleans): each added to the float in turn."""
+    hit = (pl.col("__start") == start) & pl.col("__key").eq_missing(key)
+    values = kept.filter(hit).get_column(f"__v{j}").drop_nulls().to_list()
+    if kind == "sum":
+        return functools.reduce(operator.add, values, state[j])
+    return [functools.reduce(operator.add, values, state[j][0]), state[j][1] + partial[1]]
+
+
+def _partial_exprs(kind: str, value: str, out: str, *, floats: bool) -> list[Any]:
+    """The partial aggregate of ``kind`` per group (not for sums added in order: see
+    :func:`_sums_in_order`); the minimum and maximum of ``floats`` also give the group's first
+    zero (``0.0`` or ``-0.0``)."""
     v, ts, seq = pl.col(value), pl.col("__ts"), pl.col("__seq")
+    if kind == "count":
+        return [pl.len().alias(out)]
+    if kind in ("min", "max"):
+        extreme = v.min() if kind == "min" else v.max()
+        if floats:
+            return [extreme.alias(out), v.filter(v == 0).first().alias(out + "z")]
+        return [extreme.alias(out)]
     if kind == "sum":
         return [v.sum().alias(out)]
-    if kind == "min":
-        return [v.min().alias(out)]
-    if kind == "max":
-        return [v.max().alias(out)]
     if kind == "mean":
         return [v.sum().alias(out + "s"), v.count().alias(out + "n")]
     if kind == "first":

@@ -28,13 +28,13 @@ OnBad = Callable[[Any, int, Exception], None]
 the runner applies the step's ``on_error`` policy; it raises with ``"fail"``)."""
 
 
-def _columnar(batch: Batch, exprs: list[Any]) -> pl.DataFrame | None:
-    """``batch.frame.select(exprs)``, or None when the batch is not columnar or it fails."""
+def _columnar(batch: Batch, expr: Expr) -> pl.DataFrame | None:
+    """``batch.frame.select(expr)``, or None when the batch is not columnar or it fails."""
     frame = batch.columnar()
     if frame is None:
         return None
     try:
-        return frame.select(exprs)
+        return frame.select(expr.to_polars())
     except Exception:
         return None
 
@@ -61,7 +61,7 @@ def run_transform(
             except Exception:
                 pass
         if isinstance(fn, Expr):
-            out = _columnar(batch, [fn.to_polars()])
+            out = _columnar(batch, fn)
             if out is not None:
                 return batch.with_values(rows=out.to_series().to_list())
         rows, ok = _per_row(flow, step, fn, batch, on_bad)
@@ -96,7 +96,7 @@ def run_transform(
 def _mask(flow: str, step: TransformStep, batch: Batch, on_bad: OnBad | None) -> np.ndarray:
     fn = step.fn
     if isinstance(fn, Expr):
-        out = _columnar(batch, [fn.to_polars()])
+        out = _columnar(batch, fn)
         if out is not None:
             series = out.to_series()
             if series.dtype == pl.Boolean:
@@ -166,7 +166,7 @@ def run_key_by(flow: str, step: KeyByStep, batch: Batch, on_bad: OnBad | None = 
             return _keyed(batch, keys).take(ok)
         return _keyed(batch, keys)
     if isinstance(key, Expr):
-        out = _columnar(batch, [key.to_polars()])
+        out = _columnar(batch, key)
         if out is not None:
             return _keyed(batch, out.to_series())
     values, valid = _per_row(flow, step, key, batch, on_bad)
