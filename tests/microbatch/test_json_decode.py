@@ -298,7 +298,7 @@ def test_read_ahead_commits_and_ends_only_at_what_was_returned(tmp_path: Any) ->
             producer.append(values[at : at + 2000])
     log.close()
     ctx = OpenContext("f", str(tmp_path))
-    reader = ColumnarLogReader(log_source("in", group="g"), ctx, max_records=1_500)
+    reader = ColumnarLogReader(log_source("in", group="g"), ctx, max_records=1_500, read_ahead=True)
     parts = reader.poll(1.0)  # 1,500 of the first record batch: the rest is kept
     assert [len(p) for p in parts] == [1_500] and reader.positions() == {0: 1_500}
     parts = reader.poll(1.0)  # its last 500 and 1,000 of the next

@@ -180,7 +180,7 @@ def test_a_bad_last_record_then_columnar_again(tmp_path: Path, read_ahead: bool)
 def test_seek_drops_the_read_ahead_and_loses_no_event(tmp_path: Path) -> None:
     write(tmp_path, with_bad(3 * PER_BATCH, {}), partitions=2)
     ctx = OpenContext("f", str(tmp_path))
-    reader = ColumnarLogReader(log_source("in"), ctx, max_records=PER_BATCH)
+    reader = ColumnarLogReader(log_source("in"), ctx, max_records=PER_BATCH, read_ahead=True)
     first = reader.poll(1.0)  # one batch of one partition; the other one's is read ahead
     assert [(p.partition, len(p)) for p in first] == [(0, PER_BATCH)]
     reader.seek({0: 10})  # partition 1 continues after what was returned: from 0
@@ -198,7 +198,9 @@ def test_positions_and_commit_after_a_stretch_cover_what_was_returned(tmp_path: 
     n = 3 * PER_BATCH
     write(tmp_path, with_bad(n, {PER_BATCH + 3: BAD[0]}))
     ctx = OpenContext("f", str(tmp_path))
-    reader = ColumnarLogReader(log_source("in", group="g"), ctx, max_records=PER_BATCH)
+    reader = ColumnarLogReader(
+        log_source("in", group="g"), ctx, max_records=PER_BATCH, read_ahead=True
+    )
     reader.poll(1.0)
     stretch = reader.poll(1.0)  # the next batch is read ahead meanwhile
     assert rejects(stretch[0])[0][1] == PER_BATCH + 3

@@ -41,8 +41,11 @@ SKIP_AFTER_MISS = 8
 RECHUNK_UP_TO = 20_000
 """Frames read by Polars of at most this many rows are made one piece."""
 
+PIECES = 2
+"""Pieces a large poll is cut in, decoded at the same time (this thread and the others)."""
+
 SPLIT_ABOVE = 20_000
-"""Records a poll must have for :meth:`JsonDecoder.frame` to decode its halves in parallel."""
+"""Records a poll must have for :meth:`JsonDecoder.frame` to decode its pieces in parallel."""
 
 
 class JsonDecoder:
@@ -56,21 +59,32 @@ class JsonDecoder:
     next batches).
     """
 
-    def __init__(self, *, split_above: int = SPLIT_ABOVE) -> None:
-        self.strings: dict[str, pa.DataType] = {}
+    def __init__(self, *, split_above: int = SPLIT_ABOVE, like: JsonDecoder | None = None) -> None:
+        self.strings: dict[str, pa.DataType] = {} if like is None else like.strings
+        """Fields read as strings (Arrow would read them as timestamps)."""
+        self._learned: list[pl.Schema | None] = [None] if like is None else like._learned
+        """(what :attr:`schema` is: shared by the decoders made ``like`` this one)"""
         self._decode = msgspec.json.Decoder().decode
         self._text = np.empty(0, dtype=np.uint8)
         self._keep = np.empty(0, dtype=bool)
         self.split_above = split_above
-        self._half: JsonDecoder | None = None
+        self._others: list[JsonDecoder] = []
         self.known_reads = 0
         """Polls read with the types of earlier records (by Polars), and checked."""
         self.inferred_reads = 0
         """Polls read inferring the types (by Arrow)."""
-        self.schema: pl.Schema | None = None
-        """The fields (in order) and types of the records last decoded by Arrow."""
         self._skip = 0
         self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def schema(self) -> pl.Schema | None:
+        """The fields (in order) and types of the records last decoded by Arrow (learned by
+        this decoder or one made ``like`` it)."""
+        return self._learned[0]
+
+    @schema.setter
+    def schema(self, schema: pl.Schema | None) -> None:
+        self._learned[0] = schema
 
     def frame(self, batches: list[RecordBatch]) -> pl.DataFrame | None:
         """One frame of the records of ``batches``, in order; None (decode per record) unless
@@ -78,27 +92,28 @@ class JsonDecoder:
         no ``null``, in one line of valid UTF-8; records whose float fields hold whole numbers
         are decoded again with msgspec to check the number was not written as an integer.
 
-        Over ``split_above`` records, the two halves are decoded at the same time (this thread
-        and one more: most of the work releases the GIL) and their frames joined -- if they
-        have the same columns, in the same order, of the same types.
+        Over ``split_above`` records, :data:`PIECES` pieces are decoded at the same time (this
+        thread and others: most of the work releases the GIL) and their frames joined -- if
+        they have the same columns, in the same order, of the same types.
         """
         n = sum(map(len, batches))
         if n <= self.split_above:
             return self._frame(batches, n)
-        first, second = _halves(batches, n)
+        runs = _pieces(batches, n, PIECES)
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, "rheos-json")
-            self._half = JsonDecoder(split_above=2**62)
-            self._half.strings = self.strings
-        assert self._half is not None
-        later = self._pool.submit(self._half.frame, second)
+            self._pool = ThreadPoolExecutor(PIECES - 1, "rheos-json")
+            self._others = [JsonDecoder(split_above=2**62, like=self) for _ in range(PIECES - 1)]
+        later = [
+            self._pool.submit(d.frame, run) for d, run in zip(self._others, runs[1:], strict=True)
+        ]
         try:
-            head = self._frame(first, sum(map(len, first)))
+            frames = [self._frame(runs[0], sum(map(len, runs[0])))]
         finally:
-            tail = later.result()
-        if head is None or tail is None or head.schema != tail.schema:
+            frames += [f.result() for f in later]
+        first = frames[0]
+        if first is None or any(f is None or f.schema != first.schema for f in frames):
             return None
-        return pl.concat([head, tail], rechunk=False)
+        return pl.concat(frames, rechunk=False)  # type: ignore[type-var]
 
     def close(self) -> None:
         if self._pool is not None:
@@ -259,15 +274,22 @@ class JsonDecoder:
         return True
 
 
-def _halves(batches: list[RecordBatch], n: int) -> tuple[list[RecordBatch], list[RecordBatch]]:
-    """``batches`` cut in two runs of about ``n / 2`` records each (a batch cut by slices)."""
-    left = n // 2
-    for i, batch in enumerate(batches):
-        if left < len(batch):
-            head = [*batches[:i], batch.slice(0, left)] if left else batches[:i]
-            return head, [batch.slice(left), *batches[i + 1 :]]
-        left -= len(batch)
-    return batches, []
+def _pieces(batches: list[RecordBatch], n: int, k: int) -> list[list[RecordBatch]]:
+    """``batches`` cut in ``k`` runs of about ``n / k`` records each (batches cut by slices)."""
+    runs: list[list[RecordBatch]] = []
+    run: list[RecordBatch] = []
+    room = want = -(-n // k)
+    for batch in batches:
+        while len(batch) > room:
+            run.append(batch.slice(0, room))
+            batch = batch.slice(room)
+            runs.append(run)
+            run, room = [], want
+        if len(batch):
+            run.append(batch)
+            room -= len(batch)
+    runs.append(run)
+    return (runs + [[] for _ in range(k)])[:k]
 
 
 def _is_string(kind: pa.DataType) -> bool:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import itertools
 from bisect import bisect_left
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from queue import SimpleQueue
 from typing import Any
 
 import msgspec
@@ -34,6 +36,9 @@ BULK_FROM = 2_000
 """Records a poll must have (for a partition) to be decoded in bulk: below, the fixed cost of
 a bulk decode (about 1.5 ms, and the Polars calls after it) is more than msgspec per record
 (about 1 µs each); their rows become a frame only if a step asks for one."""
+
+READ_AHEAD = 2
+"""Polls read and being decoded ahead (each in a worker thread) while the runner works."""
 
 READ_AHEAD_FROM = 5_000
 """Polls of fewer records are not read ahead: the hand-off to the worker thread, and its
@@ -128,8 +133,8 @@ class ColumnarLogReader:
     **Read-ahead.** When a poll returns events, the next read and decode start at once in a
     worker thread, and run while the runner processes these (the decoders and Polars release
     the GIL). Nothing else changes: events are returned in the same order, and
-    :meth:`positions` and :meth:`commit` cover only the events returned so far. Polls under
-    :data:`READ_AHEAD_FROM` records are not read ahead.
+    :meth:`positions` and :meth:`commit` cover only the events returned so far. By default
+    (``read_ahead=None``) polls under :data:`READ_AHEAD_FROM` records are not read ahead.
 
     **Bad records.** When a record does not decode, the records of its partition in that poll
     (a stretch) are read again, record by record, by the stream-first reader: its
@@ -144,7 +149,7 @@ class ColumnarLogReader:
         ctx: OpenContext,
         max_records: int,
         *,
-        read_ahead: bool = True,
+        read_ahead: bool | None = None,
         exact: bool = True,
     ) -> None:
         self.source = source
@@ -152,6 +157,10 @@ class ColumnarLogReader:
         self._ctx = ctx
         self._decode = msgspec.json.Decoder().decode
         self._json = JsonDecoder()
+        self._decoders: SimpleQueue[JsonDecoder] = SimpleQueue()
+        self._decoders.put(self._json)
+        for _ in range(READ_AHEAD):  # (what they learn of the records, shared)
+            self._decoders.put(JsonDecoder(like=self._json))
         self._reader = ctx.log.reader(
             source.topic,
             partitions=source.partitions,
@@ -169,10 +178,10 @@ class ColumnarLogReader:
         of the log, about ``max_records``, as the stream-first reader does)."""
         self._left: list[RecordBatch] = []
         """Record batches read from the log but not taken yet (past ``max_records``)."""
-        # (reading ahead costs a thread hand-off per poll: not worth it for tiny polls)
-        read_ahead = read_ahead and max_records >= READ_AHEAD_FROM
-        self._pool = ThreadPoolExecutor(1, "rheos-read-ahead") if read_ahead else None
-        self._ahead: Future[_Read] | None = None
+        if read_ahead is None:
+            read_ahead = max_records >= READ_AHEAD_FROM
+        self._pool = ThreadPoolExecutor(READ_AHEAD, "rheos-read-ahead") if read_ahead else None
+        self._ahead: deque[tuple[Future[list[Part | _Stretch]], dict[int, int]]] = deque()
         self._done = False
         self._check_done()
 
@@ -213,42 +222,51 @@ class ColumnarLogReader:
     def poll(self, timeout: float) -> list[Part]:
         if self._done:
             return []
-        got: list[Part | _Stretch] = []
-        if self._ahead is not None:
-            got, positions = self._take()
-        if not got:
-            got, positions = self._read(timeout)
+        if self._ahead:
+            later, positions = self._ahead.popleft()
+            got = later.result()
+        else:
+            runs, positions = self._fetch(timeout)
+            got = self._decode_runs(runs)
         parts = []
         for x in got:
             parts.extend(self._per_record(x) if isinstance(x, _Stretch) else [x])
         self._positions = positions
         self._check_done()
         if got and not self._done and self._pool is not None:
-            self._ahead = self._pool.submit(self._read, 0.0)
+            while len(self._ahead) < READ_AHEAD:
+                runs, positions = self._fetch(0.0)
+                if not runs:
+                    break
+                self._ahead.append((self._pool.submit(self._decode_runs, runs), positions))
         return parts
 
-    def _take(self) -> _Read:
-        assert self._ahead is not None
-        ahead, self._ahead = self._ahead, None
-        return ahead.result()
-
-    def _read(self, timeout: float) -> _Read:
-        """Read and decode at most ``max_records`` records (in the worker thread when reading
-        ahead). The log returns whole record batches: what is over is kept for the next read
-        (``_left``), so the positions are those after the last record taken."""
-        got: list[Part | _Stretch] = []
+    def _fetch(self, timeout: float) -> tuple[list[list[RecordBatch]], dict[int, int]]:
+        """The next records from the log, at most ``max_records``, as runs of one partition,
+        and the positions after them (what the log returned past them is kept: ``_left``)."""
+        runs: list[list[RecordBatch]] = []
         run: list[RecordBatch] = []
         for batch in self._take_batches(timeout):
             if run and run[-1].partition != batch.partition:
-                got.append(self._part(run))
+                runs.append(run)
                 run = []
             run.extend(_events(batch))
         if run:
-            got.append(self._part(run))
+            runs.append(run)
         positions = self._reader.positions()
         for batch in reversed(self._left):
             positions[batch.partition] = batch.first_offset
-        return [x for x in got if isinstance(x, _Stretch) or len(x)], positions
+        return runs, positions
+
+    def _decode_runs(self, runs: list[list[RecordBatch]]) -> list[Part | _Stretch]:
+        """The runs decoded (in a worker thread when reading ahead), each decoding with a
+        JSON decoder of its own (they keep buffers)."""
+        json = self._decoders.get()
+        try:
+            got = [self._part(run, json) for run in runs]
+        finally:
+            self._decoders.put(json)
+        return [x for x in got if isinstance(x, _Stretch) or len(x)]
 
     def _take_batches(self, timeout: float) -> list[RecordBatch]:
         """Record batches (sliced) of ``max_records`` records at most: first those left from
@@ -280,7 +298,7 @@ class ColumnarLogReader:
         self._left = left
         return out
 
-    def _part(self, batches: list[RecordBatch]) -> Part | _Stretch:
+    def _part(self, batches: list[RecordBatch], json: JsonDecoder) -> Part | _Stretch:
         partition = batches[0].partition
         append_time = batches[-1].append_time
         stamps = [np.frombuffer(b.timestamps, dtype=np.int64)[b.start : b.stop] for b in batches]
@@ -292,7 +310,7 @@ class ColumnarLogReader:
             else:
                 offsets = [o for b in batches for o in b.offsets()]
         n = len(ts)
-        frame = self._json.frame(batches) if n >= BULK_FROM else None
+        frame = json.frame(batches) if n >= BULK_FROM else None
         if frame is not None:
             place = Chunk(partition, [], None, self.topic, offsets)
             return Part(partition, ts, frame=frame, chunk=place, append_time=append_time)
@@ -334,10 +352,10 @@ class ColumnarLogReader:
         return parts
 
     def _settle(self) -> None:
-        """Wait for the read-ahead and drop it (the reader is not shared between threads)."""
-        if self._ahead is not None:
-            ahead, self._ahead = self._ahead, None
-            ahead.exception()  # an error reading events never returned is not raised
+        """Wait for the read-ahead and drop it."""
+        while self._ahead:
+            later, _ = self._ahead.popleft()
+            later.exception()  # an error decoding events never returned is not raised
 
     def commit(self) -> None:
         if self.source.group is not None:
@@ -348,7 +366,8 @@ class ColumnarLogReader:
         self._settle()
         if self._pool is not None:
             self._pool.shutdown()
-        self._json.close()
+        while not self._decoders.empty():
+            self._decoders.get().close()
         self._reader.close()
 
 
