@@ -15,6 +15,7 @@ ones as rejects; the next poll is columnar again.
 from __future__ import annotations
 
 import itertools
+import threading
 from bisect import bisect_left
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -181,7 +182,10 @@ class ColumnarLogReader:
         if read_ahead is None:
             read_ahead = max_records >= READ_AHEAD_FROM
         self._pool = ThreadPoolExecutor(READ_AHEAD, "rheos-read-ahead") if read_ahead else None
-        self._ahead: deque[tuple[Future[list[Part | _Stretch]], dict[int, int]]] = deque()
+        self._ahead: deque[Future[tuple[list[Part | _Stretch], dict[int, int]]]] = deque()
+        self._turn = threading.Condition()
+        self._tickets = self._served = 0
+        """Reads ahead are given tickets in order, and read the log in that order."""
         self._done = False
         self._check_done()
 
@@ -222,10 +226,10 @@ class ColumnarLogReader:
     def poll(self, timeout: float) -> list[Part]:
         if self._done:
             return []
+        got: list[Part | _Stretch] = []
         if self._ahead:
-            later, positions = self._ahead.popleft()
-            got = later.result()
-        else:
+            got, positions = self._ahead.popleft().result()
+        if not got and not self._ahead:
             runs, positions = self._fetch(timeout)
             got = self._decode_runs(runs)
         parts = []
@@ -235,11 +239,20 @@ class ColumnarLogReader:
         self._check_done()
         if got and not self._done and self._pool is not None:
             while len(self._ahead) < READ_AHEAD:
-                runs, positions = self._fetch(0.0)
-                if not runs:
-                    break
-                self._ahead.append((self._pool.submit(self._decode_runs, runs), positions))
+                self._ahead.append(self._pool.submit(self._read_ahead, self._tickets))
+                self._tickets += 1
         return parts
+
+    def _read_ahead(self, ticket: int) -> tuple[list[Part | _Stretch], dict[int, int]]:
+        """Read (in turn: tickets are taken in poll order) and decode, in a worker thread."""
+        with self._turn:
+            self._turn.wait_for(lambda: self._served == ticket)
+            try:
+                runs, positions = self._fetch(0.0)
+            finally:
+                self._served += 1
+                self._turn.notify_all()
+        return self._decode_runs(runs), positions
 
     def _fetch(self, timeout: float) -> tuple[list[list[RecordBatch]], dict[int, int]]:
         """The next records from the log, at most ``max_records``, as runs of one partition,
@@ -354,8 +367,7 @@ class ColumnarLogReader:
     def _settle(self) -> None:
         """Wait for the read-ahead and drop it."""
         while self._ahead:
-            later, _ = self._ahead.popleft()
-            later.exception()  # an error decoding events never returned is not raised
+            self._ahead.popleft().exception()  # (an error in what is not returned is not raised)
 
     def commit(self) -> None:
         if self.source.group is not None:
