@@ -227,9 +227,9 @@ class ColumnarLogReader:
         if self._done:
             return []
         got: list[Part | _Stretch] = []
-        if self._ahead:
+        while self._ahead and not got:
             got, positions = self._ahead.popleft().result()
-        if not got and not self._ahead:
+        if not got:  # (nothing read ahead: wait for new records, as without reading ahead)
             runs, positions = self._fetch(timeout)
             got = self._decode_runs(runs)
         parts = []
