@@ -111,22 +111,14 @@ def throughput(
 
 
 def fingerprint(workload: str, rows: list[dict[str, Any]]) -> Any:
-    """What must agree between runs, kept small (no live objects to slow the next run's GC).
-
-    W1: the results, encoded (so ``1`` and ``1.0`` or another field order differ). W2: per
-    window, the count and the sum (partial sums are added in another order: equal to 1e-9)."""
-    if workload == "W1":
-        return msgspec.json.encode(rows)
-    return {(r["key"], r["window_start"]): (r["n"], r["total"]) for r in rows}
+    """What must agree between runs, kept small (no live objects to slow the next run's GC):
+    the results in order, encoded (so ``1`` and ``1.0``, another field order, another order of
+    results or another last bit of a float sum differ)."""
+    return msgspec.json.encode(rows)
 
 
 def same_results(workload: str, got: Any, want: Any) -> bool:
-    if workload == "W1":
-        return bool(got == want)
-    return got.keys() == want.keys() and all(
-        got[k][0] == want[k][0] and abs(got[k][1] - want[k][1]) <= 1e-9 * max(1.0, abs(want[k][1]))
-        for k in got
-    )
+    return bool(got == want)
 
 
 def all_json(data_dir: str) -> list[Any]:
