@@ -15,6 +15,7 @@ import pytest
 from tests.faults import chaos_app
 
 import rheos as rh
+from rheos.runtime import MODE_ENV
 from rheos.state import CheckpointStore, store_path
 
 N = 200_000
@@ -61,9 +62,10 @@ def progress(data_dir: Path) -> tuple[int, int]:
     return latest.id, int(latest.meta["sources"]["source"]["positions"][0])
 
 
-def start(data_dir: Path, pause_file: Path, log: Path) -> subprocess.Popen[bytes]:
+def start(data_dir: Path, pause_file: Path, log: Path, mode: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        MODE_ENV: mode,
         "RHEOS_TEST_CHECKPOINT_PAUSE": str(pause_file),
         "RHEOS_TEST_CHECKPOINT_PAUSE_S": "0.05",
         "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent / "src"), str(HERE.parent.parent)]),
@@ -85,7 +87,7 @@ def wait_for(predicate: object, limit: float = 60.0) -> None:
         time.sleep(0.01)
 
 
-def chaos_run(data_dir: Path, kills: int, seed: int) -> int:
+def chaos_run(data_dir: Path, kills: int, seed: int, mode: str) -> int:
     """Run the app, SIGKILL it ``kills`` times (some inside a checkpoint), then let it
     finish and stop it; return how many kills landed inside a checkpoint."""
     rnd = random.Random(seed)
@@ -96,7 +98,7 @@ def chaos_run(data_dir: Path, kills: int, seed: int) -> int:
     for k in range(kills):
         pause.unlink(missing_ok=True)
         last = progress(data_dir)
-        proc = start(data_dir, pause, errors)
+        proc = start(data_dir, pause, errors, mode)
         # once this process has restored and checkpointed progress of its own:
         wait_for(lambda p=proc, seen=last: progress(data_dir)[0] > seen[0] or p.poll() is not None)
         if k % 3 == 1:  # inside a checkpoint's transaction
@@ -110,7 +112,7 @@ def chaos_run(data_dir: Path, kills: int, seed: int) -> int:
         proc.wait()
         positions.append(progress(data_dir)[1])
     before = progress(data_dir)[0]
-    proc = start(data_dir, pause, errors)
+    proc = start(data_dir, pause, errors, mode)
     try:  # wait for a checkpoint of this process (its handlers are in place) past the end
         wait_for(
             lambda: (
@@ -131,7 +133,10 @@ def chaos_run(data_dir: Path, kills: int, seed: int) -> int:
 
 
 @pytest.mark.slow
-def test_kill_9_at_random_moments_loses_and_doubles_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["stream-first", "micro-batch"])
+def test_kill_9_at_random_moments_loses_and_doubles_nothing(tmp_path: Path, mode: str) -> None:
+    """Killed in either mode (micro-batch: batches of 10,000 read and decoded ahead), the
+    committed output is exactly that of one uninterrupted stream-first run."""
     reference, chaos = tmp_path / "reference", tmp_path / "chaos"
     for d in (reference, chaos):
         write_events(d, N)
@@ -140,7 +145,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(tmp_path: Path) -> N
     expected = {t: committed(reference, t) for t in ("windows", "running")}
     assert sum(map(len, expected["running"].values())) == N
 
-    inside = chaos_run(chaos, KILLS, seed=5)
+    inside = chaos_run(chaos, KILLS, seed=5, mode=mode)
     assert inside >= 3
     with CheckpointStore(store_path(chaos, "chaos")) as store:
         assert len(store.checkpoints()) <= 3 + len(store.pins())
