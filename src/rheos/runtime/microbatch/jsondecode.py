@@ -399,20 +399,31 @@ def _int_lengths(values: np.ndarray) -> np.ndarray:
     """The number of characters of each integer written in JSON (digits and sign) -- through
     a float, so a few integers beyond 2**53 may be given one too many or too few (their
     records are then not recognised as laid out; nothing else depends on it)."""
+    low, high = int(values.min()), int(values.max())
+    if low >= 0 and len(str(low)) == len(str(high)):  # (all as long: timestamps, ids)
+        return np.full(len(values), len(str(low)), dtype=np.int64)
     magnitude = np.maximum(np.abs(values).astype(np.float64), 1.0)
     digits: np.ndarray = np.log10(magnitude).astype(np.int64)
     return digits + 1 + (values < 0)
 
 
 def _matches(words: np.ndarray, at: np.ndarray, mark: bytes, size: int) -> np.ndarray:
-    """Whether ``mark`` is at each position ``at`` of the text (of ``size`` bytes)."""
-    inside = (at >= 0) & (at + len(mark) <= size)
-    at = np.where(inside, at, 0)
-    ok = inside
+    """Whether ``mark`` is at each position ``at`` of the text (of ``size`` bytes).
+
+    A position outside the text is moved to its first or last possible one, where the mark
+    cannot be: a mark starts with ``,`` unless it is the first field's (only ever looked for
+    at a record's start), and ends with ``:``, where the text (``{`` first) ends with a
+    newline."""
+    at = np.clip(at, 0, size - len(mark))
+    ok: np.ndarray | None = None
     for i in range(0, len(mark), 8):
         piece = mark[i : i + 8]
-        mask = np.uint64((1 << (8 * len(piece))) - 1)
-        ok &= (words[at + i] & mask) == np.uint64(int.from_bytes(piece, "little"))
+        word = words[at + i] if i else words[at]
+        if len(piece) < 8:
+            word &= np.uint64((1 << (8 * len(piece))) - 1)
+        same = word == np.uint64(int.from_bytes(piece, "little"))
+        ok = same if ok is None else ok & same
+    assert ok is not None
     return ok
 
 
