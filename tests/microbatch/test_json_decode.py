@@ -19,7 +19,7 @@ from rheos.connectors import list_sink, log_source
 from rheos.connectors.base import OpenContext
 from rheos.flows.expressions import col
 from rheos.runtime import Flow
-from rheos.runtime.microbatch.jsondecode import JsonDecoder
+from rheos.runtime.microbatch.jsondecode import PROBE, JsonDecoder
 from rheos.runtime.microbatch.sources import ColumnarLogReader
 from rheos.transport import Log, RecordBatch
 from rheos.windowing import count, sum, tumbling
@@ -320,3 +320,23 @@ def test_decoding_reuses_its_buffer_without_touching_earlier_frames() -> None:
     copy = first.clone()
     assert decoder.frame([batch_of(UNIFORM[300:])]) is not None
     assert first.equals(copy)
+
+
+def test_a_large_first_poll_learns_from_its_first_records_then_reads_them_all_fast() -> None:
+    values = [
+        encode({"id": i, "ts": 1000 + i, "k": f"k{i % 3}", "v": i / 8}) for i in range(PROBE * 5)
+    ]
+    decoder = JsonDecoder(split_above=2**62)
+    frame = decoder.frame(split(values, [PROBE * 2 + 7]))
+    assert frame is not None and [encode(r) for r in frame.to_dicts()] == expected(values)
+    assert (decoder.inferred_reads, decoder.known_reads) == (1, 1)  # the probe, then all
+
+
+@pytest.mark.parametrize("at", [PROBE - 1, PROBE, PROBE * 4])
+def test_what_the_first_records_did_not_show_is_still_decoded_exactly(at: int) -> None:
+    values = [encode({"id": i, "k": f"k{i % 3}", "v": i / 8}) for i in range(PROBE * 5)]
+    values[at] = b'{"id":1,"k":3,"v":0.5}'  # a number where the probe saw strings
+    decoder = JsonDecoder(split_above=2**62)
+    frame = decoder.frame([batch_of(values)])
+    assert frame is None or [encode(r) for r in frame.to_dicts()] == expected(values)
+    assert decoder.known_reads == 0

@@ -35,6 +35,9 @@ def arrow_values(batch: RecordBatch) -> pa.Array:
     return pa.Array.from_buffers(kind, len(batch), [None, offsets, data])
 
 
+PROBE = 2_000
+"""Records read (by Arrow) to learn the fields and types before the first large poll."""
+
 SKIP_AFTER_MISS = 8
 """Polls read by Arrow (inferring types) after one Polars could not read exactly."""
 
@@ -122,6 +125,12 @@ class JsonDecoder:
     def _frame(self, batches: list[RecordBatch], n: int) -> pl.DataFrame | None:
         if not n or not all(map(_plain_objects, batches)):
             return None
+        if self.schema is None and self._skip == 0 and n >= 4 * PROBE:
+            # learn the fields and types from the first records (Arrow, inferring), then read
+            # them all the faster way
+            head = _pieces(batches, n, -(-n // PROBE))[0]
+            m = sum(map(len, head))
+            self._inferred(head, self._lines(head, m), m)
         records = self._lines(batches, n)
         if self.schema is not None and self._skip == 0:
             frame = self._known(batches, records, n, self.schema)
