@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from tests.faults import chaos_app
+from tests.waiting import checkpoint_progress, wait_until
 
 import rheos as rh
 from rheos.runtime import MODE_ENV
@@ -51,15 +52,7 @@ def committed(data_dir: Path, topic: str) -> dict[int, list[tuple[bytes | None, 
 
 
 def progress(data_dir: Path) -> tuple[int, int]:
-    """The latest checkpoint's id and source position (0, 0 with none)."""
-    path = store_path(data_dir, "chaos")
-    if not path.exists():
-        return 0, 0
-    with CheckpointStore(path) as store:
-        latest = store.latest()
-    if latest is None:
-        return 0, 0
-    return latest.id, int(latest.meta["sources"]["source"]["positions"][0])
+    return checkpoint_progress(data_dir, "chaos")
 
 
 def start(data_dir: Path, pause_file: Path, log: Path, mode: str) -> subprocess.Popen[bytes]:
@@ -79,14 +72,6 @@ def start(data_dir: Path, pause_file: Path, log: Path, mode: str) -> subprocess.
         )
 
 
-def wait_for(predicate: object, limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("gave up waiting")
-        time.sleep(0.01)
-
-
 def chaos_run(data_dir: Path, kills: int, seed: int, mode: str) -> int:
     """Run the app, SIGKILL it ``kills`` times (some inside a checkpoint), then let it
     finish and stop it; return how many kills landed inside a checkpoint."""
@@ -100,10 +85,12 @@ def chaos_run(data_dir: Path, kills: int, seed: int, mode: str) -> int:
         last = progress(data_dir)
         proc = start(data_dir, pause, errors, mode)
         # once this process has restored and checkpointed progress of its own:
-        wait_for(lambda p=proc, seen=last: progress(data_dir)[0] > seen[0] or p.poll() is not None)
+        wait_until(
+            lambda p=proc, seen=last: progress(data_dir)[0] > seen[0] or p.poll() is not None
+        )
         if k % 3 == 1:  # inside a checkpoint's transaction
             pause.unlink(missing_ok=True)
-            wait_for(lambda p=proc: pause.exists() or p.poll() is not None)
+            wait_until(lambda p=proc: pause.exists() or p.poll() is not None)
             inside += 1
         else:
             time.sleep(rnd.uniform(0.0, 0.4))
@@ -114,7 +101,7 @@ def chaos_run(data_dir: Path, kills: int, seed: int, mode: str) -> int:
     before = progress(data_dir)[0]
     proc = start(data_dir, pause, errors, mode)
     try:  # wait for a checkpoint of this process (its handlers are in place) past the end
-        wait_for(
+        wait_until(
             lambda: (
                 (progress(data_dir)[0] > before and progress(data_dir)[1] >= N)
                 or proc.poll() is not None

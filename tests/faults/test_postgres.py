@@ -15,9 +15,9 @@ import msgspec
 import psycopg
 import pytest
 from tests.faults import pg_app
+from tests.waiting import checkpoint_progress, wait_until
 
 import rheos as rh
-from rheos.state import CheckpointStore, store_path
 
 N = 30_000
 HERE = Path(__file__).parent
@@ -57,14 +57,7 @@ def write_events(data_dir: Path) -> list[tuple[str, int, int]]:
 
 
 def position(data_dir: Path) -> tuple[int, int]:
-    path = store_path(data_dir, "pg")
-    if not path.exists():
-        return 0, 0
-    with CheckpointStore(path) as store:
-        latest = store.latest()
-    if latest is None:
-        return 0, 0
-    return latest.id, int(latest.meta["sources"]["source"]["positions"][0])
+    return checkpoint_progress(data_dir, "pg")
 
 
 def start(data_dir: Path, table: str) -> subprocess.Popen[bytes]:
@@ -78,28 +71,21 @@ def start(data_dir: Path, table: str) -> subprocess.Popen[bytes]:
     )
 
 
-def wait_for(predicate: object, limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "gave up waiting"
-        time.sleep(0.01)
-
-
 @pytest.mark.slow
 def test_rows_land_exactly_once_through_kill_9(tmp_path: Path, table: str) -> None:
     expected = write_events(tmp_path)
     for k in range(4):
         seen = position(tmp_path)
         proc = start(tmp_path, table)
-        wait_for(lambda p=proc, s=seen: position(tmp_path)[0] > s[0] or p.poll() is not None)
+        wait_until(lambda p=proc, s=seen: position(tmp_path)[0] > s[0] or p.poll() is not None)
         if k % 2:  # kill between the checkpoint's store commit and the sink's commit
-            wait_for(lambda p=proc: (tmp_path / "in-checkpoint").exists() or p.poll() is not None)
+            wait_until(lambda p=proc: (tmp_path / "in-checkpoint").exists() or p.poll() is not None)
             time.sleep(0.06)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     seen = position(tmp_path)
     proc = start(tmp_path, table)
-    wait_for(lambda: position(tmp_path)[0] > seen[0] and position(tmp_path)[1] >= N)
+    wait_until(lambda: position(tmp_path)[0] > seen[0] and position(tmp_path)[1] >= N)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     assert rows(table) == expected

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.waiting import wait_until
 
 import rheos as rh
 from rheos.operations.dashboard import serve_flow, server_file
@@ -34,15 +34,6 @@ CHROMIUM_ARGS = [
 ]
 T0 = 1_714_564_800_000
 WAIT_S = 30.0
-
-
-def wait_until(check: Callable[[], bool], what: str) -> None:
-    """Poll ``check`` until it holds (a generous bound, not a timing assertion)."""
-    deadline = time.monotonic() + WAIT_S
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)
 
 
 def produce(log: rh.Log, start: int, n: int, *, extra: list[bytes] = ()) -> None:  # type: ignore[assignment]
@@ -97,7 +88,7 @@ def test_dashboard_shows_live_numbers_that_match_the_metrics_api(
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
     flow, server, log = running
     produce(log, 0, 400, extra=[b'{"symbol": "S1", "price": '])
-    wait_until(lambda: flow.metrics()["events_in"] == 400, "the first 400 events")
+    wait_until(lambda: flow.metrics()["events_in"] == 400, "the first 400 events", limit=WAIT_S)
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

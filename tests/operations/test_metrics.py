@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tests.waiting import wait_until
 
 import rheos as rh
 from rheos.operations.cli import main
@@ -19,14 +19,6 @@ from rheos.operations.dashboard import serve_flow, server_file
 from rheos.runtime.metrics import snapshot_path
 
 T0 = 1_714_564_800_000
-
-
-def wait_until(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)
 
 
 def quotes_flow(data: Path, **kwargs: Any) -> rh.Flow:
@@ -101,8 +93,8 @@ def test_metrics_off_still_reports_the_summary() -> None:
 def test_live_metrics_api_and_prometheus_text(live: tuple[rh.Flow, Any, rh.Log, Path]) -> None:
     flow, server, log, _ = live
     append(log, 0, 200, extra=(b"not json",))
-    wait_until(lambda: flow.metrics()["events_in"] == 200, "200 events in")
-    wait_until(lambda: flow.metrics()["checkpoints"]["count"] > 0, "a checkpoint")
+    wait_until(lambda: flow.metrics()["events_in"] == 200, "200 events in", limit=30)
+    wait_until(lambda: flow.metrics()["checkpoints"]["count"] > 0, "a checkpoint", limit=30)
     m = flow.metrics()
     assert m["running"] is True and m["mode"] == "streaming"
     assert m["events_out"] > 0 and m["latency_ms"]["count"] > 0
@@ -141,7 +133,7 @@ def test_status_live_then_from_disk(
 ) -> None:
     flow, server, log, data = live
     append(log, 0, 50)
-    wait_until(lambda: flow.metrics()["events_in"] == 50, "50 events in")
+    wait_until(lambda: flow.metrics()["events_in"] == 50, "50 events in", limit=30)
     assert json.loads(server_file(data, "quotes-live").read_text())["url"] == server.url
 
     assert main(["--data-dir", str(data), "status", "quotes-live", "--json"]) == 0
@@ -154,7 +146,7 @@ def test_status_live_then_from_disk(
     assert "running (live from" in out and "events in" in out
 
     flow.stop()
-    wait_until(lambda: not flow.metrics()["running"], "the run to end")
+    wait_until(lambda: not flow.metrics()["running"], "the run to end", limit=30)
     server.close()
     assert not server_file(data, "quotes-live").exists()
     assert snapshot_path(data, "quotes-live").exists()

@@ -31,7 +31,7 @@ from rheos.connectors.base import BaseReader, BaseWriter, Chunk, OpenContext
 from rheos.connectors.codecs import check_format, encoder, key_bytes, value_decoder
 from rheos.errors import EventError, RecordTooLargeError
 from rheos.transport import RecordBatch, Start
-from rheos.transport.log import Isolation
+from rheos.transport.log import Isolation, Reader
 from rheos.transport.partition import read_committed
 
 CONTROL_HEADER = "rheos-control"
@@ -75,6 +75,17 @@ class LogSource:
     def open(self, ctx: OpenContext) -> LogReader:
         return LogReader(self, ctx)
 
+    def log_reader(self, ctx: OpenContext) -> Reader:
+        """A reader of the log at what this source names: its topic, partitions, start,
+        consumer group and isolation (the records undecoded)."""
+        return ctx.log.reader(
+            self.topic,
+            partitions=self.partitions,
+            start=self.start,
+            group=self.group,
+            isolation=self.isolation,
+        )
+
     def __repr__(self) -> str:
         extra = f", partitions={self.partitions}" if self.partitions is not None else ""
         extra += f", group={self.group!r}" if self.group else ""
@@ -88,13 +99,7 @@ class LogReader(BaseReader):
         self.source = source
         self.topic = source.topic
         self._decode = value_decoder(source.format, source.schema, as_dict=source.as_dict)
-        self._reader = ctx.log.reader(
-            source.topic,
-            partitions=source.partitions,
-            start=source.start,
-            group=source.group,
-            isolation=source.isolation,
-        )
+        self._reader = source.log_reader(ctx)
         self.partitions = list(self._reader.partitions)
         self._ends: dict[int, int] | None = self._reader.end_offsets() if ctx.bounded else None
         self._check_done()

@@ -164,13 +164,7 @@ class Runner:
                 self.metrics.sample(self, running=False, stopped=summary.stopped)
         finally:
             restore()
-            try:
-                self._close(ctx)
-            finally:
-                if self.checkpointer is not None:
-                    self.checkpointer.close()
-                if lock is not None:
-                    lock.release()
+            self._shut(ctx, lock)
         summary.elapsed_s = time.perf_counter() - started
         self._fill(summary)
         if self.metrics is not None and self.metrics.latest is not None and self._chosen_dir:
@@ -222,13 +216,7 @@ class Runner:
             summary.dead_letters_replayed = self._push_dead_letters(ctx)
             summary.stopped = "exhausted"
         finally:
-            try:
-                self._close(ctx)
-            finally:
-                if self.checkpointer is not None:
-                    self.checkpointer.close()
-                if lock is not None:
-                    lock.release()
+            self._shut(ctx, lock)
         summary.elapsed_s = time.perf_counter() - started
         self._fill(summary)
         return summary
@@ -404,6 +392,25 @@ class Runner:
 
         return restore
 
+    def _shut(self, ctx: OpenContext, lock: FlowLock | None) -> None:
+        """End a run: close its sources and sinks, then its checkpoints and the flow's lock."""
+        try:
+            self._close(ctx)
+        finally:
+            if self.checkpointer is not None:
+                self.checkpointer.close()
+            if lock is not None:
+                lock.release()
+
+    def _idle(self) -> None:
+        """No source gave events: idle sources' watermarks may advance (see the event-time
+        docs), and the flow's with them."""
+        for src in self.sources:
+            if not src.done:
+                src.tracker.poll_idle()
+                src.wm = max(src.wm, src.tracker.current())
+        self.advance_flow()
+
     def _close(self, ctx: OpenContext) -> None:
         errors: list[BaseException] = []
         if self.compiled is not None:
@@ -472,11 +479,7 @@ class Runner:
             if metrics is not None and now >= metrics.next_sample:
                 metrics.sample(self)
             if got == 0:
-                for src in self.sources:
-                    if not src.done:
-                        src.tracker.poll_idle()
-                        src.wm = max(src.wm, src.tracker.current())
-                self.advance_flow()
+                self._idle()
                 self._flush()
                 last_flush = now
                 wait = IDLE_WAIT_S

@@ -21,20 +21,6 @@ import pyarrow.json as pj  # type: ignore[import-untyped, import-not-found, unus
 
 from rheos.transport import RecordBatch
 
-
-def arrow_values(batch: RecordBatch) -> pa.Array:
-    """The batch's values as an Arrow ``binary`` array sharing the batch's buffers."""
-    ends = np.frombuffer(batch.value_ends, dtype=np.uint32)[batch.start : batch.stop + 1]
-    if len(ends) and ends[-1] >= 2**31:
-        offsets = pa.py_buffer(ends.astype(np.int64))
-        kind = pa.large_binary()
-    else:
-        offsets = pa.py_buffer(ends.view(np.int32))
-        kind = pa.binary()
-    data = pa.py_buffer(batch.value_data)
-    return pa.Array.from_buffers(kind, len(batch), [None, offsets, data])
-
-
 PROBE = 2_000
 """Records read (by Arrow) to learn the fields and types before the first large poll."""
 
@@ -497,9 +483,4 @@ def _raw(batches: list[RecordBatch], i: int) -> bytes:
     raise IndexError(i)
 
 
-def json_frame(batch: RecordBatch) -> pl.DataFrame | None:
-    """Decode a batch of JSON objects in bulk, or None (see :meth:`JsonDecoder.frame`)."""
-    return JsonDecoder().frame([batch])
-
-
-__all__ = ["JsonDecoder", "arrow_values", "json_frame"]
+__all__ = ["JsonDecoder"]

@@ -364,11 +364,7 @@ class MicroBatchRunner(Runner):
             if metrics is not None and time.monotonic() >= metrics.next_sample:
                 metrics.sample(self)
             if got == 0:
-                for src in self.sources:
-                    if not src.done:
-                        src.tracker.poll_idle()
-                        src.wm = max(src.wm, src.tracker.current())
-                self.advance_flow()
+                self._idle()
                 self._flush()
                 wait = min(IDLE_WAIT_S, self.batch_interval_s) or IDLE_WAIT_S
             else:

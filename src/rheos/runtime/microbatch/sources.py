@@ -157,18 +157,12 @@ class ColumnarLogReader:
         self.topic = source.topic
         self._ctx = ctx
         self._decode = msgspec.json.Decoder().decode
-        self._json = JsonDecoder()
+        first = JsonDecoder()
         self._decoders: SimpleQueue[JsonDecoder] = SimpleQueue()
-        self._decoders.put(self._json)
+        self._decoders.put(first)
         for _ in range(READ_AHEAD):  # (what they learn of the records, shared)
-            self._decoders.put(JsonDecoder(like=self._json))
-        self._reader = ctx.log.reader(
-            source.topic,
-            partitions=source.partitions,
-            start=source.start,
-            group=source.group,
-            isolation=source.isolation,
-        )
+            self._decoders.put(JsonDecoder(like=first))
+        self._reader = source.log_reader(ctx)
         self.partitions = list(self._reader.partitions)
         self.max_records = max_records
         self._ends: dict[int, int] | None = self._reader.end_offsets() if ctx.bounded else None
@@ -182,7 +176,7 @@ class ColumnarLogReader:
         if read_ahead is None:
             read_ahead = max_records >= READ_AHEAD_FROM
         self._pool = ThreadPoolExecutor(READ_AHEAD, "rheos-read-ahead") if read_ahead else None
-        self._ahead: deque[Future[tuple[list[Part | _Stretch], dict[int, int]]]] = deque()
+        self._ahead: deque[Future[_Read]] = deque()
         self._turn = threading.Condition()
         self._tickets = self._served = 0
         """Reads ahead are given tickets in order, and read the log in that order."""
@@ -243,7 +237,7 @@ class ColumnarLogReader:
                 self._tickets += 1
         return parts
 
-    def _read_ahead(self, ticket: int) -> tuple[list[Part | _Stretch], dict[int, int]]:
+    def _read_ahead(self, ticket: int) -> _Read:
         """Read (in turn: tickets are taken in poll order) and decode, in a worker thread."""
         with self._turn:
             self._turn.wait_for(lambda: self._served == ticket)

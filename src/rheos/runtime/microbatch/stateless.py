@@ -78,11 +78,7 @@ def run_transform(
         try:
             produced = list(fn(value))
         except Exception as exc:
-            err = user_error(flow, step, fn, exc)
-            if on_bad is None or not isinstance(err, BAD_EVENT_ERRORS):
-                raise err from exc
-            err.__cause__ = exc
-            on_bad(step, pos[i], err)
+            _failed(flow, step, fn, exc, on_bad, pos[i])
             produced = []
         counts.append(len(produced))
         items.extend(produced)
@@ -123,14 +119,20 @@ def _per_row(
         try:
             out.append(fn(v))
         except Exception as exc:
-            err = user_error(flow, step, fn, exc)
-            if on_bad is None or not isinstance(err, BAD_EVENT_ERRORS):
-                raise err from exc
-            err.__cause__ = exc
-            on_bad(step, pos[i], err)
+            _failed(flow, step, fn, exc, on_bad, pos[i])
             out.append(None)
             ok[i] = False
     return out, ok
+
+
+def _failed(flow: str, step: Any, fn: Any, exc: Exception, on_bad: OnBad | None, pos: int) -> None:
+    """``fn`` raised ``exc`` for the event at ``pos``: a bad event for ``on_bad`` (raised
+    without one, or when it is not an event's fault)."""
+    err = user_error(flow, step, fn, exc)
+    if on_bad is None or not isinstance(err, BAD_EVENT_ERRORS):
+        raise err from exc
+    err.__cause__ = exc
+    on_bad(step, pos, err)
 
 
 def run_key_by(flow: str, step: KeyByStep, batch: Batch, on_bad: OnBad | None = None) -> Batch:
