@@ -24,6 +24,7 @@ EXPECTED = {
     "parquet_source", "jsonl_sink", "stdout_sink", "callback_sink", "list_sink",
     # errors
     "RheosError", "FlowError", "FlowDefinitionError", "UserFunctionError", "EventError",
+    "RheosWarning",
     "__version__",
 }  # fmt: skip
 

@@ -35,6 +35,7 @@ from rheos.errors import (
     FlowDefinitionError,
     FlowError,
     RheosError,
+    RheosWarning,
     UserFunctionError,
 )
 from rheos.flows import KeyedStream, ProcessContext, ProcessLogic, Stream, WindowedStream
@@ -84,6 +85,7 @@ __all__ = [
     "Record",
     "RecordBatch",
     "RheosError",
+    "RheosWarning",
     "RunSummary",
     "Stream",
     "SystemClock",

@@ -22,6 +22,14 @@ everything rheos itself raises (user code's own exceptions are wrapped, never hi
     │                               schema (names topic, partition and offset when known)
     └── CheckpointError             saving or restoring state
 
+Warnings (``warnings.warn``) say that a run goes on but something a user relies on does not
+happen as they may think; they are never silent::
+
+    RheosWarning (UserWarning)
+    ├── NoDataDirWarning            the data directory cannot be written: no checkpoints, and
+    │                               late events and dead letters live only in the run summary
+    └── BadEventsWarning            most of a run's events were dead-lettered or skipped
+
 Every error carries its *where* in the message. ``LogError`` and ``EventError`` are also
 ``LocatedError``: they keep ``topic``, ``partition`` and ``offset`` as attributes so programs
 can act on them.
@@ -128,7 +136,21 @@ class CheckpointError(RheosError):
     """Saving or restoring a checkpoint failed."""
 
 
+class RheosWarning(UserWarning):
+    """The root of rheos's warnings."""
+
+
+class NoDataDirWarning(RheosWarning):
+    """A run's data directory cannot be written: nowhere to keep checkpoints or dead letters."""
+
+
+class BadEventsWarning(RheosWarning):
+    """Most of a run's events were bad (dead-lettered or skipped): is the flow reading the
+    right fields?"""
+
+
 __all__ = [
+    "BadEventsWarning",
     "CheckpointError",
     "ConfigError",
     "CorruptLogError",
@@ -140,10 +162,12 @@ __all__ = [
     "LocatedError",
     "LogClosedError",
     "LogError",
+    "NoDataDirWarning",
     "OffsetOutOfRangeError",
     "PartitionLockedError",
     "RecordTooLargeError",
     "RheosError",
+    "RheosWarning",
     "TopicExistsError",
     "TopicNotFoundError",
     "UserFunctionError",

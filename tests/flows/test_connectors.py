@@ -19,6 +19,8 @@ import rheos.flows.steps
 import rheos.runtime
 import rheos.runtime.runner
 from rheos.operations.run_command import run_app, split_target
+from rheos.runtime.deadletters import read_dead_letters
+from rheos.transport import Log
 
 from ._rh import rh
 
@@ -56,11 +58,34 @@ def test_jsonl_source_and_sink(tmp_path: Path) -> None:
     assert (tmp_path / "o").read_text() == "1\n2\n3\n"
 
 
-def test_jsonl_bad_line_names_file_and_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bounded", [False, True])
+def test_jsonl_bad_line_is_dead_lettered_naming_file_and_line(
+    tmp_path: Path, bounded: bool
+) -> None:
     path = tmp_path / "bad.jsonl"
-    path.write_text('{"t": 1}\n{oops\n')
-    with pytest.raises(rh.EventError, match=r"bad.jsonl line 2"):
-        counts(rh.jsonl_source(path))
+    lines = [json.dumps(e) for e in EVENTS]
+    path.write_text("\n".join([lines[0], "{oops", "", lines[1], lines[2]]) + "\n")
+    flow = rh.Flow("files", data_dir=tmp_path / "data")
+    out: list = []
+    (
+        flow.source(rh.jsonl_source(path), timestamp="t", timestamp_unit="ms")
+        .key_by("k")
+        .window(rh.tumbling("10s"))
+        .aggregate(total=rh.sum("v"))
+        .sink(rh.list_sink(out))
+    )
+    summary = flow.run(bounded=bounded)
+    assert [(r["key"], r["window_start"], r["total"]) for r in out] == EXPECTED
+    assert summary.dead_lettered == {("source", "EventError"): 1}
+    letters = list(read_dead_letters(Log(tmp_path / "data"), "files"))
+    assert [(x.source_topic, x.source_offset, x.value) for x in letters] == [
+        (str(path), 2, b"{oops")
+    ]
+    assert "bad.jsonl line 2" in letters[0].message
+    # the same file again: the same bad line is already a dead letter, not written twice
+    again = flow.run(bounded=bounded)
+    assert again.dead_letters_again == 1
+    assert len(list(read_dead_letters(Log(tmp_path / "data"), "files"))) == 1
 
 
 def test_csv_source_infers_numbers(tmp_path: Path) -> None:

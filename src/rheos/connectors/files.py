@@ -25,7 +25,7 @@ CHUNK = 4096
 
 
 class _IteratorReader(BaseReader):
-    """A reader over an iterator of chunks of values."""
+    """A reader over an iterator of chunks of values (offsets: the events' positions)."""
 
     def __init__(self, chunks: Iterator[list[Any]], topic: str) -> None:
         self._chunks = chunks
@@ -44,16 +44,40 @@ class _IteratorReader(BaseReader):
         return [Chunk(0, values, None, self._topic, range(start, self._offset))]
 
 
+class _LinesReader(BaseReader):
+    """A reader over an iterator of ready chunks (offsets: line numbers, rejects: bad lines)."""
+
+    def __init__(self, chunks: Iterator[Chunk]) -> None:
+        self._chunks = chunks
+
+    def poll(self, timeout: float) -> list[Chunk]:
+        if self._done:
+            return []
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            self._done = True
+            return []
+        return [chunk]
+
+
 class JsonlSource:
-    """One JSON document per line; blank lines are skipped."""
+    """One JSON document per line; blank lines are skipped.
+
+    An event's offset is its line number (from 1). A line that is not JSON is a bad event
+    like an undecodable log record: it goes to the flow's dead letters (by default) with its
+    bytes, the file's path as its topic and its line number as its offset, and the run goes
+    on with the next line.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
 
     def open(self, ctx: OpenContext) -> BaseReader:
-        return _IteratorReader(self._chunks(), self.path)
+        if not os.path.isfile(self.path):
+            raise ConfigError(f"{self!r}: no such file: {self.path}")
+        return _LinesReader(self._chunks())
 
-    def _chunks(self) -> Iterator[list[Any]]:
+    def _chunks(self) -> Iterator[Chunk]:
         dec = msgspec.json.Decoder().decode
         with open(self.path, "rb") as f:
             lineno = 0
@@ -61,18 +85,27 @@ class JsonlSource:
                 lines = f.readlines(1 << 20)
                 if not lines:
                     return
-                out = []
+                chunk = Chunk(0, [], None, self.path, [], None, [])
+                values, offsets, rejects = chunk.values, chunk.offsets, chunk.rejects
+                assert isinstance(offsets, list) and rejects is not None
                 for line in lines:
                     lineno += 1
                     if not line.strip():
                         continue
                     try:
-                        out.append(dec(line))
+                        values.append(dec(line))
                     except msgspec.DecodeError as exc:
-                        raise EventError(
-                            f"cannot decode JSON in {self.path} line {lineno}: {exc}"
-                        ) from exc
-                yield out
+                        err = EventError(
+                            f"cannot decode JSON in {self.path} line {lineno}: {exc}",
+                            topic=self.path,
+                            partition=0,
+                            offset=lineno,
+                        )
+                        err.__cause__ = exc
+                        rejects.append((lineno, line.rstrip(b"\r\n"), err))
+                        continue
+                    offsets.append(lineno)
+                yield chunk
 
     def __repr__(self) -> str:
         return f"jsonl_source({self.path!r})"
@@ -100,6 +133,8 @@ class CsvSource:
         self.delimiter = delimiter
 
     def open(self, ctx: OpenContext) -> BaseReader:
+        if not os.path.isfile(self.path):
+            raise ConfigError(f"{self!r}: no such file: {self.path}")
         return _IteratorReader(self._chunks(), self.path)
 
     def _chunks(self) -> Iterator[list[Any]]:
@@ -134,6 +169,8 @@ class ParquetSource:
             raise ConfigError(
                 "parquet_source needs pyarrow: pip install 'rheos[columnar]'"
             ) from None
+        if not os.path.isfile(self.path):
+            raise ConfigError(f"{self!r}: no such file: {self.path}")
         file = pq.ParquetFile(self.path)
         batches = file.iter_batches(batch_size=CHUNK, columns=self.columns)
         return _IteratorReader((b.to_pylist() for b in batches), self.path)

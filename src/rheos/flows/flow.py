@@ -50,6 +50,10 @@ from rheos.flows.steps import (
     WindowStep,
 )
 
+DEFAULT_IDLE_TIMEOUT = "5s"
+"""How long a source partition may go without an event (or have none at all) before it stops
+holding the watermark back, unless the source says otherwise."""
+
 
 def signed_ms(value: Duration, *, what: str) -> int:
     """A duration that may be negative (``"-5s"``), in milliseconds.
@@ -106,7 +110,7 @@ class Flow:
         *,
         timestamp: str | Callable[[Any], Any] | None = None,
         out_of_orderness: Duration = 0,
-        idle_timeout: Duration | None = None,
+        idle_timeout: Duration | None = DEFAULT_IDLE_TIMEOUT,
         timestamp_unit: str = "auto",
         name: str | None = None,
     ) -> Stream:
@@ -117,8 +121,11 @@ class Flow:
         record timestamp and other sources the clock at reading time. ``out_of_orderness``
         bounds how far behind the newest event an event may arrive without being late:
         the source's watermark is ``min over partitions(max event time seen) - bound``.
-        ``idle_timeout``: a partition (or whole source) with no new event for that long on
-        the flow's clock stops holding the watermark back; see :mod:`rheos.runtime`.
+        ``idle_timeout`` (default ``"5s"``): a partition (or whole source) with no new event
+        for that long on the flow's clock stops holding the watermark back -- a partition
+        that has had no data at all as well, so windows close even when some partitions of
+        a topic stay empty; ``None`` waits for every partition forever. See
+        :mod:`rheos.windowing.watermarks`.
         """
         step = SourceStep(
             id=len(self._steps),

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
+from typing import TextIO
 
 import rheos
-from rheos.errors import RheosError
+from rheos.errors import RheosError, RheosWarning
 from rheos.operations import (
     cli_consume,
     cli_faults,
@@ -73,7 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        code: int = handler(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            code: int = handler(args)
     except RheosError as exc:
         print(f"rheos: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -82,6 +86,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     return code
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """rheos's own warnings as one ``rheos: warning: ...`` line on stderr; others as usual."""
+    if issubclass(category, RheosWarning):
+        print(f"rheos: warning: {message}", file=sys.stderr, flush=True)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), file=sys.stderr)
 
 
 __all__ = ["COMMANDS", "build_parser", "main"]

@@ -9,6 +9,7 @@ A subcommand module has one function, ``add_parser(subparsers)``, which calls
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -57,6 +58,18 @@ def common_options() -> argparse.ArgumentParser:
 _COMMON = common_options()
 
 
+_ROLE = re.compile(r":(?:func|mod|class|meth|attr|data|exc):`~?([^`]+)`")
+
+
+def plain_text(doc: str) -> str:
+    """A docstring as terminal text: reST roles and double backquotes dropped.
+
+    >>> plain_text("see :func:`rheos.runtime.replay.roll_back` and ``rheos dlq``")
+    'see rheos.runtime.replay.roll_back and rheos dlq'
+    """
+    return _ROLE.sub(r"\1", doc).replace("``", "")
+
+
 def add_command(
     subparsers: Subparsers,
     name: str,
@@ -69,7 +82,7 @@ def add_command(
     parser: argparse.ArgumentParser = subparsers.add_parser(
         name,
         help=help,
-        description=(description or help).replace("``", ""),
+        description=plain_text(description or help),
         parents=[_COMMON],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -29,7 +29,7 @@ from rheos.operations.cli_common import (
 )
 from rheos.operations.run_command import find_flow, load_module, split_target
 from rheos.runtime import Flow
-from rheos.runtime.deadletters import read_dead_letters
+from rheos.runtime.deadletters import dlq_topic, read_dead_letters
 from rheos.runtime.replay import fail_back, roll_back
 from rheos.state import CheckpointStore, store_path
 
@@ -42,15 +42,46 @@ def add_parser(subparsers: Subparsers) -> None:
         "dlq",
         _dlq,
         help="list a flow's dead letters, or replay them through fixed code",
-        description=__doc__,
+        description=(
+            "List the dead letters of FLOW (the topic FLOW.dlq): bad events and failures, with "
+            "where and why each failed. --show prints each in full, with its traceback. "
+            "'rheos dlq APP.py[:flow] --replay' sends the letters not replayed yet back through "
+            "the flow as the file defines it now, exactly once: events that fail again become "
+            "new dead letters; the others update the flow's state, and their windows emit when "
+            "the flow's watermark passes them on its next run (or at once, with --drain)."
+        ),
     )
     p.add_argument("flow", metavar="FLOW", help="the flow's name (or APP.py[:flow] to --replay)")
     p.add_argument("--show", action="store_true", help="print every dead letter in full")
     p.add_argument("--replay", action="store_true", help="send them back through the flow")
-    p = add_command(subparsers, "replay", _replay, help="roll a flow back in time, or fail it back")
+    p.add_argument(
+        "--drain",
+        action="store_true",
+        help="with --replay: close every open window afterwards, so that results come now",
+    )
+    p = add_command(
+        subparsers,
+        "replay",
+        _replay,
+        help="roll a flow back in time, or fail it back",
+        description=(
+            "Roll FLOW back to an earlier checkpoint (--from TIME or --checkpoint ID): its next "
+            "run reprocesses from there, and its output carries a new epoch. --latest fails it "
+            "back to where it was before the last roll back."
+        ),
+    )
     p.add_argument("flow", metavar="FLOW")
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--from", dest="start", metavar="TIME", help="an ISO-8601 time")
+    where.add_argument(
+        "--from",
+        dest="start",
+        metavar="TIME",
+        help=(
+            "an ISO-8601 wall-clock time (e.g. 2024-05-01T09:30:00Z): back to the latest "
+            "checkpoint taken at or before it (when it was taken, not event time; "
+            "see rheos checkpoints FLOW)"
+        ),
+    )
     where.add_argument("--checkpoint", type=int, metavar="ID", help="a checkpoint id")
     where.add_argument("--latest", action="store_true", help="undo the last roll back")
 
@@ -88,9 +119,26 @@ def _dlq(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.flow}: not a runnable flow")
         if flow.data_dir is None:
             flow.data_dir = _data_dir(args)
-        print(flow.replay_dead_letters())
+        summary = flow.replay_dead_letters(drain=args.drain)
+        print(summary)
+        if summary.dead_letters_replayed and not args.drain and summary.steps:
+            print(
+                f"rheos: {summary.dead_letters_replayed} dead letters replayed into the state of "
+                f"flow {flow.name!r}: windows they joined emit when its watermark passes them "
+                "on its next run (or now, with --drain)"
+            )
         return EXIT_OK
-    letters = list(read_dead_letters(open_log(args), args.flow))
+    log = open_log(args)
+    if not log.has_topic(dlq_topic(args.flow)):
+        flows = sorted(t.removesuffix(".dlq") for t in log.topic_names() if t.endswith(".dlq"))
+        known = (
+            f"flows with dead letters here: {', '.join(flows)}" if flows else "no flow here has any"
+        )
+        raise ConfigError(
+            f"flow {args.flow!r} has no dead letters in {log.data_dir} (no topic "
+            f"{dlq_topic(args.flow)}; {known})"
+        )
+    letters = list(read_dead_letters(log, args.flow))
     if args.show:
         for letter in letters:
             text = msgspec.json.format(msgspec.json.encode(letter.as_dict())).decode()
@@ -111,7 +159,7 @@ def _dlq(args: argparse.Namespace) -> int:
                     if letter.source_topic is not None
                     else "-"
                 ),
-                letter.message[:80],
+                letter.message,
             ]
             for letter in letters
         ],

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 import msgspec
 
-from rheos.errors import ConfigError
+from rheos.errors import ConfigError, TopicNotFoundError
 from rheos.operations.cli_common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -198,9 +198,15 @@ def _produce(args: argparse.Namespace) -> int:
     code = EXIT_OK
     skipped = 0
     try:
-        producer = log.producer(
-            args.topic, durability=args.durability, create_partitions=args.create_partitions
-        )
+        try:
+            producer = log.producer(
+                args.topic, durability=args.durability, create_partitions=args.create_partitions
+            )
+        except TopicNotFoundError:
+            raise ConfigError(
+                f"no topic {args.topic!r} in {log.data_dir}: create it first (rheos topic "
+                f"create {args.topic} --partitions N), or pass --create-partitions N"
+            ) from None
         limit = producer.config.max_record_bytes
         with producer, progress_bar(f"produce {args.topic}", size, in_bytes=True) as tick:
             batch = _Batcher(producer, args)

@@ -29,7 +29,7 @@ from rheos.operations.cli_common import (
 )
 from rheos.operations.dashboard import server_file
 from rheos.operations.metrics import human_duration
-from rheos.runtime.metrics import load_snapshot, snapshot_path
+from rheos.runtime.metrics import load_snapshot, snapshot_path, wall_ms
 from rheos.state import CheckpointInfo, CheckpointStore, store_path
 
 FETCH_TIMEOUT_S = 2.0
@@ -95,13 +95,30 @@ def flow_status(data_dir: str, flow: str) -> dict[str, Any]:
     snap = load_snapshot(snapshot_path(data_dir, flow))
     if snap is None and cp is None:
         raise ConfigError(f"flow {flow!r}: nothing known in {data_dir} (no run saved its metrics)")
+    source = "last run" if snap is not None else "checkpoint"
+    if snap is not None and snap.get("running"):
+        # saved by the run itself every second; a run killed with -9 leaves "running" behind
+        source = "running" if _alive(snap.get("pid")) else "died"
     return {
         "flow": flow,
-        "source": "last run" if snap is not None else "checkpoint",
+        "source": source,
         "url": None,
         "metrics": snap,
         "checkpoint": cp,
     }
+
+
+def _alive(pid: Any) -> bool:
+    """Whether process ``pid`` exists (on this machine)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def known_flows(data_dir: str) -> list[str]:
@@ -137,7 +154,9 @@ def _all(data_dir: str, as_json: bool) -> int:
     for st in statuses:
         m = st["metrics"] or {}
         cp = st["checkpoint"]
-        state = "running" if st["source"] == "live" else (m.get("stopped") or "stopped")
+        state = {"live": "running", "running": "running", "died": "died"}.get(
+            st["source"], m.get("stopped") or "stopped"
+        )
         rows.append(
             [
                 st["flow"],
@@ -171,12 +190,23 @@ def _print_flow(status: dict[str, Any]) -> None:
     flow = status["flow"]
     if status["source"] == "live":
         head = f"flow {flow}: running (live from {status['url']})"
+    elif status["source"] == "running":
+        saved = max(0.0, (wall_ms() - (m.get("time_ms") or 0)) / 1000)
+        head = (
+            f"flow {flow}: running (pid {m.get('pid')}; metrics it saved {saved:.0f}s ago; "
+            "rheos run --dashboard for a live view)"
+        )
+    elif status["source"] == "died":
+        head = (
+            f"flow {flow}: not running; its last run (pid {m.get('pid')}) ended without "
+            "stopping (killed?): metrics as it last saved them"
+        )
     elif m is not None:
         head = f"flow {flow}: not running; last run {m.get('stopped') or 'ended'} (saved metrics)"
     else:
         head = f"flow {flow}: not running; from its latest checkpoint"
     rows: list[list[object]] = []
-    live = status["source"] == "live"
+    live = status["source"] in ("live", "running")
     if m is not None:
         lat = m.get("latency_ms") or {}
         c = m.get("checkpoints") or {}

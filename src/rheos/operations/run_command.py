@@ -3,7 +3,8 @@
 The file is loaded by path (as module ``__rheos_app__``, with its folder first on
 ``sys.path`` so it can import its neighbours). The flow is the module attribute named after
 the colon, or else the only :class:`~rheos.flows.Flow` object in the module. The run summary
-is printed when the flow ends; the exit code is 0 on success, 130 if stopped by a signal.
+is printed when the flow ends; the exit code is 0 on success, 1 when every event read went
+bad (dead-lettered or skipped), 130 if stopped by a signal.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import traceback
 from types import ModuleType
 from typing import Any
 
@@ -21,6 +23,8 @@ from rheos.operations.dashboard import DEFAULT_HOST, DEFAULT_PORT, serve_flow
 from rheos.runtime import Flow, run_flow
 
 EXIT_OK = 0
+EXIT_ALL_BAD = 1
+"""Every event the run read was dead-lettered or skipped."""
 EXIT_INTERRUPTED = 130
 
 
@@ -50,10 +54,28 @@ def load_module(path: str) -> ModuleType:
     sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        text = (exc.text or "").strip()
+        shown = f": {text}" if text else ""
+        raise ConfigError(f"rheos run: {path} line {exc.lineno}: {exc.msg}{shown}") from None
+    except Exception as exc:
+        raise ConfigError(
+            f"rheos run: loading {path} failed{_user_line(exc, path)}: {type(exc).__name__}: {exc}"
+        ) from exc
     finally:
         if sys.path and sys.path[0] == folder:
             del sys.path[0]
     return module
+
+
+def _user_line(exc: BaseException, path: str) -> str:
+    """`` at line N`` of the innermost frame of ``path`` in ``exc``'s traceback, or ``""``."""
+    target = os.path.abspath(path)
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if os.path.abspath(frame.filename) == target:
+            line = frame.lineno
+    return f" at line {line}" if line is not None else ""
 
 
 def find_flow(module: ModuleType, name: str | None, path: str) -> FlowDescription:
@@ -115,7 +137,16 @@ def run_app(
                 bounded=bounded, mode=mode, batch_size=batch_size, batch_interval=batch_interval
             )
     print(summary)
-    return EXIT_INTERRUPTED if summary.stopped == "signal" else EXIT_OK
+    if summary.stopped == "signal":
+        return EXIT_INTERRUPTED
+    bad = summary.dead + summary.skipped_count
+    if summary.events_read and bad >= summary.events_read:
+        print(
+            f"rheos run: every event of flow {flow.name!r} went bad: nothing was processed",
+            file=sys.stderr,
+        )
+        return EXIT_ALL_BAD
+    return EXIT_OK
 
 
 __all__ = ["find_flow", "load_module", "run_app", "split_target"]

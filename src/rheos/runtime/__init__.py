@@ -248,9 +248,15 @@ class Flow(FlowDescription):
             if self._runner is not None:
                 self._runner.stop()
 
-    def replay_dead_letters(self) -> RunSummary:
+    def replay_dead_letters(self, *, drain: bool = False) -> RunSummary:
         """Send the dead letters of ``<name>.dlq`` not replayed yet back through this flow --
         with its code as it is now -- exactly once (see :mod:`rheos.runtime.deadletters`).
+
+        Replayed events join the state of the flow's latest checkpoint: a window they fall in
+        emits when the flow's watermark passes it on the flow's next run, or at once with
+        ``drain=True`` (every open window closes, as a drained stop does). A flow with windows
+        or keyed state and no checkpoint (one only ever run bounded) has no state to join:
+        run it again over its input with the fixed code instead; this raises saying so.
 
         The replay runs event by event (the stream-first runtime) whatever mode the flow runs
         in: dead letters are few, and checkpoints are the same in both modes, so a flow run in
@@ -259,7 +265,7 @@ class Flow(FlowDescription):
         runner = make_runner(
             self, mode="stream-first", batch_size=None, batch_interval=None, clock=None
         )
-        summary = runner.replay_dead_letters()
+        summary = runner.replay_dead_letters(drain=drain)
         self.last_summary = summary
         return summary
 
@@ -274,7 +280,7 @@ class Flow(FlowDescription):
     @property
     def resolved_data_dir(self) -> str:
         """The data directory a run uses: ``data_dir``, else ``RHEOS_DATA_DIR``, else default."""
-        return resolve_data_dir(self.data_dir)[0]
+        return resolve_data_dir(self.data_dir)
 
 
 __all__ = [

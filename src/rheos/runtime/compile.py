@@ -38,7 +38,7 @@ from rheos.flows.steps import (
     UnionStep,
     WindowStep,
 )
-from rheos.runtime.deadletters import DeadLetters
+from rheos.runtime.deadletters import IN_SUMMARY, DeadLetters
 from rheos.runtime.nodes import (
     JoinNode,
     LateRouter,
@@ -326,14 +326,21 @@ def compile_flow(
     def late_emitter(step: Step) -> Push:
         if consumers.get((step.id, LATE)):
             return emitter((step.id, LATE))
-        if default_late_topic is not None:
-            return _lazy_log_writer(ctx, default_late_topic, compiled)
         memory = compiled.late_memory
+        if default_late_topic is None:
 
-        def keep(key: Any, value: Any, ts: int) -> None:
-            memory.append(value)
+            def keep(key: Any, value: Any, ts: int) -> None:
+                memory.append(value)
 
-        return keep
+            return keep
+        write = _lazy_log_writer(ctx, default_late_topic, compiled)
+
+        def keep_and_write(key: Any, value: Any, ts: int) -> None:
+            if len(memory) < IN_SUMMARY:
+                memory.append(value)
+            write(key, value, ts)
+
+        return keep_and_write
 
     for step in reversed(graph.steps):
         if isinstance(step, SinkStep):

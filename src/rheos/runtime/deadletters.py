@@ -60,12 +60,15 @@ from rheos.connectors.base import OpenContext, SinkWriter
 from rheos.connectors.codecs import encoder
 from rheos.connectors.log import FLUSH_EVERY, LogSink, LogWriter
 from rheos.flows.steps import Graph
+from rheos.state import CheckpointStore, store_path
 from rheos.transport import Log, Record
 
 PREFIX = "rheos-"
 MAX_TRACEBACK = 8000
 RECENT = 20
 """Dead letters of a run kept in :attr:`DeadLetters.recent` (for live metrics)."""
+IN_SUMMARY = 1_000
+"""The first dead letters (and late events) of a run that its :class:`RunSummary` keeps."""
 _json = encoder("json")
 
 
@@ -98,6 +101,22 @@ class DeadLetter:
     timer: int | None = None
     partition: int | None = None
     offset: int | None = None
+
+    @property
+    def identity(self) -> tuple[Any, ...] | None:
+        """What makes two letters the same failure of the same event: where it was read (a
+        position is needed), the step and the error type, and its bytes."""
+        if self.source_offset is None:
+            return None
+        return (
+            self.source,
+            self.source_topic,
+            self.source_partition,
+            self.source_offset,
+            self.step,
+            self.error_type,
+            self.value,
+        )
 
     @property
     def replayable(self) -> bool:
@@ -195,15 +214,23 @@ class DeadLetters:
     graph: Graph
     ctx: OpenContext
     to_log: bool
-    """False when no data directory was chosen: dead letters stay in :attr:`memory`."""
+    """False when the data directory cannot be written: dead letters stay in :attr:`memory`
+    only (the run warned about it when it started)."""
     writers: dict[str, SinkWriter]
     on_open: Callable[[str, SinkWriter], None] | None = None
     dead: Counter[tuple[str, str]] = field(default_factory=Counter)
     skipped: Counter[tuple[str, str]] = field(default_factory=Counter)
     memory: list[DeadLetter] = field(default_factory=list)
+    """The run's first :data:`IN_SUMMARY` dead letters (all of them without ``to_log``)."""
     recent: deque[DeadLetter] = field(default_factory=lambda: deque(maxlen=RECENT))
     """The latest dead letters of this run, newest last."""
+    again: int = 0
+    """Bad events of this run already in the topic, not replayed yet (not written twice)."""
+    dedupe: bool = True
+    """Skip letters already in the topic (off while dead letters are replayed: one that fails
+    again is a new letter)."""
     _writer: DeadLetterWriter | None = None
+    _known: set[tuple[Any, ...]] | None = None
 
     def __post_init__(self) -> None:
         self.policies = {s.name: s.on_error or self.graph.on_error for s in self.graph.steps}
@@ -273,12 +300,43 @@ class DeadLetters:
         if not self.to_log:
             self.memory.append(letter)
             return
+        if len(self.memory) < IN_SUMMARY:
+            self.memory.append(letter)
+        if self.dedupe and letter.identity is not None:
+            if self._known is None:
+                self._known = self._pending()
+            if letter.identity in self._known:
+                self.again += 1
+                return
         if self._writer is None:
             self._writer = DeadLetterWriter(self.topic, self.ctx)
             self.writers[self.topic] = self._writer
             if self.on_open is not None:
                 self.on_open(self.topic, self._writer)
         self._writer.write_letter(letter, event_time if event_time is not None else now)
+
+    def _pending(self) -> set[tuple[Any, ...]]:
+        """The identities of the flow's committed letters that were not replayed yet: a run
+        over the same input again (a bounded run, a streaming run without checkpoints) meets
+        the same bad events, and they are already there."""
+        flow = self.graph.name
+        log = self.ctx.log
+        if not log.has_topic(dlq_topic(flow)):
+            return set()
+        start: dict[int, int] = {}
+        path = store_path(self.ctx.data_dir, flow)
+        if path.exists():
+            with CheckpointStore(path) as store:
+                latest = store.latest()
+            if latest is not None:
+                done = latest.meta.get("dlq_replayed", {})
+                start = {int(p): int(o) for p, o in done.items()}
+        known = set()
+        for letter in read_dead_letters(log, flow, start=start):
+            identity = letter.identity
+            if identity is not None:
+                known.add(identity)
+        return known
 
     @property
     def writer(self) -> DeadLetterWriter | None:
@@ -311,6 +369,7 @@ def decode_letter_value(letter: DeadLetter, decode: Callable[[bytes], Any] | Non
 
 
 __all__ = [
+    "IN_SUMMARY",
     "DeadLetter",
     "DeadLetterWriter",
     "DeadLetters",

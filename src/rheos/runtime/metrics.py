@@ -41,6 +41,8 @@ from rheos.runtime.summary import RunSummary
 from rheos.windowing import MAX_WATERMARK, MIN_WATERMARK
 
 SAMPLE_EVERY_S = 0.5
+SAVE_EVERY_S = 1.0
+"""How often a running flow saves its metrics snapshot to its folder in the data directory."""
 """How often a running flow publishes a snapshot."""
 RATE_WINDOW_S = 2.0
 LATENCY_SAMPLES = 1024
@@ -112,6 +114,10 @@ class FlowMetrics:
         self._out_seen = 0
         self._counters: list[Any] = []
         self._rates: deque[tuple[float, dict[str, int]]] = deque()
+        self.save_to: Path | None = None
+        """Where a running flow saves its snapshot every :data:`SAVE_EVERY_S` (``rheos status``
+        reads it there while the flow runs: no server needed)."""
+        self._next_save = 0.0
 
     # -- the hot path (once per chunk) ------------------------------------------------------
     def watch_sinks(self, counters: list[Any]) -> None:
@@ -144,6 +150,9 @@ class FlowMetrics:
         self.next_sample = now + SAMPLE_EVERY_S
         snap = self._snapshot(run, now, running, stopped)
         self.latest = snap
+        if self.save_to is not None and running and now >= self._next_save:
+            self._next_save = now + SAVE_EVERY_S
+            save_snapshot(self.save_to, snap)
 
     def _snapshot(self, run: Run, now: float, running: bool, stopped: str | None) -> dict[str, Any]:
         compiled = run.compiled
@@ -201,6 +210,7 @@ class FlowMetrics:
             "mode": self.mode,
             "running": running,
             "stopped": stopped,
+            "pid": os.getpid(),
             "time_ms": wall_ms(),
             "started_ms": self.started_ms,
             "uptime_s": round(now - self.started, 3),
@@ -425,6 +435,7 @@ def letter_brief(letter: Any) -> dict[str, Any]:
 __all__ = [
     "LATENCY_BUCKETS_MS",
     "SAMPLE_EVERY_S",
+    "SAVE_EVERY_S",
     "FlowMetrics",
     "empty_snapshot",
     "graph_info",
@@ -434,4 +445,5 @@ __all__ = [
     "save_snapshot",
     "snapshot_path",
     "summary_snapshot",
+    "wall_ms",
 ]

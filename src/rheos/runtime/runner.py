@@ -30,13 +30,21 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from heapq import merge
 from typing import Any
 
 from rheos.connectors.base import Chunk, OpenContext, SeekableReader
-from rheos.errors import CheckpointError, EventError, RheosError
-from rheos.flows.steps import Graph, SourceStep
+from rheos.errors import (
+    BadEventsWarning,
+    CheckpointError,
+    EventError,
+    NoDataDirWarning,
+    RheosError,
+    RheosWarning,
+)
+from rheos.flows.steps import Graph, SinkStep, SourceStep
 from rheos.runtime.checkpointing import Checkpointer, FlowLock
 from rheos.runtime.compile import BAD_EVENT_ERRORS, Compiled, compile_flow
 from rheos.runtime.deadletters import (
@@ -50,7 +58,7 @@ from rheos.runtime.nodes import ProcessNode, WindowNode, where
 from rheos.runtime.source_run import SourceRun
 from rheos.runtime.summary import RunSummary
 from rheos.state import DEFAULT_KEEP, CheckpointStore
-from rheos.transport import DATA_DIR_ENV, default_data_dir
+from rheos.transport import default_data_dir
 from rheos.windowing import (
     MAX_WATERMARK,
     MIN_WATERMARK,
@@ -62,13 +70,37 @@ IDLE_WAIT_S = 0.05
 FLUSH_EVERY_S = 0.2
 
 
-def resolve_data_dir(data_dir: str | None) -> tuple[str, bool]:
-    """The data directory to use, and whether it was chosen (argument or environment)."""
-    if data_dir is not None:
-        return data_dir, True
-    if os.environ.get(DATA_DIR_ENV):
-        return os.fspath(default_data_dir()), True
-    return os.fspath(default_data_dir()), False
+def resolve_data_dir(data_dir: str | None) -> str:
+    """The data directory a run uses: ``data_dir``, else ``$RHEOS_DATA_DIR``, else ``./.rheos``.
+
+    The default is a data directory like any other: checkpoints, metrics, late events and dead
+    letters go there exactly as they would to one named on the command line.
+    """
+    return data_dir if data_dir is not None else os.fspath(default_data_dir())
+
+
+def usable_data_dir(data_dir: str, flow: str) -> bool:
+    """Whether ``data_dir`` exists (or can be made) and is writable; warn loudly if not.
+
+    A flow whose data directory cannot be written has nowhere to keep checkpoints, late
+    events or dead letters: it still runs, keeping them in its :class:`RunSummary` only, and
+    says so when it starts (they are lost when the process ends).
+    """
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+        writable = os.access(data_dir, os.W_OK | os.X_OK)
+        reason = "it is not writable"
+    except OSError as exc:
+        writable, reason = False, exc.strerror or str(exc)
+    if not writable:
+        warnings.warn(
+            f"flow {flow!r}: cannot use the data directory {data_dir} ({reason}): no "
+            "checkpoints; late events and dead letters are kept in the run summary only and "
+            "are lost when this process ends. Give a writable --data-dir (or $RHEOS_DATA_DIR).",
+            NoDataDirWarning,
+            stacklevel=4,
+        )
+    return writable
 
 
 class Runner:
@@ -95,7 +127,9 @@ class Runner:
         self._current: tuple[Chunk, list[int]] | None = None
         """The chunk being pushed and its event times (for :meth:`event_failed`)."""
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self.data_dir, self._chosen_dir = resolve_data_dir(data_dir)
+        self.data_dir = resolve_data_dir(data_dir)
+        self._on_disk = True
+        """Whether the data directory can be written (checked when a run starts)."""
         self._stop = threading.Event()
         self._stop_reason = "stopped"
         self.flow_wm = MIN_WATERMARK
@@ -133,10 +167,18 @@ class Runner:
         (otherwise open windows are dropped with the run, as with a crash).
         """
         started = time.perf_counter()
+        if not any(isinstance(step, SinkStep) for step in self.graph.steps):
+            warnings.warn(
+                f"flow {self.graph.name!r} has no sink: its results go nowhere (add "
+                ".sink(rh.stdout_sink()) to see them, or rh.log_sink(TOPIC) to keep them)",
+                RheosWarning,
+                stacklevel=3,
+            )
         mode = "bounded" if bounded else "streaming"
         summary = RunSummary(self.graph.name, mode)
         ctx = OpenContext(self.graph.name, self.data_dir, bounded, self.clock)
-        late_topic = f"{self.graph.name}.late" if self._chosen_dir else None
+        self._on_disk = usable_data_dir(self.data_dir, self.graph.name)
+        late_topic = f"{self.graph.name}.late" if self._on_disk else None
         restore = self._install_signals()
         lock = self._start_checkpoints(ctx, bounded)
         try:
@@ -150,6 +192,8 @@ class Runner:
             if self.metrics_on:
                 self.metrics = FlowMetrics(self.graph, mode)
                 self.metrics.watch_sinks(self.compiled.sink_counters)
+                if self._on_disk:
+                    self.metrics.save_to = snapshot_path(self.data_dir, self.graph.name)
                 self.metrics.sample(self)
             if bounded:
                 self._run_bounded(progress)
@@ -167,8 +211,11 @@ class Runner:
             self._shut(ctx, lock)
         summary.elapsed_s = time.perf_counter() - started
         self._fill(summary)
-        if self.metrics is not None and self.metrics.latest is not None and self._chosen_dir:
+        if self.metrics is not None and self.metrics.latest is not None and self._on_disk:
             save_snapshot(snapshot_path(self.data_dir, self.graph.name), self.metrics.latest)
+        note = summary.bad_events_note()
+        if note is not None:
+            warnings.warn(note, BadEventsWarning, stacklevel=3)
         return summary
 
     def _prepare(self, ctx: OpenContext, late_topic: str | None) -> None:
@@ -187,16 +234,21 @@ class Runner:
             if isinstance(node, ProcessNode):
                 node.lower_due = self._lower_due
 
-    def replay_dead_letters(self) -> RunSummary:
+    def replay_dead_letters(self, *, drain: bool = False) -> RunSummary:
         """Send the flow's dead letters not replayed yet back through it, exactly once.
 
         Resumes from the latest checkpoint (if any), pushes each dead letter into the source
         it came from (decoded as that source decodes), and takes a checkpoint recording the
         dead-letter topic's position with the output. Events that fail again are dead-lettered
-        again (after the replayed range). Sources are not read; windows are not closed.
+        again (after the replayed range). Sources are not read; windows are not closed,
+        unless ``drain`` (then every window closes and every timer fires before the
+        checkpoint, as in a drained stop).
         """
-        if not self._chosen_dir:
-            raise CheckpointError("replaying dead letters needs a data directory")
+        if not usable_data_dir(self.data_dir, self.graph.name):
+            raise CheckpointError(
+                f"flow {self.graph.name!r}: replaying dead letters needs a writable data "
+                f"directory ({self.data_dir})"
+            )
         started = time.perf_counter()
         summary = RunSummary(self.graph.name, "dead-letter replay")
         ctx = OpenContext(self.graph.name, self.data_dir, False, self.clock)
@@ -207,22 +259,25 @@ class Runner:
             )
             self._open_sources(ctx)
             self._setup_dead_letters(ctx)
-            assert self.checkpointer is not None
+            assert self.checkpointer is not None and self.dead is not None
+            self.dead.dedupe = False  # a letter that fails again is a new one
             self.compiled.on_open = self.checkpointer.recover_writer
             self.checkpointer.restore()
             self.timed = bool(self.compiled.nodes)
             for node in self.compiled.nodes:
                 node.flow_watermark = self.current_watermark
-            summary.dead_letters_replayed = self._push_dead_letters(ctx)
-            summary.stopped = "exhausted"
+            summary.dead_letters_replayed = self._push_dead_letters(ctx, drain)
+            summary.stopped = "drained" if drain else "exhausted"
         finally:
             self._shut(ctx, lock)
         summary.elapsed_s = time.perf_counter() - started
         self._fill(summary)
         return summary
 
-    def _push_dead_letters(self, ctx: OpenContext) -> int:
+    def _push_dead_letters(self, ctx: OpenContext, drain: bool) -> int:
         assert self.checkpointer is not None and self.dead is not None
+        assert self.compiled is not None
+        stateless = not self.compiled.nodes
         done = {int(p): int(o) for p, o in self.checkpointer.extra["dlq_replayed"].items()}
         log = ctx.log
         topic = dlq_topic(self.graph.name)
@@ -235,6 +290,14 @@ class Runner:
         for letter in read_dead_letters(log, self.graph.name, start=done, until=until):
             if not letter.replayable:
                 continue  # a window closing or a timer firing failed: no event to send back
+            if not stateless and self.checkpointer.restored is None:
+                raise CheckpointError(
+                    f"flow {self.graph.name!r} has windows or keyed state but no checkpoint "
+                    "(it has only run bounded, or never checkpointed): replayed events would "
+                    "have no state to join and their windows would never emit. Run the "
+                    "flow again over its input with the fixed code instead (rheos run "
+                    "APP --bounded); its dead letters are not written twice."
+                )
             n += 1
             src = by_name.get(letter.source)
             if src is None:
@@ -272,6 +335,8 @@ class Runner:
                 [letter.value] if letter.value_format == "record" else None,
             )
             self._chunk(src, chunk)
+        if drain:
+            self._finish()
         self.checkpointer.extra["dlq_replayed"] = until
         self.checkpointer.take("dlq-replay")
         return n
@@ -285,7 +350,7 @@ class Runner:
             for step in self.graph.steps
             if isinstance(step, SourceStep)
         )
-        off = bounded or not self._chosen_dir or self.checkpoint_interval_ms is None
+        off = bounded or not self._on_disk or self.checkpoint_interval_ms is None
         if (off or not seekable) and not force:
             return None
         lock = FlowLock(self.data_dir, self.graph.name)
@@ -302,7 +367,7 @@ class Runner:
 
     def _setup_dead_letters(self, ctx: OpenContext) -> None:
         assert self.compiled is not None
-        self.dead = DeadLetters(self.graph, ctx, self._chosen_dir, self.compiled.named_writers)
+        self.dead = DeadLetters(self.graph, ctx, self._on_disk, self.compiled.named_writers)
         self.compiled.dead = self.dead
         if self.checkpointer is not None:
             self.dead.on_open = self.checkpointer.recover_writer
@@ -703,6 +768,7 @@ class Runner:
             summary.dead_lettered = dict(self.dead.dead)
             summary.skipped = dict(self.dead.skipped)
             summary.dead_letters = self.dead.memory
+            summary.dead_letters_again = self.dead.again
         if self.checkpointer is not None:
             summary.checkpoints = self.checkpointer.stats
             summary.epoch = self.checkpointer.epoch
@@ -745,4 +811,4 @@ def _ticking(events: Iterator[Any], bar: Any, task: Any) -> Iterator[Any]:
             bar.update(task, completed=n)
 
 
-__all__ = ["Runner", "resolve_data_dir"]
+__all__ = ["Runner", "resolve_data_dir", "usable_data_dir"]

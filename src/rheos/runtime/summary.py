@@ -87,7 +87,8 @@ class RunSummary:
     flow's sinks (a late stream routed to a sink included; the default ``<flow>.late`` topic
     is not), ``late`` events that missed their window, ``out_of_order`` events older than one
     seen before them on the same source. ``stopped`` says why the run ended: ``"exhausted"``
-    (every source, or a bounded run, came to its end), ``"stop_after"``,
+    (every source, or a bounded run, came to its end), ``"drained"`` (a dead-letter replay
+    that closed every window), ``"stop_after"``,
     ``"timeout"``, ``"stopped"`` (:meth:`Flow.stop`) or ``"signal"``.
     """
 
@@ -102,18 +103,23 @@ class RunSummary:
     sources: dict[str, SourceStats] = field(default_factory=dict)
     steps: dict[str, StepStats] = field(default_factory=dict)
     late_events: list[Any] = field(default_factory=list)
-    """Late records kept in memory when they had nowhere else to go (no late sink routed and
-    no data directory chosen); otherwise empty."""
+    """The run's first 1,000 late records that went to the default late output (the topic
+    ``<flow>.late``); every one of them when the data directory cannot be written. Late
+    records routed to a sink with ``.late()`` are not kept here."""
     dead_lettered: dict[tuple[str, str], int] = field(default_factory=dict)
     """Bad events sent to ``<flow>.dlq``, per ``(step, error type)``."""
     skipped: dict[tuple[str, str], int] = field(default_factory=dict)
     """Bad events dropped by an ``on_error="skip"`` policy, per ``(step, error type)``."""
     dead_letters: list[Any] = field(default_factory=list)
-    """Dead letters kept in memory when no data directory was chosen; otherwise empty."""
+    """The run's first 1,000 dead letters (all of them are in the topic ``<flow>.dlq``; when the
+    data directory cannot be written, every one is kept here and only here)."""
     checkpoints: CheckpointStats = field(default_factory=CheckpointStats)
     epoch: int = 0
     """The flow's replay epoch (0 until the first ``rheos replay``)."""
     dead_letters_replayed: int = 0
+    dead_letters_again: int = 0
+    """Of :attr:`dead_lettered`, the bad events already in ``<flow>.dlq`` (not replayed yet)
+    from an earlier run over the same input: counted, not written twice."""
 
     @property
     def dead(self) -> int:
@@ -124,6 +130,34 @@ class RunSummary:
     def skipped_count(self) -> int:
         """Bad events skipped in this run."""
         return sum(self.skipped.values())
+
+    @property
+    def events_read(self) -> int:
+        """Events read from the sources: :attr:`events_in` and those rejected at a source."""
+        at_source = sum(
+            n
+            for counts in (self.dead_lettered, self.skipped)
+            for (step, _), n in counts.items()
+            if step in self.sources
+        )
+        return self.events_in + at_source
+
+    def bad_events_note(self) -> str | None:
+        """A warning when most events read were bad (dead-lettered or skipped), else None."""
+        read = self.events_read
+        bad = self.dead + self.skipped_count
+        if read == 0 or bad * 2 <= read:
+            return None
+        by = {**self.dead_lettered, **self.skipped}
+        (step, kind), _ = max(by.items(), key=lambda item: item[1])
+        share = "every one" if bad >= read else f"{bad:,}"
+        where = f"`rheos dlq {self.flow}`" if self.dead else "the skipped counts"
+        first = next((letter for letter in self.dead_letters if letter.step == step), None)
+        why = f": {first.message}" if first is not None else ""
+        return (
+            f"flow {self.flow!r}: {share} of the {read:,} events read went bad, most at step "
+            f"{step!r} ({kind}{why}); see {where}. Is the flow reading the right fields?"
+        )
 
     @property
     def events_per_s(self) -> float:
@@ -143,6 +177,10 @@ class RunSummary:
             )
         for (step, kind), n in sorted({**self.dead_lettered}.items()):
             lines.append(f"  dead-lettered at {step}: {n} {kind}")
+        if self.dead:
+            again = self.dead_letters_again
+            note = f" ({again} already there from an earlier run)" if again else ""
+            lines.append(f"  dead letters: {self.flow}.dlq{note}; rheos dlq {self.flow}")
         for (step, kind), n in sorted(self.skipped.items()):
             lines.append(f"  skipped at {step}: {n} {kind}")
         c = self.checkpoints

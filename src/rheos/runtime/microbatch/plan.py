@@ -30,6 +30,7 @@ from rheos.flows.steps import (
     WindowStep,
 )
 from rheos.runtime.compile import Compiled, _SinkCounter, hold_back
+from rheos.runtime.deadletters import IN_SUMMARY
 from rheos.runtime.microbatch.batch import Batch, merge_by_pos
 from rheos.runtime.microbatch.stateful import Collector, Driver, Round, make_driver
 from rheos.runtime.microbatch.stateless import OnBad, run_key_by, run_transform
@@ -169,9 +170,12 @@ class Plan:
         counter.count += len(batch)
 
     def _default_late(self, batch: Batch) -> None:
+        memory = self.compiled.late_memory
         if self._late_topic is None:
-            self.compiled.late_memory.extend(batch.rows)
+            memory.extend(batch.rows)
             return
+        if len(memory) < IN_SUMMARY:
+            memory.extend(batch.rows[: IN_SUMMARY - len(memory)])
         if self._late_writer is None:
             self._late_writer = LogSink(self._late_topic).open(self.ctx)
             self.compiled.writers.append(self._late_writer)
