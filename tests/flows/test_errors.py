@@ -5,8 +5,11 @@ These flows use ``on_error="fail"``: the error stops the run (the default dead-l
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from rheos.errors import NoDataDirWarning
 from rheos.transport import Log
 
 from ._rh import rh
@@ -92,3 +95,18 @@ def test_bad_timestamp_names_the_source_step_and_place(tmp_path) -> None:
         flow.run(bounded=True)
     assert "flow 'ts', step #0 'source' (source)" in str(info.value)
     assert (info.value.topic, info.value.partition, info.value.offset) == ("ticks", 0, 1)
+
+
+def test_a_data_directory_that_cannot_be_written_is_said_at_start(tmp_path: Path) -> None:
+    """Nowhere to keep dead letters: the run warns, goes on, and keeps them in its summary."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    flow = rh.Flow("nowhere", data_dir=blocker / "data")
+    out: list = []
+    flow.source(rh.iterable_source([{"v": 1}, {"v": 0}])).map(lambda e: 1 / e["v"]).sink(
+        rh.list_sink(out)
+    )
+    with pytest.warns(NoDataDirWarning, match=r"cannot use the data directory .*a-file/data"):
+        summary = flow.run()
+    assert out == [1.0]
+    assert [letter.error_type for letter in summary.dead_letters] == ["UserFunctionError"]

@@ -204,7 +204,7 @@ def _produce(args: argparse.Namespace) -> int:
             )
         except TopicNotFoundError:
             raise ConfigError(
-                f"no topic {args.topic!r} in {log.data_dir}: create it first (rheos topic "
+                f"no such topic {args.topic!r} in {log.data_dir}: create it first (rheos topic "
                 f"create {args.topic} --partitions N), or pass --create-partitions N"
             ) from None
         limit = producer.config.max_record_bytes

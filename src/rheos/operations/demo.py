@@ -303,11 +303,11 @@ def run_demo(
     return summary
 
 
-def _brief(message: str, width: int = 100) -> str:
-    """An error message without the flow/step prefix and folders (the summary names them)."""
+def _brief(message: str) -> str:
+    """An error message without the flow/step prefix and folders (the summary names them);
+    the rest of it whole."""
     text = re.sub(r"^flow '[^']*', step #\d+ '[^']*' \([^)]*\): ", "", message)
-    text = re.sub(r" at \S*/([^/\s]+:\d+)", r" at \1", text)
-    return text if len(text) <= width else text[: width - 3] + "..."
+    return re.sub(r" at \S*/([^/\s]+:\d+)", r" at \1", text)
 
 
 def _report(summary: RunSummary, alerts: list[str], log: Log) -> None:

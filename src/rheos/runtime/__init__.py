@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import threading
 from typing import Any, Literal
 
@@ -30,10 +31,13 @@ from rheos.durations import Duration, to_ms
 from rheos.errors import ConfigError
 from rheos.flows import Flow as FlowDescription
 from rheos.flows.steps import OnError
+from rheos.runtime.checkpointing import FlowLock
+from rheos.runtime.deadletters import dlq_topic
 from rheos.runtime.metrics import empty_snapshot, summary_snapshot
 from rheos.runtime.runner import Runner, resolve_data_dir
 from rheos.runtime.summary import CheckpointStats, RunSummary, SourceStats, StepStats
 from rheos.state import DEFAULT_KEEP, CheckpointInfo, CheckpointStore, store_path
+from rheos.transport import Log
 from rheos.windowing import Clock
 
 Mode = Literal["stream-first", "micro-batch"]
@@ -268,6 +272,28 @@ class Flow(FlowDescription):
         summary = runner.replay_dead_letters(drain=drain)
         self.last_summary = summary
         return summary
+
+    def reset(self) -> None:
+        """Forget everything this flow has kept in its data directory, to start it afresh:
+        its checkpoints and saved metrics (the folder ``flows/<name>``) and its topics
+        ``<name>.dlq`` and ``<name>.late``. Its input and output topics are left alone.
+        Refused while the flow runs (:class:`~rheos.errors.CheckpointError`)."""
+        data_dir = self.resolved_data_dir
+        folder = store_path(data_dir, self.name).parent
+        if folder.exists():
+            lock = FlowLock(data_dir, self.name)
+            lock.acquire()
+            try:
+                shutil.rmtree(folder)
+            finally:
+                lock.release()
+        if os.path.isdir(data_dir):
+            log = Log(data_dir)
+            try:
+                for topic in (dlq_topic(self.name), f"{self.name}.late"):
+                    log.delete_topic(topic, missing_ok=True)
+            finally:
+                log.close()
 
     def checkpoints(self) -> list[CheckpointInfo]:
         """The flow's kept checkpoints, oldest first (empty if it has none)."""

@@ -199,10 +199,14 @@ class Log:
     def topic_names(self) -> list[str]:
         return sorted(p.name for p in self.topics_dir.iterdir() if (p / "topic.json").exists())
 
-    def delete_topic(self, name: str) -> None:
-        """Delete a topic and its data. Producers and readers of it must be closed first."""
+    def delete_topic(self, name: str, *, missing_ok: bool = False) -> None:
+        """Delete a topic and its data. Producers and readers of it must be closed first.
+
+        A missing topic raises :class:`TopicNotFoundError`, unless ``missing_ok``."""
         folder = self.topic_dir(name)
         if not (folder / "topic.json").exists():
+            if missing_ok:
+                return
             raise TopicNotFoundError("no such topic", topic=name)
         trash = self.topics_dir / f".deleted-{name}-{time.time_ns()}"
         folder.rename(trash)
