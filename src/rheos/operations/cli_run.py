@@ -25,6 +25,14 @@ def add_parser(subparsers: Subparsers) -> None:
     p.add_argument("target", help="app.py or app.py:flow_name")
     p.add_argument("--bounded", action="store_true", help="batch: run over what exists now")
     p.add_argument(
+        "--drain",
+        action="store_true",
+        help=(
+            "on Ctrl-C, close every open window and emit its result (default: keep open windows "
+            "in the last checkpoint; they close when the flow runs on)"
+        ),
+    )
+    p.add_argument(
         "--checkpoint-interval",
         default=None,
         metavar="DURATION",
@@ -73,6 +81,7 @@ def _handle(args: argparse.Namespace) -> int:
     return run_app(
         args.target,
         bounded=args.bounded,
+        drain=args.drain,
         data_dir=args.data_dir,
         mode=getattr(args, "mode", None),
         batch_size=getattr(args, "batch_size", None),

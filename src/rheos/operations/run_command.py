@@ -101,6 +101,7 @@ def run_app(
     *,
     bounded: bool,
     data_dir: str | None,
+    drain: bool = False,
     mode: Any = None,
     batch_size: int | None = None,
     batch_interval: str | None = None,
@@ -111,7 +112,9 @@ def run_app(
 ) -> int:
     """Load ``target`` (``app.py[:flow_name]``), run its flow, print the summary.
 
-    ``checkpoint_interval`` (``"1s"``, or ``"off"``) replaces the flow's own. ``dashboard``
+    ``checkpoint_interval`` (``"1s"``, or ``"off"``) replaces the flow's own. ``drain``
+    closes every open window when a streaming run is stopped (Ctrl-C); otherwise the open
+    windows are kept in the stop's checkpoint and close when the flow runs on. ``dashboard``
     serves the flow's dashboard, ``/api/metrics`` and ``/metrics`` on ``host:port`` while it
     runs (:mod:`rheos.operations.dashboard`).
     """
@@ -126,7 +129,12 @@ def run_app(
         flow.data_dir = data_dir
     if not dashboard:
         summary = run_flow(
-            flow, bounded=bounded, mode=mode, batch_size=batch_size, batch_interval=batch_interval
+            flow,
+            bounded=bounded,
+            drain=drain,
+            mode=mode,
+            batch_size=batch_size,
+            batch_interval=batch_interval,
         )
     else:
         if not isinstance(flow, Flow):
@@ -134,7 +142,11 @@ def run_app(
         with serve_flow(flow, host=host, port=port) as server:
             print(f"rheos: dashboard of flow {flow.name!r} at {server.url}", flush=True)
             summary = flow.run(
-                bounded=bounded, mode=mode, batch_size=batch_size, batch_interval=batch_interval
+                bounded=bounded,
+                drain=drain,
+                mode=mode,
+                batch_size=batch_size,
+                batch_interval=batch_interval,
             )
     print(summary)
     if summary.stopped == "signal":

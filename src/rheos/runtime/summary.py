@@ -194,6 +194,17 @@ class RunSummary:
                 f"  {st.kind} {st.name}: {st.events_in} in, {st.events_out} out, "
                 f"{st.out_of_order} out of order (max delay {st.max_delay_ms} ms), {st.late} late"
             )
+        held = sum(st.state_size for st in self.steps.values())
+        if held and self.stopped not in ("exhausted", "drained", ""):
+            kept = (
+                f"kept in checkpoint {c.last_id}: they go on when the flow runs again"
+                if c.count
+                else "dropped with the run (no checkpoint)"
+            )
+            lines.append(
+                f"  open state at the stop: {held} entries, {kept}; a drained stop "
+                "(rheos run --drain, run(drain=True)) closes every window instead"
+            )
         return "\n".join(lines)
 
 
