@@ -381,8 +381,9 @@ class PartitionWriter:
                 os.ftruncate(self._fd, self.pos)
             if exc.errno in _DISK_FULL:
                 raise DiskFullError(
-                    f"the disk is full ({exc.strerror}); the append of {size} bytes was "
-                    "cut back and nothing of it is kept",
+                    f"the disk is full ({exc.strerror}); the append of {size} bytes to "
+                    f"{self.folder} was cut back and nothing of it is kept; free space there "
+                    "and append again",
                     topic=self.topic,
                     partition=self.partition,
                     offset=first_offset,
