@@ -151,8 +151,7 @@ def run_app(
     print(summary)
     if summary.stopped == "signal":
         return EXIT_INTERRUPTED
-    bad = summary.dead + summary.skipped_count
-    if summary.events_read and bad >= summary.events_read:
+    if summary.events_read and summary.bad_events >= summary.events_read:
         print(
             f"rheos run: every event of flow {flow.name!r} went bad: nothing was processed",
             file=sys.stderr,

@@ -224,6 +224,9 @@ class DeadLetters:
     """The run's first :data:`IN_SUMMARY` dead letters (all of them without ``to_log``)."""
     recent: deque[DeadLetter] = field(default_factory=lambda: deque(maxlen=RECENT))
     """The latest dead letters of this run, newest last."""
+    bad_events: int = 0
+    """Source events that went bad (dead-lettered or skipped); failures with no source event
+    -- a window closing, a timer firing -- are not among them."""
     again: int = 0
     """Bad events of this run already in the topic, not replayed yet (not written twice)."""
     dedupe: bool = True
@@ -267,6 +270,8 @@ class DeadLetters:
         kind = type(exc).__name__
         if policy == "fail":
             raise exc
+        if source:
+            self.bad_events += 1
         if policy == "skip":
             self.skipped[(step, kind)] += 1
             return

@@ -769,6 +769,7 @@ class Runner:
             summary.skipped = dict(self.dead.skipped)
             summary.dead_letters = self.dead.memory
             summary.dead_letters_again = self.dead.again
+            summary.bad_events = self.dead.bad_events
         if self.checkpointer is not None:
             summary.checkpoints = self.checkpointer.stats
             summary.epoch = self.checkpointer.epoch

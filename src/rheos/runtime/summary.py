@@ -117,6 +117,10 @@ class RunSummary:
     epoch: int = 0
     """The flow's replay epoch (0 until the first ``rheos replay``)."""
     dead_letters_replayed: int = 0
+    bad_events: int = 0
+    """Source events that went bad in this run (dead-lettered or skipped): of
+    :attr:`dead_lettered` and :attr:`skipped`, those that held an event (a window closing or
+    a timer firing that failed has none)."""
     dead_letters_again: int = 0
     """Of :attr:`dead_lettered`, the bad events already in ``<flow>.dlq`` (not replayed yet)
     from an earlier run over the same input: counted, not written twice."""
@@ -145,7 +149,7 @@ class RunSummary:
     def bad_events_note(self) -> str | None:
         """A warning when most events read were bad (dead-lettered or skipped), else None."""
         read = self.events_read
-        bad = self.dead + self.skipped_count
+        bad = self.bad_events
         if read == 0 or bad * 2 <= read:
             return None
         by = {**self.dead_lettered, **self.skipped}
