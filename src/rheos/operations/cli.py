@@ -22,6 +22,7 @@ from rheos.errors import RheosError, RheosWarning
 from rheos.operations import (
     cli_consume,
     cli_faults,
+    cli_log,
     cli_produce,
     cli_run,
     cli_status,
@@ -43,6 +44,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     cli_run.add_parser,
     cli_faults.add_parser,
     cli_status.add_parser,
+    cli_log.add_parser,
     demo.add_parser,
 ]
 """Each entry adds one subcommand (or a group of them) to the parser, in help order."""
