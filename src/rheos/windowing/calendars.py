@@ -87,6 +87,8 @@ class _Boundaries:
         """The local first day of each period, by index."""
         self.array: Any = None
         """``starts`` as a NumPy array (made on the first vectorised lookup)."""
+        self.last = (0, 0)
+        """The period found last (a lookup of the same period needs no search)."""
         self._lock = Lock()
         self._labels: dict[int, str] = {}
 
@@ -204,6 +206,9 @@ class CalendarWindows:
     def window_of(self, ts: int) -> tuple[int, int]:
         """The period ``(start, end)`` that holds ``ts`` (epoch ms)."""
         table = self._table
+        last = table.last
+        if last[0] <= ts < last[1]:  # events come mostly in time order: the same period
+            return last
         starts = table.starts
         if starts and starts[0] <= ts < starts[-1]:
             i = bisect_right(starts, ts) - 1
@@ -211,7 +216,8 @@ class CalendarWindows:
             self._check(ts)
             i = table.index(ts)
             starts = table.starts
-        return starts[i], starts[i + 1]
+        period = table.last = (starts[i], starts[i + 1])
+        return period
 
     def window_start(self, ts: int) -> int:
         """Start of the period that holds ``ts``."""
