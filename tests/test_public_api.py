@@ -14,8 +14,8 @@ EXPECTED = {
     "Flow", "Stream", "KeyedStream", "WindowedStream", "ProcessContext", "ProcessLogic",
     "RunSummary", "Duration",
     # windows, aggregations, time
-    "tumbling", "sliding", "session", "count", "sum", "min", "max", "mean", "first", "last",
-    "collect", "count_distinct", "aggregate_with", "Aggregation", "Clock", "SystemClock",
+    "tumbling", "sliding", "session", "calendar", "count", "sum", "min", "max", "mean", "first",
+    "last", "collect", "count_distinct", "aggregate_with", "Aggregation", "Clock", "SystemClock",
     "ManualClock", "MIN_WATERMARK", "MAX_WATERMARK",
     # vectorised expressions (both runtime modes)
     "col", "lit", "expr", "Expr",

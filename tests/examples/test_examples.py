@@ -234,24 +234,30 @@ def test_batch_report_matches_duckdb(flights: list[dict[str, Any]], tmp_path: Pa
         [(f["ts"], f["city"], f["airline"], f["cancelled"], f["delay"]) for f in flights],
     )
     expected = {}
+    steps = {"day": "1 day", "week": "7 days", "month": "1 month", "quarter": "3 months"}
     for dim in ("city", "airline"):
-        for period in ("day", "week", "month", "quarter"):
+        for period, step in steps.items():
             rows = con.execute(
                 f"""
                 WITH p AS (
                     SELECT {dim} AS value,
-                           date_trunc('{period}', make_timestamp(ts * 1000))::DATE AS start,
+                           date_trunc('{period}', to_timestamp(ts / 1000)
+                                      AT TIME ZONE 'America/New_York') AS start,
                            count(*) AS flights, sum(cancelled) AS cancelled,
                            coalesce(sum(delay), 0) AS delay_min
                     FROM f GROUP BY ALL
+                ), q AS (
+                    SELECT *, lag(start) OVER w AS before_start, lag(flights) OVER w AS before
+                    FROM p WINDOW w AS (PARTITION BY value ORDER BY start)
                 )
-                SELECT value, start, flights, cancelled, delay_min,
-                       lag(flights) OVER (PARTITION BY value ORDER BY start) AS before
-                FROM p
+                SELECT value, start::DATE, flights, cancelled, delay_min,
+                       CASE WHEN before_start = start - INTERVAL '{step}' THEN before END
+                FROM q
                 """
             ).fetchall()
             for value, start, n, cancelled, delay, before in rows:
-                change = round((n - before) / before, 4) if before else None
+                # against the previous period; none when the slice had no flight in it
+                change = round(n / before - 1, 4) if before else None
                 key = (dim, value, period, start.isoformat())
                 expected[key] = (n, cancelled, delay, change)
     assert got == expected

@@ -34,6 +34,7 @@ NAMES = {
         "tumbling",
         "sliding",
         "session",
+        "calendar",
         "count",
         "sum",
         "min",

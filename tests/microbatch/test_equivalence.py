@@ -1,5 +1,8 @@
 """Stream-first and micro-batch give the same results and late output, for random flows over
-random out-of-order input and random batch sizes; bounded runs agree too."""
+random out-of-order input and random batch sizes; bounded runs agree too.
+
+Calendar windows run on the same events with each millisecond stretched to a minute, from a
+few days before a DST change of the zone, so that periods of 23 and 25 hours are crossed."""
 
 from __future__ import annotations
 
@@ -14,6 +17,13 @@ from rheos.flows.expressions import col, lit
 from rheos.runtime import Flow
 
 KEYS = ["a", "b", "c"]
+MINUTE = 60_000
+CALENDAR_STARTS = {
+    "UTC": 1_362_787_200_000,  # 2013-03-09T00:00Z
+    "America/New_York": 1_362_787_200_000,  # DST began 2013-03-10, and ended 2013-11-03
+    "Europe/Paris": 1_382_745_600_000,  # 2013-10-26T00:00Z: DST ended 2013-10-27
+    "Australia/Sydney": 1_380_153_600_000,  # 2013-09-26T00:00Z: DST began 2013-10-06
+}
 
 
 @st.composite
@@ -62,7 +72,10 @@ def flows(draw: st.DrawFn) -> dict[str, Any]:
         "filter": draw(st.sampled_from([None, "expr", "fn"])),
         "map": draw(st.sampled_from([None, "with_columns", "fn"])),
         "key": draw(st.sampled_from([None, "field", "expr", "fn"])),
-        "window": draw(st.sampled_from(["tumbling", "sliding"])),
+        "window": draw(st.sampled_from(["tumbling", "sliding", "calendar"])),
+        "unit": draw(st.sampled_from(["day", "day", "week", "month"])),
+        "tz": draw(st.sampled_from(sorted(CALENDAR_STARTS))),
+        "over_previous": draw(st.booleans()),
         "size": draw(st.sampled_from([1_000, 2_000, 5_000])),
         "lateness": draw(st.sampled_from([0, 500, 2_000])),
         "bound": draw(st.sampled_from([0, 300, 1_000])),
@@ -75,8 +88,15 @@ def build(
     spec: dict[str, Any], data: list[dict[str, Any]], out: list[Any], late: list[Any]
 ) -> Flow:
     flow = Flow("eq")
+    scale = 1
+    if spec["window"] == "calendar":
+        scale, start = MINUTE, CALENDAR_STARTS[spec["tz"]]
+        data = [{**e, "t": start + e["t"] * scale} for e in data]
     s = flow.source(
-        iterable_source(data), timestamp="t", timestamp_unit="ms", out_of_orderness=spec["bound"]
+        iterable_source(data),
+        timestamp="t",
+        timestamp_unit="ms",
+        out_of_orderness=spec["bound"] * scale,
     )
     if spec["filter"] == "expr":
         s = s.filter((col("x") > 0) | (col("k") == lit("a")))
@@ -94,11 +114,20 @@ def build(
     elif key == "fn":
         s = s.key_by(lambda e: e["k"] + "!")
     size = spec["size"]
-    windows = w.tumbling(size) if spec["window"] == "tumbling" else w.sliding(size, size // 2)
+    windows: Any = (
+        w.tumbling(size)
+        if spec["window"] == "tumbling"
+        else w.sliding(size, size // 2)
+        if spec["window"] == "sliding"
+        else w.calendar(spec["unit"], tz=spec["tz"])
+    )
     field: Any = col("x") * 2 - col("y") if spec["field"] == "expr" else spec["field"]
     aggs = {name: AGGS[name](field) for name in spec["aggs"]}
-    result = s.window(windows, allowed_lateness=spec["lateness"]).aggregate(**aggs)
-    result.sink(list_sink(out))
+    result = s.window(windows, allowed_lateness=spec["lateness"] * scale).aggregate(**aggs)
+    if spec["over_previous"] and spec["window"] != "sliding":
+        result.over_previous(*spec["aggs"]).sink(list_sink(out))
+    else:
+        result.sink(list_sink(out))
     result.late().sink(list_sink(late))
     return flow
 

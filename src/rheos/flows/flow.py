@@ -28,7 +28,7 @@ from typing import Any, Self
 from rheos.durations import Duration, to_ms
 from rheos.errors import FlowDefinitionError
 from rheos.flows.expressions import Expr, WithColumns, as_expr, as_function
-from rheos.flows.logic import RunningAggregate, RunningReduce, as_logic
+from rheos.flows.logic import OverPrevious, RunningAggregate, RunningReduce, as_logic
 from rheos.flows.steps import (
     LATE,
     ON_ERROR,
@@ -49,6 +49,7 @@ from rheos.flows.steps import (
     UnionStep,
     WindowStep,
 )
+from rheos.windowing.windows import CalendarWindows, TumblingWindows
 
 DEFAULT_IDLE_TIMEOUT = "5s"
 """How long a source partition may go without an event (or have none at all) before it stops
@@ -575,11 +576,50 @@ class WindowedStream:
 
 
 class WindowOutput(Stream):
-    """The results of a window step; :meth:`late` gives its late events."""
+    """The results of a window step; :meth:`late` gives its late events,
+    :meth:`over_previous` the change of each period against the previous one."""
 
     def late(self) -> Stream:
         """The late events of the window step that produced this stream."""
         return Stream(self.flow, (self.port[0], LATE))
+
+    def over_previous(self, *fields: str, name: str | None = None) -> Stream:
+        """Period over period: each result gains ``<field>_previous``, the same key's value
+        for the previous period (the window that ends where this one starts; None if that
+        window had no result), and ``<field>_change``, ``value / previous - 1`` (None
+        without a previous value or when it is 0) -- day over day, week over week, month
+        over month with :func:`~rheos.windowing.calendar` windows.
+
+        For tumbling and calendar windows emitting final results. Rows are emitted as the
+        window step emits them (when a period closes); the state, each key's last result,
+        is checkpointed like any keyed ``process`` step's.
+        """
+        flow = self.flow
+        step = flow._steps[self.port[0]]
+        assert isinstance(step, WindowStep)
+        at = f"flow {flow.name!r}, step #{step.id} {step.name!r}: over_previous"
+        if not fields:
+            raise FlowDefinitionError(f"{at} needs the names of aggregations to compare")
+        unknown = [f for f in fields if f not in step.aggregations]
+        if unknown:
+            raise FlowDefinitionError(
+                f"{at}: {', '.join(map(repr, unknown))} is not an aggregation of this window "
+                f"(those are {', '.join(map(repr, step.aggregations))})"
+            )
+        if not isinstance(step.spec, TumblingWindows | CalendarWindows) or step.emit != "final":
+            raise FlowDefinitionError(
+                f"{at} needs tumbling or calendar windows with emit='final'; got "
+                f"{step.spec!r}, emit={step.emit!r}"
+            )
+        added = {f"{f}_{suffix}" for f in fields for suffix in ("previous", "change")}
+        taken = set(step.aggregations) & added
+        if taken:
+            raise FlowDefinitionError(f"{at}: aggregations {sorted(taken)} would be overwritten")
+        logic = OverPrevious(tuple(dict.fromkeys(fields)))
+        process = ProcessStep(
+            flow._next_id(), flow._name(name, "over_previous"), (self.port,), logic
+        )
+        return Stream(flow, flow._add(process))
 
 
 class _ReduceAggregation:

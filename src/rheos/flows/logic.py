@@ -1,5 +1,5 @@
 """Keyed stateful logic: the contract of :meth:`KeyedStream.process`, and the running
-``reduce``/``aggregate`` built on it.
+``reduce``/``aggregate`` and the period-over-period ``over_previous`` built on it.
 
 A process step calls ``logic.process(ctx, event)`` for every event, with ``ctx`` a
 :class:`ProcessContext` bound to the event's key. The logic keeps its per-key state in
@@ -144,8 +144,60 @@ class RunningAggregate:
         self._seq = int(snapshot["seq"])
 
 
+class OverPrevious:
+    """Each window result of a key gains, for every field, ``<field>_previous`` (the value of
+    the key's previous period) and ``<field>_change`` (``value / previous - 1``).
+
+    The previous period is the window that ends where this one starts; ``<field>_previous``
+    is None when the key had no result for it, and ``<field>_change`` is None then, when
+    either value is None, or when the previous value is 0. Results of one key arrive in
+    window order (a window step emits them as its windows close), so the state is the key's
+    last result: ``[window_end, value, ...]``, plain data.
+
+    >>> class Ctx:
+    ...     key, state = "a", None
+    ...     def emit(self, value): print(value)
+    >>> logic, ctx = OverPrevious(("n",)), Ctx()
+    >>> logic.process(ctx, {"key": "a", "window_start": 0, "window_end": 10, "n": 4})
+    {'key': 'a', 'window_start': 0, 'window_end': 10, 'n': 4, 'n_previous': None, 'n_change': None}
+    >>> logic.process(ctx, {"key": "a", "window_start": 10, "window_end": 20, "n": 5})
+    {'key': 'a', 'window_start': 10, 'window_end': 20, 'n': 5, 'n_previous': 4, 'n_change': 0.25}
+    """
+
+    def __init__(self, fields: tuple[str, ...]) -> None:
+        self.fields = fields
+        self.__qualname__ = f"over_previous({', '.join(map(repr, fields))})"
+
+    def process(self, ctx: ProcessContext, row: Any) -> None:
+        state = ctx.state
+        follows = state is not None and state[0] == row["window_start"]
+        out = dict(row)
+        for i, name in enumerate(self.fields, 1):
+            value = row[name]
+            before = state[i] if follows else None
+            out[f"{name}_previous"] = before
+            out[f"{name}_change"] = _change(name, value, before)
+        ctx.state = [row["window_end"], *(row[name] for name in self.fields)]
+        ctx.emit(out)
+
+    def __repr__(self) -> str:
+        return self.__qualname__
+
+
+def _change(name: str, value: Any, before: Any) -> float | None:
+    if value is None or before is None:
+        return None
+    for v in (value, before):
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise TypeError(f"{name!r} is {v!r}, not a number: no change to compute")
+    if before == 0:
+        return None
+    return float(value / before - 1)
+
+
 __all__ = [
     "FunctionLogic",
+    "OverPrevious",
     "ProcessContext",
     "ProcessLogic",
     "RunningAggregate",

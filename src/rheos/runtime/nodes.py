@@ -31,7 +31,7 @@ from rheos.windowing import (
     WindowOperator,
 )
 from rheos.windowing.operator import CloseFailure, key_from_plain, key_to_plain
-from rheos.windowing.windows import SlidingWindows, TumblingWindows
+from rheos.windowing.windows import CalendarWindows, SlidingWindows, TumblingWindows
 
 Push = Callable[[Any, Any, int], None]
 
@@ -220,7 +220,8 @@ class WindowNode:
 
     def _quantum(self) -> tuple[int, int] | None:
         """``(period, phase)`` if the operator only changes when the watermark reaches
-        ``k * period + phase`` (tumbling and sliding windows), else ``None`` (sessions)."""
+        ``k * period + phase`` (tumbling and sliding windows), else ``None`` (sessions;
+        calendar windows, whose points are their periods' ends: see :meth:`_next`)."""
         spec = self.step.spec
         if isinstance(spec, TumblingWindows | SlidingWindows):
             period = spec.every_ms if isinstance(spec, SlidingWindows) else spec.size_ms
@@ -237,8 +238,9 @@ class WindowNode:
         """Advance to the flow watermark (event-time windows only).
 
         Tumbling and sliding windows finalize, and decide lateness, only at watermarks
-        ``k * every + offset + size + allowed_lateness``; between two such points the
-        operator is not called (the result is the same).
+        ``k * every + offset + size + allowed_lateness``, calendar windows at period ends plus
+        the allowed lateness; between two such points the operator is not called (the
+        result is the same).
         """
         if self.processing_time or watermark < self._due:
             return
@@ -250,7 +252,12 @@ class WindowNode:
         if wm >= MAX_WATERMARK:
             return MAX_WATERMARK
         q = self._q
-        if q is None:
+        spec = self.step.spec
+        if isinstance(spec, CalendarWindows):
+            lateness = self.op.allowed_lateness_ms
+            end = spec.next_boundary(wm - lateness)
+            nxt = wm + 1 if end is None else end + lateness
+        elif q is None:
             nxt = wm + 1
         else:
             period, phase = q

@@ -6,6 +6,7 @@ rows out, so every runtime (stream-first, micro-batch, bounded) shares the same 
 * :mod:`~rheos.windowing.timestamps` -- reading event time (epoch ms) out of events;
 * :mod:`~rheos.windowing.watermarks` -- how far event time has progressed on a source;
 * :mod:`~rheos.windowing.windows` -- tumbling, sliding and session window specifications;
+* :mod:`~rheos.windowing.calendars` -- calendar windows: days to years in a time zone;
 * :mod:`~rheos.windowing.aggregations` -- what a window computes;
 * :mod:`~rheos.windowing.operator` -- the keyed window operator: lateness, emission, state;
 * :mod:`~rheos.windowing.joins` -- interval joins and window joins;
@@ -49,10 +50,12 @@ from rheos.windowing.watermarks import (
     combine_watermarks,
 )
 from rheos.windowing.windows import (
+    CalendarWindows,
     SessionWindows,
     SlidingWindows,
     TumblingWindows,
     WindowSpec,
+    calendar,
     session,
     sliding,
     tumbling,
@@ -63,6 +66,7 @@ __all__ = [
     "MIN_WATERMARK",
     "Aggregation",
     "BoundAggregation",
+    "CalendarWindows",
     "Clock",
     "IntervalJoinOperator",
     "JoinResult",
@@ -78,6 +82,7 @@ __all__ = [
     "WindowOperator",
     "WindowSpec",
     "aggregate_with",
+    "calendar",
     "collect",
     "combine_watermarks",
     "count",

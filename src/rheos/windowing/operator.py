@@ -8,9 +8,10 @@ Results. One row per (key, window), a plain dict::
 
     {"key": key, "window_start": start, "window_end": end, <name>: <result>, ...}
 
-with one entry per named aggregation, in the order given. Unkeyed (global) windows use the key
-``None``. Keys are JSON-able scalars (``str``, ``int``, ``float``, ``bool``, ``None``) or
-tuples of them.
+with one entry per named aggregation, in the order given; calendar windows
+(:func:`~rheos.windowing.calendar`) add ``"period": <label>`` after ``window_end``. Unkeyed
+(global) windows use the key ``None``. Keys are JSON-able scalars (``str``, ``int``,
+``float``, ``bool``, ``None``) or tuples of them.
 
 Finalization. With allowed lateness ``L`` a window ``[start, end)`` is *finalized* -- its final
 row is emitted and its state dropped -- when the watermark reaches ``end + L``
@@ -88,7 +89,13 @@ from rheos.durations import Duration, to_ms
 from rheos.errors import CheckpointError, ConfigError, EventError
 from rheos.windowing.aggregations import Aggregation, BoundAggregation, bind
 from rheos.windowing.watermarks import MIN_WATERMARK
-from rheos.windowing.windows import SessionWindows, SlidingWindows, TumblingWindows, WindowSpec
+from rheos.windowing.windows import (
+    CalendarWindows,
+    SessionWindows,
+    SlidingWindows,
+    TumblingWindows,
+    WindowSpec,
+)
 
 _FORMAT = 1
 _RESERVED = frozenset({"key", "window_start", "window_end", "final"})
@@ -173,18 +180,20 @@ class WindowOperator:
         allowed_lateness_ms: Duration = 0,
         emit: str = "final",
     ) -> None:
-        if not isinstance(spec, TumblingWindows | SlidingWindows | SessionWindows):
+        if not isinstance(spec, WindowSpec):
             raise ConfigError(
-                f"window operator: expected tumbling(...), sliding(...) or session(...), "
-                f"got {spec!r}"
+                f"window operator: expected tumbling(...), sliding(...), session(...) or "
+                f"calendar(...), got {spec!r}"
             )
         if emit not in _EMITS:
             raise ConfigError(f"window operator: emit must be 'final' or 'update', got {emit!r}")
+        calendar = isinstance(spec, CalendarWindows)
         for name in aggregations:
-            if not isinstance(name, str) or name in _RESERVED:
+            if not isinstance(name, str) or name in _RESERVED or (calendar and name == "period"):
                 raise ConfigError(
                     f"window operator: {name!r} cannot name an aggregation "
-                    "(names are strings other than key, window_start, window_end, final)"
+                    "(names are strings other than key, window_start, window_end, final, "
+                    "and period for calendar windows)"
                 )
         self.spec = spec
         self.allowed_lateness_ms = to_ms(allowed_lateness_ms, what="allowed_lateness")
@@ -203,16 +212,24 @@ class WindowOperator:
         self._state_size = 0
         # Tumbling and sliding windows: start -> key -> [creation seq, acc, ...], plus a heap
         # of starts; windows of restored state may need sorting by creation seq.
+        # Calendar windows are tumbling windows whose end is asked of the spec.
         self._kind: type[WindowSpec] = (
             TumblingWindows
-            if isinstance(spec, TumblingWindows)
+            if isinstance(spec, TumblingWindows | CalendarWindows)
             else SlidingWindows
             if isinstance(spec, SlidingWindows)
             else SessionWindows
         )
-        self._size = spec.gap_ms if isinstance(spec, SessionWindows) else spec.size_ms
+        self._calendar = spec if isinstance(spec, CalendarWindows) else None
+        self._size = (
+            spec.gap_ms
+            if isinstance(spec, SessionWindows)
+            else 0
+            if isinstance(spec, CalendarWindows)
+            else spec.size_ms
+        )
         self._every = spec.every_ms if isinstance(spec, SlidingWindows) else self._size
-        self._offset = 0 if isinstance(spec, SessionWindows) else spec.offset_ms
+        self._offset = 0 if isinstance(spec, SessionWindows | CalendarWindows) else spec.offset_ms
         self._final_delta = self._size + self.allowed_lateness_ms
         self._windows: dict[int, dict[Hashable, list[Any]]] = {}
         self._starts: list[int] = []
@@ -250,8 +267,14 @@ class WindowOperator:
         """Open (key, window) states held: the number of accumulator sets in memory."""
         return self._state_size
 
-    def _row(self, key: Hashable, start: int, end: int, state: list[Any], at: int) -> Row:
+    def _head(self, key: Hashable, start: int, end: int) -> Row:
         row: Row = {"key": key, "window_start": start, "window_end": end}
+        if self._calendar is not None:
+            row["period"] = self._calendar.label(start)
+        return row
+
+    def _row(self, key: Hashable, start: int, end: int, state: list[Any], at: int) -> Row:
+        row = self._head(key, start, end)
         for name, agg, acc in zip(self._names, self._aggs, state[at:], strict=True):
             row[name] = agg.result(acc)
         return row
@@ -270,7 +293,7 @@ class WindowOperator:
         if on_error is None:
             row = self._row(key, start, end, state, at)
         else:
-            row = {"key": key, "window_start": start, "window_end": end}
+            row = self._head(key, start, end)
             for name, agg, acc in zip(self._names, self._aggs, state[at:], strict=True):
                 try:
                     row[name] = agg.result(acc)
@@ -329,10 +352,15 @@ class WindowOperator:
             if self._kind is SlidingWindows:
                 return self._process_sliding(key, event, ts)
             return self._process_session(key, event, ts)
-        size = self._size
-        start = ts - (ts - self._offset) % size
-        if start + self._final_delta <= self._watermark:
-            return ProcessResult([], self._late(key, event, ts, ((start, start + size),)))
+        calendar = self._calendar
+        if calendar is None:
+            size = self._size
+            start = ts - (ts - self._offset) % size
+            end = start + size
+        else:
+            start, end = calendar.window_of(ts)
+        if end + self.allowed_lateness_ms <= self._watermark:
+            return ProcessResult([], self._late(key, event, ts, ((start, end),)))
         values = None
         if self._reads_fields:
             try:
@@ -361,7 +389,7 @@ class WindowOperator:
                 i += 1
         self._changed.add(key)
         if self._update:
-            row = self._row(key, start, start + size, state, 1)
+            row = self._row(key, start, end, state, 1)
             row["final"] = False
             return ProcessResult([row], None)
         return _new_result(ProcessResult, ([], None))
@@ -469,8 +497,20 @@ class WindowOperator:
         out: list[Row] = []
         heap = self._starts
         size = self._size
-        while heap and heap[0] <= limit:
-            start = heappop(heap)
+        calendar = self._calendar
+        if calendar is not None:  # periods of varying length: ask for each end
+            limit = watermark - self.allowed_lateness_ms
+        while heap:
+            start = heap[0]
+            if calendar is None:
+                if start > limit:
+                    break
+                end = start + size
+            else:
+                end = calendar.window_end(start)
+                if end > limit:
+                    break
+            heappop(heap)
             keys = self._windows.pop(start, None)
             if keys is None:
                 continue
@@ -479,7 +519,7 @@ class WindowOperator:
                 self._unsorted.discard(start)
                 items = sorted(items, key=_by_creation)
             for key, state in items:
-                row = self._final_row(key, start, start + size, state, 1, on_error)
+                row = self._final_row(key, start, end, state, 1, on_error)
                 if row is not None:
                     out.append(row)
                 self._changed.add(key)
@@ -691,7 +731,8 @@ class WindowOperator:
 
     @property
     def final_delta_ms(self) -> int:
-        """Window size plus allowed lateness: window ``start`` finalizes at ``start + this``."""
+        """Window size plus allowed lateness: window ``start`` finalizes at ``start + this``
+        (not for calendar windows, whose sizes vary)."""
         return self._final_delta
 
     def reserve_seq(self, n: int) -> int:
@@ -823,12 +864,22 @@ def _compile_tumbling(op: WindowOperator) -> Any:
             inits.append(f"init{i}()")
             adds.append(f"    state[{at}] = add{i}(state[{at}], {value}, ts, seq)")
     size, offset, final = op._size, op._offset, op._final_delta
-    lines = [
-        "def process(key, event, ts):",
-        f"    start = ts - (ts - {offset}) % {size}",
-        f"    if start + {final} <= op._watermark:",
-        f"        return ProcessResult([], op._late(key, event, ts, ((start, start + {size}),)))",
-    ]
+    if op._calendar is None:
+        lines = [
+            "def process(key, event, ts):",
+            f"    start = ts - (ts - {offset}) % {size}",
+            f"    if start + {final} <= op._watermark:",
+            f"        return ProcessResult([], op._late(key, event, ts, "
+            f"((start, start + {size}),)))",
+        ]
+    else:  # the spec says which period
+        env["window_of"] = op._calendar.window_of
+        lines = [
+            "def process(key, event, ts):",
+            "    start, end = window_of(ts)",
+            f"    if end + {op.allowed_lateness_ms} <= op._watermark:",
+            "        return ProcessResult([], op._late(key, event, ts, ((start, end),)))",
+        ]
     if reads:
         lines += ["    try:", *reads]
         lines += [

@@ -30,6 +30,13 @@ open sessions, which then merge into one.
 >>> session("30s")
 session(gap='30s')
 
+Calendar windows, ``calendar(unit, tz="UTC", week_start="monday")``: tumbling windows that are
+the days, weeks, months, quarters or years of a time zone, so of varying length (see
+:mod:`rheos.windowing.calendars`); their results carry a ``period`` label as well.
+
+>>> calendar("month", tz="Europe/Paris").windows_of(0)
+((-3600000, 2674800000),)
+
 Completeness and lateness (watermark ``W``, allowed lateness ``L`` in ms, default 0):
 
 * a window is **complete** when ``W >= end``;
@@ -43,6 +50,7 @@ from dataclasses import dataclass
 
 from rheos.durations import Duration, format_ms, to_ms
 from rheos.errors import ConfigError
+from rheos.windowing.calendars import CalendarWindows, calendar
 
 
 @dataclass(frozen=True)
@@ -111,7 +119,7 @@ class SessionWindows:
         return f"session(gap={format_ms(self.gap_ms)!r})"
 
 
-WindowSpec = TumblingWindows | SlidingWindows | SessionWindows
+WindowSpec = TumblingWindows | SlidingWindows | SessionWindows | CalendarWindows
 """Any window specification."""
 
 
@@ -146,10 +154,12 @@ def session(gap: Duration) -> SessionWindows:
 
 
 __all__ = [
+    "CalendarWindows",
     "SessionWindows",
     "SlidingWindows",
     "TumblingWindows",
     "WindowSpec",
+    "calendar",
     "session",
     "sliding",
     "tumbling",

@@ -64,7 +64,7 @@ from rheos.runtime.microbatch.batch import Batch, key_series, merge_by_pos
 from rheos.runtime.microbatch.stateless import OnBad
 from rheos.runtime.nodes import JoinNode, Node, ProcessNode, WindowNode
 from rheos.windowing import MAX_WATERMARK, MIN_WATERMARK, LateInfo
-from rheos.windowing.windows import SlidingWindows, TumblingWindows
+from rheos.windowing.windows import CalendarWindows, SlidingWindows, TumblingWindows
 
 _VECTOR_KINDS = frozenset({"count", "sum", "min", "max", "mean", "first", "last"})
 
@@ -207,7 +207,7 @@ def vectorizable(step: WindowStep) -> bool:
     """Whether a window step can run vectorised (see the module docs)."""
     if step.time != "event" or step.emit != "final":
         return False
-    if not isinstance(step.spec, TumblingWindows | SlidingWindows):
+    if not isinstance(step.spec, TumblingWindows | SlidingWindows | CalendarWindows):
         return False
     for agg in step.aggregations.values():
         if getattr(agg, "kind", None) not in _VECTOR_KINDS:
@@ -233,9 +233,10 @@ class VectorWindow(Driver):
         self.window = node
         step = node.step
         spec = step.spec
-        self.size = spec.size_ms
-        self.every = spec.every_ms if isinstance(spec, SlidingWindows) else spec.size_ms
-        self.offset = spec.offset_ms
+        self.calendar = spec if isinstance(spec, CalendarWindows) else None
+        self.size = 0 if isinstance(spec, CalendarWindows) else spec.size_ms
+        self.every = spec.every_ms if isinstance(spec, SlidingWindows) else self.size
+        self.offset = 0 if isinstance(spec, CalendarWindows) else spec.offset_ms
         self.value_exprs: list[Any] = []
         self.kinds: list[str] = []
         for j, agg in enumerate(step.aggregations.values()):
@@ -279,23 +280,29 @@ class VectorWindow(Driver):
         limit = _held(seen, self.window.hold_ms)
         self._stats(ts)
         # every (event, window) pair
-        last = ts - (ts - self.offset) % self.every
-        if self.every == self.size:  # tumbling: one window per event
+        lateness = op.allowed_lateness_ms
+        if self.calendar is not None:  # one period per event, asked of the spec
             rep = None
-            starts = last
+            starts, ends = self.calendar.windows_of_array(ts)
+        elif self.every == self.size:  # tumbling: one window per event
+            rep = None
+            starts = ts - (ts - self.offset) % self.every
+            ends = starts + self.size
         else:
+            last = ts - (ts - self.offset) % self.every
             first = last - ((last - (ts - self.size) - 1) // self.every) * self.every
             counts = (last - first) // self.every + 1
             rep = np.repeat(np.arange(n), counts)
             k = np.arange(len(rep)) - np.repeat(np.cumsum(counts) - counts, counts)
             starts = first[rep] + k * self.every
-        delta = op.final_delta_ms
-        bound = np.where(limit <= MIN_WATERMARK + delta, MIN_WATERMARK, limit - delta)
-        missed = starts <= (bound if rep is None else bound[rep])
+            ends = starts + self.size
+        # late for ``[s, e)``: ``e + L <= held(W)``
+        bound = np.where(limit <= MIN_WATERMARK + lateness, MIN_WATERMARK, limit - lateness)
+        missed = ends <= (bound if rep is None else bound[rep])
         any_missed = bool(missed.any())
         if any_missed:
             every = np.arange(n) if rep is None else rep
-            self._late(batch, frame, keys, every, starts, missed)
+            self._late(batch, frame, keys, every, starts, ends, missed)
         base = op.reserve_seq(n)
         seq = np.arange(base, base + n, dtype=np.int64)
         columns = [
@@ -330,12 +337,14 @@ class VectorWindow(Driver):
         keys: pl.Series,
         rep: np.ndarray,
         starts: np.ndarray,
+        ends: np.ndarray,
         missed: np.ndarray,
     ) -> None:
-        op, size, cur = self.window.op, self.size, self.cur
+        op, cur = self.window.op, self.cur
         late_pairs: dict[int, list[tuple[int, int]]] = {}
-        for i, s in zip(rep[missed].tolist(), starts[missed].tolist(), strict=True):
-            late_pairs.setdefault(i, []).append((s, s + size))
+        chosen = (rep[missed].tolist(), starts[missed].tolist(), ends[missed].tolist())
+        for i, s, e in zip(*chosen, strict=True):
+            late_pairs.setdefault(i, []).append((s, e))
         for i, windows in late_pairs.items():
             op.late_events += 1
             cur[0] = int(batch.pos[i])
