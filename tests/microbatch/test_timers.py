@@ -1,18 +1,23 @@
 """Process steps with event-time timers give the same output sequence in both modes: the exact
-order of the outputs of events and timers, for random out-of-order input, lateness and batch
-sizes (a timer registered for a time the watermark has passed fires at its next rise)."""
+order of the outputs of events and timers, and the watermark each saw, for random out-of-order
+input, lateness and batch sizes (a timer registered for a time the watermark has passed fires
+at its next rise) -- from a list, and streaming from log partitions stopped with a drain."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rheos.windowing as w
-from rheos.connectors import iterable_source, list_sink
+from rheos.connectors import iterable_source, list_sink, log_source
 from rheos.flows import ProcessContext
 from rheos.runtime import Flow
+from rheos.transport import Log
 
 
 class Timers:
@@ -80,13 +85,19 @@ def flows(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-def run(spec: dict[str, Any], data: list[dict[str, Any]], **options: Any) -> tuple[Any, ...]:
+def run(
+    spec: dict[str, Any],
+    data: list[dict[str, Any]],
+    data_dir: Path | None = None,
+    **options: Any,
+) -> tuple[Any, ...]:
     out: list[Any] = []
     more: list[Any] = []
     late: list[Any] = []
-    flow = Flow("timers")
+    flow = Flow("timers", data_dir=data_dir, checkpoint_interval=None)
+    source = iterable_source(data) if data_dir is None else log_source("in")
     s = flow.source(
-        iterable_source(data), timestamp="t", timestamp_unit="ms", out_of_orderness=spec["bound"]
+        source, timestamp="t", timestamp_unit="ms", out_of_orderness=spec["bound"]
     ).key_by("k")
     if spec["shape"] == "window-then-process":
         win = s.window(w.tumbling(1_000), allowed_lateness=spec["lateness"]).aggregate(n=w.count())
@@ -154,3 +165,46 @@ def test_a_timer_registered_behind_the_watermark_fires_at_its_next_rise() -> Non
     assert expected[0][3][3] == 3_000  # the watermark it fired at
     for batch_size in (1, 2, 3, 4, 1_000):
         assert run(spec, data, mode="micro-batch", batch_size=batch_size) == expected
+
+
+def drained_from_the_log(
+    spec: dict[str, Any], data: list[dict[str, Any]], partitions: int, **options: Any
+) -> tuple[Any, ...]:
+    """A streaming run over ``data`` in a log topic, stopped once every event was read, with
+    ``drain=True``: its sources are still open while the last windows close and the last
+    timers fire."""
+    with TemporaryDirectory() as folder:
+        log = Log(folder)
+        log.create_topic("in", partitions)
+        with log.producer("in") as producer:
+            values = [json.dumps(e).encode() for e in data]
+            producer.append(values, keys=[e["k"].encode() for e in data])
+        return run(
+            spec, data, Path(folder), stop_after=len(data), drain=True, timeout=30, **options
+        )
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    spec=flows(),
+    data=events().filter(bool),
+    partitions=st.integers(1, 3),
+    batch_size=st.integers(1, 20),
+)
+def test_drained_streaming_runs_give_the_same_sequence_in_both_modes(
+    spec: dict[str, Any], data: list[dict[str, Any]], partitions: int, batch_size: int
+) -> None:
+    expected = drained_from_the_log(spec, data, partitions, mode="stream-first")
+    got = drained_from_the_log(spec, data, partitions, mode="micro-batch", batch_size=batch_size)
+    assert got == expected
+
+
+def test_timers_fired_by_a_drain_see_the_final_watermark() -> None:
+    """Stopped with ``drain=True`` while its source is open, a run fires the timers left with
+    the final watermark, as a run whose input ended does: in both modes."""
+    data = [{"id": 1, "k": "a", "t": 1_000, "d": 500}]
+    spec = {"shape": "process", "bound": 0, "lateness": 0}
+    for options in ({"mode": "stream-first"}, {"mode": "micro-batch", "batch_size": 1}):
+        out = drained_from_the_log(spec, data, 1, **options)[0]
+        assert out[1][:2] == ("timer", "a") and out[1][3] == w.MAX_WATERMARK
+        assert out == run(spec, data, **options)[0]

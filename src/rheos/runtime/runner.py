@@ -610,9 +610,15 @@ class Runner:
             writer.flush()
 
     def _finish(self) -> None:
-        """The final watermark: close every window, fire every timer."""
+        """The final watermark: close every window, fire every timer.
+
+        Nodes see the final watermark while they finish (``ctx.watermark`` in ``on_timer``,
+        late records), also when a streaming run is drained with its sources still open, as
+        in the last round of a micro-batch run."""
         assert self.compiled is not None
         self.flow_wm = MAX_WATERMARK
+        for node in self.compiled.nodes:  # all first: finishing nodes push to later ones
+            node.flow_watermark = _final_watermark
         for node in self.compiled.nodes:
             node.finish()
 
@@ -810,6 +816,10 @@ def _ticking(events: Iterator[Any], bar: Any, task: Any) -> Iterator[Any]:
         yield event
         if n % 10_000 == 0:
             bar.update(task, completed=n)
+
+
+def _final_watermark() -> int:
+    return MAX_WATERMARK
 
 
 __all__ = ["Runner", "resolve_data_dir", "usable_data_dir"]
