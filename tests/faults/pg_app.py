@@ -10,7 +10,7 @@ import sys
 import rheos as rh
 from rheos.connectors.postgres import postgres_sink
 
-DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+DSN = "host=127.0.0.1 port=5432 user=rheos password=rheos dbname=test"
 
 
 def build(data_dir: str, table: str) -> rh.Flow:
