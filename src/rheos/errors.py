@@ -30,16 +30,34 @@ happen as they may think; they are never silent::
     │                               late events and dead letters live only in the run summary
     └── BadEventsWarning            most of a run's events were dead-lettered or skipped
 
-Every error carries its *where* in the message. ``LogError`` and ``EventError`` are also
-``LocatedError``: they keep ``topic``, ``partition`` and ``offset`` as attributes so programs
-can act on them.
+Every error carries its *where* in the message, and as typed fields: every ``RheosError`` has
+``flow``, ``step`` and ``function`` (``None`` where unknown), and ``LogError`` and ``EventError``
+are also ``LocatedError``, with ``topic``, ``partition`` and ``offset``, so programs can act on
+them.
 """
 
 from __future__ import annotations
 
 
 class RheosError(Exception):
-    """Root of every exception rheos raises."""
+    """Root of every exception rheos raises.
+
+    Where in a flow it happened, when known, is kept as data too: ``flow`` and ``step`` (the
+    step's name), and ``function`` for a user function that raised. The runtime fills them in
+    as the error passes through a step; dead letters and ``rheos dlq`` read them.
+    """
+
+    flow: str | None = None
+    step: str | None = None
+    function: str | None = None
+
+    def located(self, *, flow: str | None = None, step: str | None = None) -> RheosError:
+        """Fill in ``flow`` and ``step`` where they are not known yet; return ``self``."""
+        if self.flow is None:
+            self.flow = flow
+        if self.step is None:
+            self.step = step
+        return self
 
 
 class ConfigError(RheosError, ValueError):

@@ -59,6 +59,7 @@ import msgspec
 from rheos.connectors.base import OpenContext, SinkWriter
 from rheos.connectors.codecs import encoder
 from rheos.connectors.log import FLUSH_EVERY, LogSink, LogWriter
+from rheos.errors import RheosError
 from rheos.flows.steps import Graph
 from rheos.state import CheckpointStore, store_path
 from rheos.transport import Log, Record
@@ -265,7 +266,7 @@ class DeadLetters:
         empty), ``{"key": ..., "window_start": ..., "window_end": ...}`` or ``{"key": ...,
         "timer": ...}``; it becomes the letter's value and headers (see the module docs).
         """
-        step = step or getattr(exc, "step", None) or source
+        step = step or (exc.step if isinstance(exc, RheosError) else None) or source
         policy = self.policy(step)
         kind = type(exc).__name__
         if policy == "fail":

@@ -60,16 +60,14 @@ def user_error(flow: str, step: Step, fn: Any, exc: BaseException) -> RheosError
             partition=exc.partition,
             offset=exc.offset,
         )
-        event_err.step = getattr(exc, "step", None) or step.name  # type: ignore[attr-defined]
+        event_err.flow, event_err.step = flow, exc.step or step.name
         return event_err
     if isinstance(exc, RheosError):
-        if getattr(exc, "step", None) is None:
-            exc.step = step.name  # type: ignore[attr-defined]
-        return exc
+        return exc.located(flow=flow, step=step.name)
     err = UserFunctionError(
         f"{where(flow, step)}: {describe_callable(fn)} raised {type(exc).__name__}: {exc}"
     )
-    err.flow, err.step, err.function = flow, step.name, describe_callable(fn)  # type: ignore[attr-defined]
+    err.flow, err.step, err.function = flow, step.name, describe_callable(fn)
     return err
 
 
@@ -85,7 +83,7 @@ def close_error(
     err = UserFunctionError(
         f"{where(flow, step)}: {at}: {describe_callable(fn)} raised {type(exc).__name__}: {exc}"
     )
-    err.flow, err.step, err.function = flow, step.name, describe_callable(fn)  # type: ignore[attr-defined]
+    err.flow, err.step, err.function = flow, step.name, describe_callable(fn)
     err.__cause__ = exc
     return err
 

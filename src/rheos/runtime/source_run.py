@@ -90,7 +90,7 @@ class SourceRun:
                     **chunk.where(i),
                 )
                 err.__cause__ = exc
-            err.step = self.step.name  # type: ignore[attr-defined]
+            err.step = self.step.name
             bad.append((i, err))
             out.append(0)
         return out, bad

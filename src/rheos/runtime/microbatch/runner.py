@@ -489,7 +489,7 @@ def _times(
                 **_place(part, i),
             )
             err.__cause__ = exc
-        err.step = src.step.name  # type: ignore[attr-defined]
+        err.step = src.step.name
         bad.append((i, err))
         out.append(0)
     return np.asarray(out, dtype=np.int64), bad

@@ -159,7 +159,7 @@ def run_key_by(flow: str, step: KeyByStep, batch: Batch, on_bad: OnBad | None = 
                     err = EventError(
                         f"{where(flow, step)}: the event has no key field {key!r}: {text}"
                     )
-                    err.step = step.name  # type: ignore[attr-defined]
+                    err.step = step.name
                     if on_bad is None:
                         raise err from None
                     on_bad(step, pos[i], err)
