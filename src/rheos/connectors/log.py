@@ -272,6 +272,7 @@ class LogWriter(BaseWriter):
         self._auto_commit = not ctx.transactional and _has_committed_mark(ctx, sink.topic)
         transactional = self._in_checkpoints or self._auto_commit
         self._producer = log.producer(sink.topic, transactional=transactional)
+        self._limit = self._producer.config.max_record_bytes
         self._encode = encoder(sink.format)
         self._values: list[bytes] = []
         self._keys: list[bytes | None] | None = [] if sink.key is not None else None
@@ -296,10 +297,24 @@ class LogWriter(BaseWriter):
             self._key_of = key
 
     def write(self, value: Any, timestamp: int) -> None:
-        self._values.append(self._encode(value))
-        self._times.append(timestamp)
+        """Buffer one event. An event this sink cannot write -- no key field, a record over
+        the topic's ``max_record_bytes`` -- raises here, before anything of it is buffered,
+        so the run can dead-letter it and go on."""
+        encoded = self._encode(value)
+        key = None
         if self._keys is not None and self._key_of is not None:
-            self._keys.append(key_bytes(self._key_of(value)))
+            key = key_bytes(self._key_of(value))
+        size = len(encoded) + (len(key) if key is not None else 0)
+        if size > self._limit:
+            raise RecordTooLargeError(
+                f"log_sink {self.sink.topic!r}: the output record is {size} bytes, over the "
+                f"topic's max_record_bytes of {self._limit}",
+                topic=self.sink.topic,
+            )
+        self._values.append(encoded)
+        self._times.append(timestamp)
+        if self._keys is not None:
+            self._keys.append(key)
         if self._headers is not None:
             self._headers.append(self._epoch)
         if len(self._values) >= FLUSH_EVERY:

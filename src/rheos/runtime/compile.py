@@ -52,6 +52,8 @@ from rheos.runtime.nodes import (
 from rheos.runtime.summary import StepStats
 
 BAD_EVENT_ERRORS = (EventError, UserFunctionError, RecordTooLargeError)
+OUTPUT_PREVIEW = 1_000
+"""How much of a refused output (its ``repr``) a sink's dead letter keeps."""
 """Errors that make an event a bad event (the flow's on_error policy applies); any other
 error stops the run."""
 
@@ -116,6 +118,17 @@ class Compiled:
             raise error
         dead.handle(error, source="", step=step.name, event_time=ts, context=context)
 
+    def sink_failed(self, step: SinkStep, error: RheosError, key: Any, value: Any, ts: int) -> None:
+        """A sink refused an output (too large for its topic, no key field): the sink step's
+        policy, with a dead letter holding the key, the window when the output is a window's
+        result, and the output itself (its first characters when it is large)."""
+        context: dict[str, Any] = {"key": key}
+        if isinstance(value, dict):
+            context.update((f, value[f]) for f in ("window_start", "window_end") if f in value)
+        text = repr(value)
+        context["output"] = text if len(text) <= OUTPUT_PREVIEW else text[:OUTPUT_PREVIEW] + "..."
+        self.close_failed(step, error.located(flow=self.graph.name, step=step.name), context, ts)
+
     def wire(self, node: Node) -> None:
         """Send the errors of user code run while ``node`` is advanced to the policy."""
         node.on_close_error = self.close_failed
@@ -130,7 +143,7 @@ def _key_error(flow: str, step: Step, value: Any, field_name: str) -> EventError
     if len(text) > 80:
         text = text[:77] + "..."
     err = EventError(f"{where(flow, step)}: the event has no key field {field_name!r}: {text}")
-    err.step = step.name  # type: ignore[attr-defined]
+    err.step = step.name
     return err
 
 
@@ -424,7 +437,11 @@ def _sink_push(step: SinkStep, ctx: OpenContext, compiled: Compiled) -> Push:
     write = writer.write
 
     def push(key: Any, value: Any, ts: int) -> None:
-        write(value, ts)
+        try:
+            write(value, ts)
+        except BAD_EVENT_ERRORS as exc:
+            compiled.sink_failed(step, exc, key, value, ts)
+            return
         counter.count += 1
 
     return push

@@ -29,7 +29,7 @@ from rheos.flows.steps import (
     UnionStep,
     WindowStep,
 )
-from rheos.runtime.compile import Compiled, _SinkCounter, hold_back
+from rheos.runtime.compile import BAD_EVENT_ERRORS, Compiled, _SinkCounter, hold_back
 from rheos.runtime.deadletters import IN_SUMMARY
 from rheos.runtime.microbatch.batch import Batch, merge_by_pos
 from rheos.runtime.microbatch.stateful import Collector, Driver, Round, make_driver
@@ -163,11 +163,18 @@ class Plan:
         write_frame = getattr(writer, "write_frame", None)
         if write_frame is not None and batch.frame is not None:
             write_frame(batch.frame, batch.ts)
-        else:
-            write = writer.write
-            for value, ts in zip(batch.rows, batch.ts.tolist(), strict=True):
+            counter.count += len(batch)
+            return
+        write, refused = writer.write, 0
+        keys = batch.keys if batch.keys is not None else [None] * len(batch)
+        for value, ts, key in zip(batch.rows, batch.ts.tolist(), keys, strict=True):
+            try:
                 write(value, ts)
-        counter.count += len(batch)
+            except BAD_EVENT_ERRORS as exc:
+                assert isinstance(step, SinkStep)
+                self.compiled.sink_failed(step, exc, key, value, ts)
+                refused += 1
+        counter.count += len(batch) - refused
 
     def _default_late(self, batch: Batch) -> None:
         memory = self.compiled.late_memory
