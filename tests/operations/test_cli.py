@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+from tests.waiting import wait_until
 
 from rheos.operations.cli import main
 from rheos.transport import Log, partition_for_key
@@ -312,6 +313,32 @@ def test_subprocess_produce_and_consume(data: Path) -> None:
     done = cli(data, "consume", "missing")
     assert done.returncode == 2
     assert done.stderr == b"rheos: error: no such topic (topic 'missing')\n"
+
+
+def ends(data: Path, topic: str) -> dict[int, int]:
+    with Log(data).reader(topic) as reader:
+        return reader.end_offsets()
+
+
+def test_subprocess_produce_from_a_live_pipe_appends_as_lines_come(data: Path) -> None:
+    """A pipe that pauses has what was read appended at once, not 10,000 lines later."""
+    assert cli(data, "topic", "create", "live", "--partitions", "1").returncode == 0
+    with subprocess.Popen(
+        [*RHEOS, "--data-dir", str(data), "produce", "live", "--key", "n"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdin is not None and proc.stderr is not None
+        for n in range(3):
+            proc.stdin.write(b'{"n": %d}\n' % n)
+            proc.stdin.flush()
+            wait_until(lambda n=n: ends(data, "live") == {0: n + 1})
+        proc.stdin.write(b'{"n": 3}')  # a last line without its newline
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+        assert b"wrote 4 records" in proc.stderr.read()
+    values = [json.loads(r.value)["n"] for r in Log(data).reader("live").read()]
+    assert values == [0, 1, 2, 3]
 
 
 def test_subprocess_consume_into_a_closed_pipe_is_quiet(data: Path) -> None:

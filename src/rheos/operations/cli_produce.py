@@ -4,6 +4,10 @@ Each valid line's JSON value is stored as compact JSON. A line that cannot be st
 no key field, a timestamp that cannot be read, too large) is reported on stderr with its line
 number and skipped; with ``--strict`` it stops the command with exit code 1. Either way every
 valid line read before it is written and acknowledged first.
+
+Lines are appended in batches of up to 10,000; from a pipe or a terminal, whatever has been
+read is appended as soon as the input pauses (50 ms), so a live feed (``tail -f app.log |
+rheos produce ...``) reaches readers at once rather than 10,000 lines later.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import select
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -35,6 +41,8 @@ from rheos.transport import Producer
 BATCH_LINES = 10_000
 TICK_BYTES = 1 << 20
 """The progress bar of ``--file`` moves every this many bytes read."""
+LIVE_PAUSE_S = 0.05
+"""A pipe or terminal silent this long has the lines read so far appended at once."""
 SECONDS_BELOW = 1e11
 """Numeric timestamps below this (in absolute value) are epoch seconds, others epoch ms."""
 
@@ -182,6 +190,37 @@ def _counted(stream: Iterable[bytes], tick: Callable[[float], None]) -> Iterator
     tick(pending)
 
 
+def _live_fd(source: BinaryIO) -> int | None:
+    """The descriptor of ``source`` when it is a pipe, socket or terminal (input that can
+    pause), else ``None`` (a file, or a stream with no descriptor)."""
+    try:
+        fd = source.fileno()
+        mode = os.fstat(fd).st_mode
+    except (OSError, ValueError):
+        return None
+    live = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
+    return fd if live else None
+
+
+def _live_lines(fd: int, on_pause: Callable[[], None]) -> Iterator[bytes]:
+    """The lines of a pipe as they arrive, calling ``on_pause`` whenever it is silent for
+    :data:`LIVE_PAUSE_S`."""
+    rest = b""
+    while True:
+        ready, _, _ = select.select([fd], [], [], LIVE_PAUSE_S)
+        if not ready:
+            on_pause()
+            continue
+        data = os.read(fd, 1 << 16)
+        if not data:
+            break
+        lines = (rest + data).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
+
+
 def _lines(stream: Iterable[bytes], raw: bool) -> Iterable[tuple[int, bytes]]:
     for number, line in enumerate(stream, 1):
         line = line.removesuffix(b"\n").removesuffix(b"\r")
@@ -210,7 +249,12 @@ def _produce(args: argparse.Namespace) -> int:
         limit = producer.config.max_record_bytes
         with producer, progress_bar(f"produce {args.topic}", size, in_bytes=True) as tick:
             batch = _Batcher(producer, args)
-            lines = source if size is None else _counted(source, tick)
+            live = None if size is not None else _live_fd(source)
+            lines: Iterable[bytes] = source
+            if size is not None:
+                lines = _counted(source, tick)
+            elif live is not None:
+                lines = _live_lines(live, batch.flush)
             try:
                 for number, line in _lines(lines, args.raw):
                     try:
