@@ -89,3 +89,29 @@ def test_isolation_is_checked(tmp_path: Path) -> None:
     log.create_topic("t")
     with pytest.raises(ConfigError, match="isolation"):
         log.reader("t", isolation="dirty")  # type: ignore[arg-type]
+
+
+def test_an_uncommitted_reader_follows_a_writer_cut_back_under_it(tmp_path: Path) -> None:
+    """A recovering writer cuts the uncommitted tail an uncommitted reader has read and
+    writes other batches there: the reader goes back to the cut and reads them (the same
+    results written again), never a 'bad batch header' in the middle of a new batch."""
+    log = Log(tmp_path)
+    log.create_topic("out", partitions=1)
+    with (
+        log.producer("out", transactional=True) as p,
+        log.reader("out", isolation="uncommitted") as reader,
+    ):
+        p.append([b"a"])
+        committed = p.commit()
+        p.append([b"old-1", b"old-2", b"old-3"])
+        p.flush()
+        assert [r.value for r in reader.read()] == [b"a", b"old-1", b"old-2", b"old-3"]
+        p.rollback_to(committed)
+        for value in (b"new-1" * 7, b"new-2" * 7, b"new-3" * 7, b"next"):
+            p.append([value])
+        p.flush()
+        again = [(r.offset, r.value) for r in reader.read()]
+        assert again == [(1, b"new-1" * 7), (2, b"new-2" * 7), (3, b"new-3" * 7), (4, b"next")]
+        p.append([b"more"])
+        p.flush()
+        assert [(r.offset, r.value) for r in reader.read()] == [(5, b"more")]

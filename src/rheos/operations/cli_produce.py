@@ -5,8 +5,8 @@ no key field, a timestamp that cannot be read, too large) is reported on stderr 
 number and skipped; with ``--strict`` it stops the command with exit code 1. Either way every
 valid line read before it is written and acknowledged first.
 
-Lines are appended in batches of up to 10,000; from a pipe or a terminal, whatever has been
-read is appended as soon as the input pauses (50 ms), so a live feed (``tail -f app.log |
+Lines are appended in batches of up to 10,000; from a pipe or a terminal, a line read is
+appended within 50 ms (at once when the input pauses), so a live feed (``tail -f app.log |
 rheos produce ...``) reaches readers at once rather than 10,000 lines later.
 """
 
@@ -18,6 +18,7 @@ import os
 import select
 import stat
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import BinaryIO
@@ -42,7 +43,7 @@ BATCH_LINES = 10_000
 TICK_BYTES = 1 << 20
 """The progress bar of ``--file`` moves every this many bytes read."""
 LIVE_PAUSE_S = 0.05
-"""A pipe or terminal silent this long has the lines read so far appended at once."""
+"""From a pipe or terminal, the longest a line read waits before it is appended."""
 SECONDS_BELOW = 1e11
 """Numeric timestamps below this (in absolute value) are epoch seconds, others epoch ms."""
 
@@ -202,21 +203,24 @@ def _live_fd(source: BinaryIO) -> int | None:
     return fd if live else None
 
 
-def _live_lines(fd: int, on_pause: Callable[[], None]) -> Iterator[bytes]:
-    """The lines of a pipe as they arrive, calling ``on_pause`` whenever it is silent for
-    :data:`LIVE_PAUSE_S`."""
+def _live_lines(fd: int, flush: Callable[[], None]) -> Iterator[bytes]:
+    """The lines of a pipe as they arrive, calling ``flush`` when it is silent for
+    :data:`LIVE_PAUSE_S` and at least that often while lines keep coming."""
     rest = b""
+    flushed = time.monotonic()
     while True:
         ready, _, _ = select.select([fd], [], [], LIVE_PAUSE_S)
-        if not ready:
-            on_pause()
-            continue
-        data = os.read(fd, 1 << 16)
-        if not data:
-            break
-        lines = (rest + data).split(b"\n")
-        rest = lines.pop()
-        yield from lines
+        if ready:
+            data = os.read(fd, 1 << 16)
+            if not data:
+                break
+            lines = (rest + data).split(b"\n")
+            rest = lines.pop()
+            yield from lines  # each one is in the batch when the generator resumes
+        now = time.monotonic()
+        if not ready or now - flushed >= LIVE_PAUSE_S:
+            flush()
+            flushed = now
     if rest:
         yield rest
 

@@ -491,6 +491,8 @@ class PartitionCursor:
         self.committed_only = False
         self._mark_key: tuple[int, int] | None = None
         self._mark: int | None = None
+        self._last_cut: int | None = None
+        """The offset where the cursor last went back to a cut (see :meth:`_cut_back`)."""
 
     def committed_limit(self) -> int | None:
         """For a committed reader: the partition's committed mark, if it has one (cached by
@@ -669,10 +671,11 @@ class PartitionCursor:
         out: list[RecordBatch] = []
         budget = max_bytes
         while budget > 0:
+            cut = self._last_cut
             got = self._read_segment(budget, out, skip_below_ts, limit)
             budget -= got
-            if got == 0 and not self._advance_segment():
-                break
+            if got == 0 and cut == self._last_cut and not self._advance_segment():
+                break  # (after a cut back, read on from the cut)
         return out
 
     def _read_segment(
@@ -718,10 +721,13 @@ class PartitionCursor:
         return used
 
     def _bad_batch(self, reason: str) -> None:
-        """A bad batch at the end of the newest segment is pending; anywhere else it's corrupt."""
+        """A bad batch at the end of the newest segment is pending; anywhere else it's corrupt
+        -- unless the partition was cut back under the cursor (see :meth:`_cut_back`)."""
         assert self._fd is not None and self._base is not None
         pos = self._pos  # _read_segment has advanced it to the start of the bad batch
         size = os.fstat(self._fd).st_size
+        if self._cut_back():
+            return
         bases = self._segments()
         if self._base == bases[-1]:
             header = read_header_at(self._fd, pos)
@@ -734,6 +740,24 @@ class PartitionCursor:
             partition=self.partition,
             offset=self.next_offset,
         )
+
+    def _cut_back(self) -> bool:
+        """Whether a recovering transactional writer cut the partition back under this
+        (uncommitted) cursor and wrote again: its offset is past the end, or no longer at its
+        byte position. The cursor then goes back to the cut (the partition's committed mark,
+        where recovery cuts) and reads the records written again from there."""
+        if self.committed_only or self._last_cut == self.next_offset:
+            return False  # committed records are never cut; bad twice here: damaged
+        pos, offset = self._pos, self.next_offset
+        end = self.end_offset()
+        if offset <= end:
+            self.seek(offset)
+            if self._pos == pos:
+                return False  # still a batch boundary: a write in flight, or damage
+        mark = read_committed(self.folder)
+        self.seek(min(offset, end, offset if mark is None else mark))
+        self._last_cut = offset
+        return True
 
     def _advance_segment(self) -> bool:
         """At the end of a segment, move to the next one if the writer rolled."""
