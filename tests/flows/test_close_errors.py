@@ -49,6 +49,17 @@ class QuietAlert:
         ctx.emit({"key": ctx.key, "n": ctx.state, "at": timestamp})
 
 
+class Counting:
+    """Emits each key's count of events when it is quiet for 1 s."""
+
+    def process(self, ctx: Any, event: Any) -> None:
+        ctx.state = (ctx.state or 0) + 1
+        ctx.register_timer(ctx.timestamp + 1_000)
+
+    def on_timer(self, ctx: Any, timestamp: int) -> None:
+        ctx.emit({"key": ctx.key, "n": ctx.state})
+
+
 EVENTS = [ev("a", 100, 1), ev("b", 200, 3), ev("a", 1_500, 2), ev("b", 1_600, 1), ev("c", 3_000, 3)]
 
 
@@ -152,6 +163,68 @@ def test_a_failing_combine_of_a_window_join() -> None:
     assert [(x.step, x.key, x.window_start, x.window_end) for x in summary.dead_letters] == [
         ("join", '"b"', 0, 1_000)
     ]
+
+
+def ratio(w: dict[str, Any]) -> dict[str, Any]:
+    return {**w, "per_event": 10 / (w["total"] - 3)}  # fails on the total 3
+
+
+@pytest.mark.parametrize("bounded", [False, True])
+def test_a_step_failing_on_a_window_result_dead_letters_that_result(bounded: bool) -> None:
+    """A map after a window raising on one result: a dead letter at the map naming the key,
+    the window and the result; the other results go on (an error after a stateful step has
+    no source event to blame)."""
+    flow = rh.Flow("after")
+    out: list[Any] = []
+    (
+        source(flow, EVENTS)
+        .key_by("k")
+        .window(rh.tumbling("1s"))
+        .aggregate(total=rh.sum("v"))
+        .map(ratio, name="ratio")
+        .sink(rh.list_sink(out))
+    )
+    summary = flow.run(bounded=bounded)
+    assert [(r["key"], r["window_start"]) for r in out] == [("a", 0), ("a", 1_000), ("b", 1_000)]
+    assert letter_facts(summary.dead_letters) == [
+        ("after", "", "ratio", "UserFunctionError", '"b"', 0, 1_000, None),
+        ("after", "", "ratio", "UserFunctionError", '"c"', 3_000, 4_000, None),
+    ]
+    letter = summary.dead_letters[0]
+    assert "ZeroDivisionError" in letter.message and letter.event_time == 999
+    value = msgspec.json.decode(letter.value)
+    assert value["output"] == repr({"key": "b", "window_start": 0, "window_end": 1_000, "total": 3})
+    assert summary.dead_lettered == {("ratio", "UserFunctionError"): 2}
+
+
+def test_a_step_failing_on_a_timer_output_dead_letters_that_output() -> None:
+    flow = rh.Flow("timers")
+    out: list[Any] = []
+    (
+        source(flow, EVENTS[:2] + EVENTS[3:])
+        .key_by("k")
+        .process(Counting, name="counting")
+        .map(lambda e: e if e["n"] != 2 else e["missing"], name="pick")
+        .sink(rh.list_sink(out))
+    )
+    summary = flow.run()
+    assert [(e["key"], e["n"]) for e in out] == [("a", 1), ("b", 1), ("c", 1)]
+    assert [(x.step, x.key, x.event_time) for x in summary.dead_letters] == [("pick", '"b"', 2_600)]
+
+
+def test_fail_policy_on_the_later_step_stops_the_run() -> None:
+    flow = rh.Flow("strict-after")
+    (
+        source(flow, EVENTS)
+        .key_by("k")
+        .window(rh.tumbling("1s"))
+        .aggregate(total=rh.sum("v"))
+        .map(ratio, name="ratio")
+        .on_error("fail")
+        .sink(rh.list_sink([]))
+    )
+    with pytest.raises(rh.UserFunctionError, match="ZeroDivisionError"):
+        flow.run()
 
 
 def test_skip_policy_counts_the_failure() -> None:

@@ -19,9 +19,7 @@ from rheos.connectors.log import LogSink
 from rheos.errors import (
     EventError,
     FlowDefinitionError,
-    RecordTooLargeError,
     RheosError,
-    UserFunctionError,
 )
 from rheos.flows.steps import (
     LATE,
@@ -40,22 +38,18 @@ from rheos.flows.steps import (
 )
 from rheos.runtime.deadletters import IN_SUMMARY, DeadLetters
 from rheos.runtime.nodes import (
+    BAD_EVENT_ERRORS,
     JoinNode,
     LateRouter,
     Node,
     ProcessNode,
     Push,
     WindowNode,
+    output_context,
     user_error,
     where,
 )
 from rheos.runtime.summary import StepStats
-
-BAD_EVENT_ERRORS = (EventError, UserFunctionError, RecordTooLargeError)
-OUTPUT_PREVIEW = 1_000
-"""How much of a refused output (its ``repr``) a sink's dead letter keeps."""
-"""Errors that make an event a bad event (the flow's on_error policy applies); any other
-error stops the run."""
 
 ChunkLoop = Callable[[list[Any], list[int], Any, Any], None]
 """``loop(values, timestamps, source_run, runner)``: see :func:`source_loop`."""
@@ -111,23 +105,21 @@ class Compiled:
         return self.dead
 
     def close_failed(self, step: Step, error: RheosError, context: dict[str, Any], ts: int) -> None:
-        """User code failed while a node was advanced (a window closing, a timer firing):
-        the step's ``on_error`` policy, with a dead letter that has no source event."""
+        """User code failed while a node was advanced (a window closing, a timer firing), or
+        a step failed on a node's output: the failing step's ``on_error`` policy, with a dead
+        letter that has no source event."""
         dead = self.dead_letters()
         if dead is None or not isinstance(error, BAD_EVENT_ERRORS):
             raise error
-        dead.handle(error, source="", step=step.name, event_time=ts, context=context)
+        failing = error.step or step.name  # a step downstream of the node, or the node
+        dead.handle(error, source="", step=failing, event_time=ts, context=context)
 
     def sink_failed(self, step: SinkStep, error: RheosError, key: Any, value: Any, ts: int) -> None:
         """A sink refused an output (too large for its topic, no key field): the sink step's
         policy, with a dead letter holding the key, the window when the output is a window's
         result, and the output itself (its first characters when it is large)."""
-        context: dict[str, Any] = {"key": key}
-        if isinstance(value, dict):
-            context.update((f, value[f]) for f in ("window_start", "window_end") if f in value)
-        text = repr(value)
-        context["output"] = text if len(text) <= OUTPUT_PREVIEW else text[:OUTPUT_PREVIEW] + "..."
-        self.close_failed(step, error.located(flow=self.graph.name, step=step.name), context, ts)
+        error = error.located(flow=self.graph.name, step=step.name)
+        self.close_failed(step, error, output_context(key, value), ts)
 
     def wire(self, node: Node) -> None:
         """Send the errors of user code run while ``node`` is advanced to the policy."""

@@ -39,10 +39,12 @@ failed (``{"key": ..., "window_start": ..., "window_end": ...}`` or ``{"key": ..
 timer's time. Such a letter cannot be replayed (:attr:`DeadLetter.replayable`); the run goes on
 with the other keys and windows.
 
-**Outputs a sink refuses** (over the topic's ``max_record_bytes``, no key field) are handled
-the same way, with the sink step's policy: the letter's value is ``{"key": ..., "output":
-...}`` (the output's ``repr``, cut to 1,000 characters), with the window when the output is a
-window's result.
+**Failures on a stateful step's output.** A step after a window, a join or a process step
+that fails on one of its outputs (a ``map`` raising on a window's result), and an output a
+sink refuses (over the topic's ``max_record_bytes``, no key field), are handled the same way,
+with the failing step's policy: there is no one source event to blame (the output came from
+state), so the letter's value is ``{"key": ..., "output": ...}`` (the output's ``repr``, cut
+to 1,000 characters), with the window when the output is a window's result.
 
 The record's timestamp is the event time when known, else the time of dead-lettering. In a
 run with checkpoints the dead-letter topic is written exactly once like any log sink.

@@ -19,7 +19,7 @@ from collections.abc import Callable, Hashable, Iterable
 from heapq import heappop, heappush
 from typing import Any
 
-from rheos.errors import EventError, RheosError, UserFunctionError
+from rheos.errors import EventError, RecordTooLargeError, RheosError, UserFunctionError
 from rheos.flows.steps import JoinStep, ProcessStep, Step, WindowStep, describe_callable
 from rheos.runtime.summary import StepStats
 from rheos.windowing import (
@@ -39,6 +39,24 @@ CloseErrorHandler = Callable[[Step, RheosError, dict[str, Any], int], None]
 """``handler(step, error, context, ts)``: user code failed while ``step`` was advanced, with
 ``context`` ``{"key", "window_start", "window_end"}`` or ``{"key", "timer"}`` and ``ts`` the
 window's last millisecond or the timer's time. Raises to stop the run."""
+
+
+BAD_EVENT_ERRORS = (EventError, UserFunctionError, RecordTooLargeError)
+"""Errors that make an event a bad event (the flow's on_error policy applies); any other
+error stops the run."""
+OUTPUT_PREVIEW = 1_000
+"""How much of an output (its ``repr``) the dead letter of a step that failed on it keeps."""
+
+
+def output_context(key: Any, value: Any) -> dict[str, Any]:
+    """What a dead letter keeps of an output a later step (or a sink) failed on: the key, the
+    window when it is a window's result, and the start of the output itself."""
+    context: dict[str, Any] = {"key": key}
+    if isinstance(value, dict):
+        context.update((f, value[f]) for f in ("window_start", "window_end") if f in value)
+    text = repr(value)
+    context["output"] = text if len(text) <= OUTPUT_PREVIEW else text[:OUTPUT_PREVIEW] + "..."
+    return context
 
 
 def raise_close_error(step: Step, error: RheosError, context: dict[str, Any], ts: int) -> None:
@@ -184,7 +202,11 @@ class WindowNode:
         self.stats.events_out += len(rows)
         out = self._out
         for row in rows:
-            out(row["key"], row, row["window_end"] - 1)
+            try:
+                out(row["key"], row, row["window_end"] - 1)
+            except BAD_EVENT_ERRORS as exc:  # a later step failed on this result
+                context = output_context(row["key"], row)
+                self.on_close_error(self.step, exc, context, row["window_end"] - 1)
 
     def route_late(self, late: LateInfo) -> None:
         """Send a late event to the late output."""
@@ -321,7 +343,11 @@ class _Context:
     def emit(self, value: Any, timestamp: int | None = None) -> None:
         node = self._node
         node.stats.events_out += 1
-        node.out(self.key, value, self.timestamp if timestamp is None else timestamp)
+        ts = self.timestamp if timestamp is None else timestamp
+        try:
+            node.out(self.key, value, ts)
+        except BAD_EVENT_ERRORS as exc:  # a later step failed on this output
+            node.on_close_error(node.step, exc, output_context(self.key, value), ts)
 
     def register_timer(self, timestamp: int) -> None:
         node = self._node
@@ -530,7 +556,7 @@ class JoinNode:
 
     def _interval_push(self, process: Callable[[Any, Any, int], Any]) -> Push:
         stats, out, combine = self.stats, self._out, self._combine
-        flow, step = self._flow, self.step
+        flow, step, node = self._flow, self.step, self
 
         def push(key: Any, value: Any, ts: int) -> None:
             stats.events_in += 1
@@ -546,7 +572,10 @@ class JoinNode:
                     except Exception as exc:
                         raise user_error(flow, step, combine, exc) from exc
                 stats.events_out += 1
-                out(key, row, ts)
+                try:
+                    out(key, row, ts)
+                except BAD_EVENT_ERRORS as exc:  # a later step failed on this pair
+                    node.on_close_error(step, exc, output_context(key, row), ts)
 
         return push
 
@@ -582,7 +611,11 @@ class JoinNode:
                     self.on_close_error(self.step, err, context, row["window_end"] - 1)
                     continue
             self.stats.events_out += 1
-            out(row["key"], value, row["window_end"] - 1)
+            try:
+                out(row["key"], value, row["window_end"] - 1)
+            except BAD_EVENT_ERRORS as exc:  # a later step failed on this result
+                context = output_context(row["key"], value)
+                self.on_close_error(self.step, exc, context, row["window_end"] - 1)
 
     def finish(self) -> None:
         self.advance(MAX_WATERMARK)

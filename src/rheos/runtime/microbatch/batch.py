@@ -75,6 +75,11 @@ class Batch:
             return self.keys.to_list()
         return self.keys
 
+    def row(self, i: int) -> tuple[Any, Any, int]:
+        """``(key, value, timestamp)`` of event ``i`` (for error handling: not a fast path)."""
+        key = None if self.keys is None else self.keys[i]
+        return key, self.rows[i], int(self.ts[i])
+
     def columnar(self) -> pl.DataFrame | None:
         """The events as a frame, converting rows if that is exact (and there are at least
         :data:`ROWS_BELOW` of them); else ``None``."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from rheos.connectors.base import OpenContext, SinkWriter
 from rheos.connectors.log import LogSink
-from rheos.errors import FlowDefinitionError
+from rheos.errors import FlowDefinitionError, RheosError
 from rheos.flows.steps import (
     LATE,
     OUT,
@@ -33,8 +33,15 @@ from rheos.runtime.compile import BAD_EVENT_ERRORS, Compiled, _SinkCounter, hold
 from rheos.runtime.deadletters import IN_SUMMARY
 from rheos.runtime.microbatch.batch import Batch, merge_by_pos
 from rheos.runtime.microbatch.stateful import Collector, Driver, Round, make_driver
-from rheos.runtime.microbatch.stateless import OnBad, run_key_by, run_transform
-from rheos.runtime.nodes import JoinNode, LateRouter, ProcessNode, WindowNode, where
+from rheos.runtime.microbatch.stateless import OnBad, Row, run_key_by, run_transform
+from rheos.runtime.nodes import (
+    JoinNode,
+    LateRouter,
+    ProcessNode,
+    WindowNode,
+    output_context,
+    where,
+)
 from rheos.runtime.summary import StepStats
 
 
@@ -134,7 +141,7 @@ class Plan:
                 self._sink(step, inputs[0])
             elif step.id in self.drivers:
                 driver = self.drivers[step.id]
-                driver.on_bad = self.on_bad
+                driver.on_bad = on_bad
                 driver.run(inputs, rnd)
                 ports[(step.id, OUT)] = [self.collectors[(step.id, OUT)].take()]
                 late = self.collectors.get((step.id, LATE))
@@ -147,14 +154,19 @@ class Plan:
             else:  # pragma: no cover - a new primitive without a runtime
                 raise FlowDefinitionError(f"{where(flow, step)}: this runtime cannot run it")
 
-    def _on_bad(self, step: Step, pos: int, exc: Exception) -> None:
-        """A per-event step failed at ``pos``: a source event (``3 * i + 2``) is bad; a row
-        emitted while the watermark rose (``3 * i``: a window's result, a timer's output) has
-        no source event and stops the run, as in stream-first mode."""
+    def _on_bad(self, step: Step, pos: int, exc: Exception, row: Row) -> None:
+        """A per-event step failed on ``row`` at ``pos``: a source event (``3 * i + 2``) is
+        bad; a row emitted while the watermark rose (``3 * i``: a window's result, a timer's
+        output) has no source event: its dead letter holds the output, as in stream-first
+        mode."""
         assert self.on_bad is not None
-        if pos % 3 != 2:
+        if pos % 3 == 2:
+            self.on_bad(step, pos, exc, row)
+            return
+        if not isinstance(exc, RheosError):
             raise exc
-        self.on_bad(step, pos, exc)
+        key, value, ts = row
+        self.compiled.close_failed(step, exc, output_context(key, value), ts)
 
     def _sink(self, step: Step, batch: Batch) -> None:
         if not len(batch):

@@ -172,7 +172,7 @@ class MicroBatchRunner(Runner):
             **_place(part, i),
         )
 
-    def _bad_in_step(self, step: Any, pos: int, exc: Exception) -> None:
+    def _bad_in_step(self, step: Any, pos: int, exc: Exception, row: Any) -> None:
         """An event failed in a per-event step: the source event behind it is bad."""
         assert self._bad_at is not None
         src, part, i, t = self._bad_at(pos)

@@ -195,11 +195,11 @@ class Driver:
             try:
                 pushes[index](key, value, ts)
             except BAD_EVENT_ERRORS as exc:
-                # only items of an event (not rows emitted at a crossing) are bad events
-                if on_bad is None or pos % 3 != 2:
+                if on_bad is None:
                     raise
-                failed = pos
-                on_bad(self.node.step, pos, exc)
+                if pos % 3 == 2:  # an event's: the rest of it is skipped
+                    failed = pos
+                on_bad(self.node.step, pos, exc, (key, value, ts))
         self.cross(rnd, 3 * rnd.n + 2)
 
 

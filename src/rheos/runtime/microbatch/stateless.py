@@ -23,9 +23,12 @@ from rheos.runtime.compile import BAD_EVENT_ERRORS
 from rheos.runtime.microbatch.batch import Batch
 from rheos.runtime.nodes import user_error, where
 
-OnBad = Callable[[Any, int, Exception], None]
-"""``on_bad(step, pos, error)``: the event at position ``pos`` failed in ``step`` (a bad event:
-the runner applies the step's ``on_error`` policy; it raises with ``"fail"``)."""
+Row = tuple[Any, Any, int]
+"""``(key, value, timestamp)`` of one event or output in a batch."""
+OnBad = Callable[[Any, int, Exception, Row], None]
+"""``on_bad(step, pos, error, row)``: ``row``, at position ``pos``, failed in ``step`` (a bad
+event, or an output of a stateful step: the step's ``on_error`` policy applies; it raises
+with ``"fail"``)."""
 
 
 def _columnar(batch: Batch, expr: Expr) -> pl.DataFrame | None:
@@ -78,7 +81,7 @@ def run_transform(
         try:
             produced = list(fn(value))
         except Exception as exc:
-            _failed(flow, step, fn, exc, on_bad, pos[i])
+            _failed(flow, step, fn, exc, on_bad, pos[i], batch.row(i))
             produced = []
         counts.append(len(produced))
         items.extend(produced)
@@ -119,20 +122,22 @@ def _per_row(
         try:
             out.append(fn(v))
         except Exception as exc:
-            _failed(flow, step, fn, exc, on_bad, pos[i])
+            _failed(flow, step, fn, exc, on_bad, pos[i], batch.row(i))
             out.append(None)
             ok[i] = False
     return out, ok
 
 
-def _failed(flow: str, step: Any, fn: Any, exc: Exception, on_bad: OnBad | None, pos: int) -> None:
-    """``fn`` raised ``exc`` for the event at ``pos``: a bad event for ``on_bad`` (raised
+def _failed(
+    flow: str, step: Any, fn: Any, exc: Exception, on_bad: OnBad | None, pos: int, row: Row
+) -> None:
+    """``fn`` raised ``exc`` for ``row`` at ``pos``: a bad event for ``on_bad`` (raised
     without one, or when it is not an event's fault)."""
     err = user_error(flow, step, fn, exc)
     if on_bad is None or not isinstance(err, BAD_EVENT_ERRORS):
         raise err from exc
     err.__cause__ = exc
-    on_bad(step, pos, err)
+    on_bad(step, pos, err, row)
 
 
 def run_key_by(flow: str, step: KeyByStep, batch: Batch, on_bad: OnBad | None = None) -> Batch:
@@ -162,7 +167,7 @@ def run_key_by(flow: str, step: KeyByStep, batch: Batch, on_bad: OnBad | None = 
                     err.step = step.name
                     if on_bad is None:
                         raise err from None
-                    on_bad(step, pos[i], err)
+                    on_bad(step, pos[i], err, batch.row(i))
                     keys.append(None)
                     ok[i] = False
             return _keyed(batch, keys).take(ok)
