@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rheos.errors import CheckpointError
 from rheos.state import CheckpointStore
@@ -62,3 +65,77 @@ def test_a_crash_inside_a_checkpoint_leaves_the_previous_one(tmp_path: Path) -> 
     with CheckpointStore(path) as store:
         assert store.latest() == first and state(store, first.id) == {("w", "a"): 1}
         assert store.next_id() == first.id + 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    keep=st.integers(1, 3),
+    steps=st.lists(
+        st.one_of(
+            st.tuples(
+                st.just("write"),
+                st.lists(
+                    st.tuples(st.sampled_from("abc"), st.one_of(st.none(), st.integers(0, 99)))
+                ),
+            ),
+            st.tuples(st.just("pin"), st.integers(0, 5)),
+            st.tuples(st.just("unpin"), st.integers(0, 5)),
+        ),
+        max_size=20,
+    ),
+)
+def test_every_kept_checkpoint_restores_exactly_what_it_saw(
+    keep: int, steps: list[tuple[str, object]]
+) -> None:
+    """A model of the store: after every step, each kept checkpoint (the newest ``keep`` and
+    the pinned) restores the state as it was when it was written, whatever the collection
+    of old versions (in its own thread) deleted; and no version outlives every checkpoint
+    that could see it (without pins: with them, a version may wait for its key's next
+    write)."""
+    with TemporaryDirectory() as folder, CheckpointStore(Path(folder) / "c", keep=keep) as store:
+        current: dict[str, object] = {}
+        seen: dict[int, dict[str, object]] = {}
+        ids: list[int] = []
+        pinned = False
+        for kind, arg in steps:
+            if kind == "write":
+                assert isinstance(arg, list)
+                for key, value in arg:
+                    if value is None:
+                        current.pop(key, None)
+                    else:
+                        current[key] = value
+                info = store.write({}, [("op", k, v) for k, v in arg])
+                ids.append(info.id)
+                seen[info.id] = dict(current)
+            elif ids:
+                assert isinstance(arg, int)
+                target = ids[arg % len(ids)]
+                if kind == "pin":
+                    store.pin(target, "test")
+                    pinned = True
+                else:
+                    store.unpin(target)
+            kept = [c.id for c in store.checkpoints()]
+            assert kept[-keep:] == ids[-keep:]
+            for cid in kept:
+                assert {str(k): v for _, k, v in store.state(cid)} == seen[cid], cid
+            if not pinned:  # every version left is one a kept checkpoint restores
+                assert_no_garbage(store, kept)
+
+
+def assert_no_garbage(store: CheckpointStore, kept: list[int]) -> None:
+    """Up to the last collection's point (the oldest kept checkpoint then), every version is
+    one a kept checkpoint restores, and no tombstone is the oldest version of its key."""
+    db = store._db
+    done = db.execute("SELECT value FROM settings WHERE name = 'gc_floor'").fetchone()
+    floor = 0 if done is None else done[0]
+    rows = db.execute("SELECT key, ckpt, value IS NULL FROM state ORDER BY key, ckpt")
+    versions: dict[bytes, list[tuple[int, bool]]] = {}
+    for key, ckpt, tomb in rows:
+        versions.setdefault(key, []).append((ckpt, bool(tomb)))
+    for key, found in versions.items():
+        assert not (found[0][1] and found[0][0] <= floor), (key, found)
+        for (c, _), n in zip(found, [*(c for c, _ in found[1:]), None], strict=True):
+            if n is not None and n <= floor:
+                assert any(c <= p < n for p in kept), (key, found, kept)

@@ -27,16 +27,20 @@ Generations. The newest ``keep`` checkpoints (default 3) stay restorable, plus a
 one (replay pins the checkpoint it rolled back from, so it can fail back). After each
 checkpoint the versions no kept checkpoint can see are deleted -- only among the keys written
 since the last collection, so the cost follows the rate of change, not the size of the state.
+The collection is a few set-based statements in a transaction of its own, run in a thread
+beside the flow once the checkpoint has committed (SQLite works without holding the GIL);
+the store's next use waits for it. A crash in the middle of one leaves it undone, and the
+next collection does it.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -90,13 +94,19 @@ def _info(row: Any) -> CheckpointInfo:
     return CheckpointInfo(row[0], row[1], row[2], row[3], _decode(row[4]), row[5])
 
 
+def _setting(db: sqlite3.Connection, name: str, default: int) -> int:
+    row = db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+    return default if row is None else int(row[0])
+
+
 def store_path(data_dir: str | os.PathLike[str], flow: str) -> Path:
     """``<data_dir>/flows/<flow>/checkpoints.sqlite``."""
     return Path(data_dir) / "flows" / flow / "checkpoints.sqlite"
 
 
 class CheckpointStore:
-    """The checkpoints of one flow (see the module docs). Not thread-safe."""
+    """The checkpoints of one flow (see the module docs). One thread uses a store; it
+    collects old versions in a thread of its own."""
 
     def __init__(self, path: str | os.PathLike[str], *, keep: int = DEFAULT_KEEP) -> None:
         if keep < 1:
@@ -104,13 +114,37 @@ class CheckpointStore:
         self.path = Path(path)
         self.keep = keep
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._collecting: threading.Thread | None = None
+        self._collect_error: BaseException | None = None
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._conn = self._connect()
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise CheckpointError(f"cannot open the checkpoint store {self.path}: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=60)
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA cache_size=-262144")  # up to 256 MiB: keys are written at random
+        db.execute("PRAGMA temp_store=MEMORY")
+        return db
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection, once the collection after the last checkpoint is done."""
+        self._wait_for_collection()
+        return self._conn
+
+    def _wait_for_collection(self) -> None:
+        if self._collecting is not None:
+            self._collecting.join()
+            self._collecting = None
+        error, self._collect_error = self._collect_error, None
+        if error is not None:
+            raise CheckpointError(
+                f"checkpoint store {self.path}: collecting old state failed: {error}"
+            ) from error
 
     @classmethod
     def for_flow(
@@ -119,7 +153,10 @@ class CheckpointStore:
         return cls(store_path(data_dir, flow), keep=keep)
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            self._wait_for_collection()
+        finally:
+            self._conn.close()
 
     def __enter__(self) -> CheckpointStore:
         return self
@@ -138,7 +175,8 @@ class CheckpointStore:
         kind: str = "periodic",
         created_ms: int | None = None,
     ) -> CheckpointInfo:
-        """Write one checkpoint in one transaction and return it (then collect garbage)."""
+        """Write one checkpoint in one transaction and return it; old versions are then
+        collected beside the caller (see the module docs)."""
         db = self._db
         created = int(time.time() * 1000) if created_ms is None else created_ms
         try:
@@ -159,69 +197,90 @@ class CheckpointStore:
                     "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)",
                     (cid, created, epoch, kind, meta_blob, size),
                 )
-                self._collect()
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
         except sqlite3.DatabaseError as exc:
             raise CheckpointError(f"checkpoint store {self.path}: write failed: {exc}") from exc
+        self._collecting = threading.Thread(
+            target=self._collect_apart, name=f"rheos-collect-{self.path.parent.name}", daemon=True
+        )
+        self._collecting.start()
         return CheckpointInfo(cid, created, epoch, kind, meta, size)
+
+    def _collect_apart(self) -> None:
+        """:meth:`_collect` in a transaction of its own, on a connection of its own: in a
+        thread beside the flow, which goes on meanwhile (SQLite works without the GIL). A
+        crash in the middle leaves it undone, and the next collection does it."""
+        try:
+            db = self._connect()
+        except BaseException as exc:
+            self._collect_error = exc
+            return
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                self._collect(db, self.keep)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except BaseException as exc:
+            self._collect_error = exc
+        finally:
+            db.close()
 
     def next_id(self) -> int:
         """The id the next :meth:`write` will get."""
         return self._next_id()
 
     def _next_id(self) -> int:
-        row = self._db.execute("SELECT MAX(id) FROM checkpoints").fetchone()
-        floor = self._setting("gc_floor", 0)
+        db = self._db
+        row = db.execute("SELECT MAX(id) FROM checkpoints").fetchone()
+        floor = _setting(db, "gc_floor", 0)
         return max(int(row[0] or 0), floor) + 1
 
-    def _setting(self, name: str, default: int) -> int:
-        row = self._db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
-        return default if row is None else int(row[0])
+    @staticmethod
+    def _collect(db: sqlite3.Connection, keep: int) -> None:
+        """Drop checkpoints past ``keep`` (unless pinned) and the versions nobody can see.
 
-    def _set(self, name: str, value: int) -> None:
-        self._db.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (name, value))
-
-    def _collect(self) -> None:
-        """Drop checkpoints past ``keep`` (unless pinned) and the versions nobody can see."""
-        db = self._db
+        Set-based, inside SQLite, and only among the keys written since the last collection:
+        a version ``o`` of a key written again at ``r`` is seen by the checkpoints in ``[o, r)``
+        at most; it goes when no kept checkpoint is in that range. A tombstone with nothing
+        older left goes too (it hides nothing).
+        """
         ids = [r[0] for r in db.execute("SELECT id FROM checkpoints ORDER BY id DESC")]
-        if len(ids) <= self.keep:
+        if len(ids) <= keep:
             return
-        oldest_kept = ids[self.keep - 1]
+        oldest_kept = ids[keep - 1]
         pins = sorted(r[0] for r in db.execute("SELECT ckpt FROM pins"))
         db.execute(
             f"DELETE FROM checkpoints WHERE id < ? AND id NOT IN ({','.join('?' * len(pins))})",
             (oldest_kept, *pins),
         )
         live = sorted({*(p for p in pins if p < oldest_kept), oldest_kept})
-        floor = self._setting("gc_floor", 0)
-        rows = db.execute(
-            "SELECT s.op, s.key, s.ckpt, s.value IS NULL FROM state AS s JOIN "
-            "(SELECT DISTINCT op, key FROM state WHERE ckpt > ? AND ckpt <= ?) AS t "
-            "ON s.op = t.op AND s.key = t.key WHERE s.ckpt <= ? ORDER BY s.op, s.key, s.ckpt",
-            (floor, oldest_kept, oldest_kept),
-        ).fetchall()
-        doomed: list[tuple[str, bytes, int]] = []
-        for (op, key), group in groupby(rows, key=lambda r: (r[0], r[1])):
-            versions = [(r[2], r[3]) for r in group]
-            needed = set()
-            for point in live:
-                seen = [c for c, _ in versions if c <= point]
-                if seen:
-                    needed.add(seen[-1])
-            kept = []
-            for c, tomb in versions:
-                if c in needed:
-                    kept.append((c, tomb))
-                else:
-                    doomed.append((op, key, c))
-            if kept and kept[0][1]:  # a tombstone with nothing older: nothing to delete
-                doomed.append((op, key, kept[0][0]))
-        db.executemany("DELETE FROM state WHERE op = ? AND key = ? AND ckpt = ?", doomed)
-        self._set("gc_floor", oldest_kept)
+        floor = _setting(db, "gc_floor", 0)
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS gc_live (p INTEGER PRIMARY KEY)")
+        db.execute("DELETE FROM gc_live")
+        db.executemany("INSERT INTO gc_live VALUES (?)", [(p,) for p in live])
+        # a version o of a key rewritten at r in (floor, oldest_kept] is seen by the kept
+        # checkpoints in [o, r) at most: none of them, and it goes
+        db.execute(
+            "DELETE FROM state WHERE (op, key, ckpt) IN ("
+            " SELECT o.op, o.key, o.ckpt FROM state AS r"
+            " JOIN state AS o ON o.op = r.op AND o.key = r.key AND o.ckpt < r.ckpt"
+            " WHERE r.ckpt > ? AND r.ckpt <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM gc_live WHERE p >= o.ckpt AND p < r.ckpt))",
+            (floor, oldest_kept),
+        )
+        db.execute(  # then a tombstone with nothing older left hides nothing
+            "DELETE FROM state WHERE ckpt > ? AND ckpt <= ? AND value IS NULL AND NOT EXISTS"
+            " (SELECT 1 FROM state AS o WHERE o.op = state.op AND o.key = state.key"
+            " AND o.ckpt < state.ckpt)",
+            (floor, oldest_kept),
+        )
+        db.execute("INSERT OR REPLACE INTO settings VALUES ('gc_floor', ?)", (oldest_kept,))
 
     def pin(self, checkpoint: int, reason: str) -> None:
         """Keep ``checkpoint`` restorable whatever ``keep`` says (until :meth:`unpin`)."""
