@@ -3,7 +3,11 @@
 1. **W2 with checkpoints** (the workload of ``bench_flows.py``: a 60-second tumbling window
    keyed by 20 keys, count and sum, 1,000,000 events from the log): checkpoints every second
    against checkpoints off, alternating in the same process, best of ``--repeat``.
-2. **Recovery with 1,000,000 keys**: a running aggregate over 1,000,000 distinct keys; the
+2. **Pauses with 1,000,000 keys of window state**: 3,000,000 events over 1,000,000 keys in a
+   one-hour tumbling window, with checkpoints every second and off; the longest gap between
+   two consecutive events processed (where a checkpoint stops the flow) and the p99 time of a
+   1,000-event stretch.
+3. **Recovery with 1,000,000 keys**: a running aggregate over 1,000,000 distinct keys; the
    time of the checkpoint that writes them all, and of the restore when the flow starts again
    (state loaded, sources sought, sinks recovered).
 
@@ -13,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import time
 
@@ -71,11 +76,53 @@ def recovery(keys: int) -> dict[str, float]:
     }
 
 
+def pauses(keys: int, events: int, interval: str | None) -> dict[str, float]:
+    """Window state over ``keys`` keys, checkpointed every ``interval`` (or not): the longest
+    gap between two consecutive events processed (a checkpoint's pause shows there), and
+    the p99 of those gaps per 1,000 events."""
+    data_dir = tempfile.mkdtemp(prefix="rheos-bench-pause-")
+    log = Log(data_dir)
+    log.create_topic("keys", 1)
+    encode = msgspec.json.Encoder().encode
+    start = 1_700_000_000_000
+    with log.producer("keys") as p:
+        for first in range(0, events, 100_000):
+            p.append(
+                [
+                    encode({"k": i % keys, "v": i % 7, "ts": start + i // 1_000})
+                    for i in range(first, min(events, first + 100_000))
+                ]
+            )
+    stamps: list[float] = []
+    mark = stamps.append
+    clock = time.perf_counter
+    flow = Flow("pauses", data_dir=data_dir, checkpoint_interval=interval)
+    (
+        flow.source(log_source("keys"), timestamp="ts", timestamp_unit="ms")
+        .inspect(lambda e: mark(clock()))
+        .key_by("k")
+        .window(tumbling("1h"))
+        .aggregate(n=count(), total=sum("v"))
+        .sink(list_sink([]))
+    )
+    summary = flow.run(stop_after=events)
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    per_1000 = sorted(stamps[i + 1_000] - stamps[i] for i in range(0, len(stamps) - 1_000, 1_000))
+    return {
+        "longest_ms": max(gaps) * 1000,
+        "p99_per_1000_ms": per_1000[int(len(per_1000) * 0.99)] * 1000,
+        "checkpoints": summary.checkpoints.count,
+        "checkpoint_pause_ms": summary.checkpoints.max_pause_s * 1000,
+        "events_per_s": events / (stamps[-1] - stamps[0]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--pause-events", type=int, default=3_000_000)
     args = parser.parse_args()
     data_dir = tempfile.mkdtemp(prefix="rheos-bench-w2-")
     write_events(data_dir, args.events)
@@ -93,6 +140,14 @@ def main() -> None:
         print(
             f"  checkpoints every {interval:<6}  {args.events / best:>12,.0f} events/s "
             f"({taken[interval]} checkpoints; {(best / best_off - 1) * 100:+.1f}% time)"
+        )
+    print(f"pauses, {args.keys:,} keys of window state, {args.pause_events:,} events")
+    for interval in (None, "1s"):
+        got = pauses(args.keys, args.pause_events, interval)
+        print(
+            f"  checkpoints {interval or 'off':<4} longest pause {got['longest_ms']:>8.1f} ms, "
+            f"p99 of 1,000-event stretches {got['p99_per_1000_ms']:>6.1f} ms, "
+            f"{got['events_per_s']:>10,.0f} events/s ({got['checkpoints']} checkpoints)"
         )
     rec = recovery(args.keys)
     print(f"recovery, {args.keys:,} keys of running-aggregate state")

@@ -115,3 +115,20 @@ def test_an_uncommitted_reader_follows_a_writer_cut_back_under_it(tmp_path: Path
         p.append([b"more"])
         p.flush()
         assert [(r.offset, r.value) for r in reader.read()] == [(5, b"more")]
+
+
+def test_commit_upto_leaves_what_came_after_uncommitted(tmp_path: Path) -> None:
+    """A checkpoint covers what was written before it; its commit, which comes while the
+    flow writes on, makes only that visible."""
+    log = Log(tmp_path)
+    log.create_topic("out", partitions=2)
+    with log.producer("out", transactional=True) as p:
+        p.append([b"a", b"b"], partition=0)
+        p.flush()
+        covered = p.positions()
+        p.append([b"c"], partition=0)
+        p.append([b"d"], partition=1)
+        assert p.commit(upto=covered) == {0: 2, 1: 0}
+        assert values(log, "out") == [b"a", b"b"]
+        assert p.commit() == {0: 3, 1: 1}
+        assert sorted(values(log, "out")) == [b"a", b"b", b"c", b"d"]

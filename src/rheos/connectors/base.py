@@ -161,6 +161,11 @@ class TransactionalWriter(Protocol):
     3. :meth:`commit` -- make it visible. It must be idempotent: after a crash between 2 and
        3, :meth:`recover` repeats it.
 
+    A periodic checkpoint commits in a thread beside the flow, which goes on meanwhile:
+    :meth:`write` may be called between :meth:`prepare` and :meth:`commit` of a checkpoint,
+    and what it writes then belongs to the next checkpoint, not to this one's commit. The
+    next :meth:`prepare` comes only after this one's :meth:`commit`.
+
     When a run starts, :meth:`recover` gets the restored checkpoint's id and what
     :meth:`prepare` returned for it (``None`` and ``None`` with no checkpoint): discard
     whatever was written after it, and finish its commit if it was not finished.

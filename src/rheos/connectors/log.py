@@ -279,6 +279,8 @@ class LogWriter(BaseWriter):
         self._times: list[int] = []
         self._epoch = ((EPOCH_HEADER, str(ctx.epoch).encode()),)
         self._headers: list[Any] | None = [] if self._in_checkpoints else None
+        self._prepared: dict[int, dict[int, int]] = {}
+        """The positions each prepared checkpoint covers, until it commits."""
         key = sink.key
         self._key_of: Callable[[Any], Any] | None
         if isinstance(key, str):
@@ -342,10 +344,15 @@ class LogWriter(BaseWriter):
     def prepare(self, checkpoint: int) -> dict[str, Any]:
         self._append()
         self._producer.flush()
-        return {"topic": self.sink.topic, "positions": self._producer.positions()}
+        positions = self._producer.positions()
+        self._prepared[checkpoint] = positions
+        return {"topic": self.sink.topic, "positions": positions}
 
     def commit(self, checkpoint: int) -> None:
-        self._producer.commit()
+        """Commit what :meth:`prepare` covered -- not what was written since, which belongs
+        to the next checkpoint (a periodic checkpoint is written while the flow goes on)."""
+        positions = self._prepared.pop(checkpoint, None)
+        self._producer.commit(upto=positions)
 
     def recover(self, checkpoint: int | None, prepared: Any) -> None:
         if prepared is None:  # nothing of this sink in the checkpoint: keep what is committed

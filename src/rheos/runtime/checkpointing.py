@@ -12,6 +12,12 @@ is in flight. Taking one (:meth:`Checkpointer.take`):
    positions, in one SQLite transaction (:class:`~rheos.state.CheckpointStore`);
 3. then commit the transactional sinks: their output becomes visible to committed readers.
 
+The flow stops only for step 1 and for reading and encoding the state; a periodic checkpoint's
+SQLite transaction (2) is written in a thread beside the flow (SQLite works without the GIL),
+and its sinks commit (3) as soon as the loop next finds it committed. Output written
+meanwhile belongs to the next checkpoint. A stop's, a drain's and a dead-letter replay's
+checkpoint is finished before the run goes on.
+
 A crash before 2 completes leaves the previous checkpoint as the latest; a crash between 2
 and 3 leaves a checkpoint whose output is written but not yet marked committed. Either way,
 recovery (:meth:`Checkpointer.restore`) loads the latest checkpoint, seeks the sources to its
@@ -28,9 +34,10 @@ iterables or files compute from the start every time.
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -40,7 +47,7 @@ from rheos.errors import CheckpointError, LogError
 from rheos.flows.steps import Graph
 from rheos.runtime.compile import Compiled
 from rheos.runtime.summary import CheckpointStats
-from rheos.state import Change, CheckpointInfo, CheckpointStore, store_path
+from rheos.state import Change, CheckpointInfo, CheckpointStore, PendingWrite, store_path
 
 
 class Run(Protocol):
@@ -95,6 +102,7 @@ class Checkpointer:
             "replay": meta.get("replay", {}),
         }
         self.last = time.monotonic()
+        self._pending: _Pending | None = None
         self.pause_hook = os.environ.get("RHEOS_TEST_CHECKPOINT_PAUSE")
         """Crash tests: a file that exists while a checkpoint is between its transaction's
         start and the sinks' commit (each checkpoint pauses there a moment)."""
@@ -168,10 +176,34 @@ class Checkpointer:
     # -- take --------------------------------------------------------------------------------
 
     def due(self, now: float) -> bool:
-        return self.interval_s is not None and now - self.last >= self.interval_s
+        """Whether a periodic checkpoint is due now: ``interval`` after the last one
+        committed, once the store is done with it (first, the one being written is finished
+        if its transaction has committed: its sinks' output becomes visible). A store slower
+        than the interval spaces checkpoints out rather than stopping the flow."""
+        pending = self._pending
+        if pending is not None and pending.write.done():
+            self._finish()
+        if self.interval_s is None or now - self.last < self.interval_s:
+            return False
+        return self._pending is None and not self.store.busy()
 
     def take(self, kind: str = "periodic") -> CheckpointInfo:
-        """Take one checkpoint now (see the module docs) and return it."""
+        """Take one checkpoint now (see the module docs) and return it.
+
+        The flow pauses only while its state is read and encoded. A periodic checkpoint is
+        then written beside the flow (its sinks commit when :meth:`due` next finds it
+        committed); the others (a stop, a drain, a dead-letter replay) are finished before
+        this returns."""
+        self._finish()
+        collecting = gc.isenabled()
+        gc.disable()  # the snapshot makes many small objects and frees none of them
+        try:
+            return self._take(kind)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _take(self, kind: str) -> CheckpointInfo:
         started = time.perf_counter()
         runner = self.runner
         compiled = runner.compiled
@@ -210,27 +242,54 @@ class Checkpointer:
             "sinks": self.sink_infos,
             **self.extra,
         }
-        info = self.store.write(meta, self._paused(changes), epoch=self.epoch, kind=kind)
+        write = self.store.write_beside(
+            meta, changes, epoch=self.epoch, kind=kind, inside=self._pause_inside
+        )
+        self.stats.record_pause(time.perf_counter() - started)
+        self._pending = _Pending(write, transactional, started)
+        if kind != "periodic":
+            self._finish()
+        return write.info
+
+    def _finish(self) -> None:
+        """Wait for the checkpoint being written, then commit its sinks (see the module
+        docs): what they wrote before it became visible."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        info = pending.write.result()
         if self.pause_hook:  # and between the store's commit and the sinks'
             time.sleep(float(os.environ.get("RHEOS_TEST_CHECKPOINT_PAUSE_S", "0.05")))
-        for tw in transactional:
-            tw.commit(cid)
+        for tw in pending.sinks:
+            tw.commit(info.id)
         if self.pause_hook:
             Path(self.pause_hook).unlink(missing_ok=True)
-        for src in runner.sources:
+        for src in self.runner.sources:
             src.reader.commit()  # consumer groups: secondary to the checkpoint
         self.last = time.monotonic()
-        self.stats.record(info.size_bytes, time.perf_counter() - started, info.id, kind)
-        return info
+        self.stats.record(
+            info.size_bytes, time.perf_counter() - pending.started, info.id, info.kind
+        )
 
-    def _paused(self, changes: list[Change]) -> Iterator[Change]:
-        yield from changes
+    def _pause_inside(self) -> None:
         if self.pause_hook:  # inside the store's transaction
             Path(self.pause_hook).touch()
             time.sleep(float(os.environ.get("RHEOS_TEST_CHECKPOINT_PAUSE_S", "0.05")))
 
     def close(self) -> None:
-        self.store.close()
+        try:
+            self._finish()
+        finally:
+            self.store.close()
+
+
+@dataclass
+class _Pending:
+    """A periodic checkpoint being written beside the flow, and the sinks to commit then."""
+
+    write: PendingWrite
+    sinks: list[TransactionalWriter]
+    started: float
 
 
 __all__ = ["Checkpointer", "FlowLock"]

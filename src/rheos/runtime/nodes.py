@@ -299,7 +299,7 @@ class WindowNode:
     def checkpoint(self) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
         """Operator-wide state, and the state of every key changed since the last call."""
         op = self.op
-        changes = [(key_to_plain(k), op.snapshot_key(k)) for k in op.changed_keys()]
+        changes = op.snapshot_changed()
         op.clear_changed()
         return {"op": op.snapshot(include_keys=False), "cell": list(self.cell)}, changes
 

@@ -50,9 +50,15 @@ class CheckpointStats:
     """Seconds spent restoring it (state, sources, sinks)."""
     last_at: float | None = None
     """``time.monotonic()`` of the last checkpoint."""
+    max_pause_s: float = 0.0
+    """The longest the flow stopped for a checkpoint: reading and encoding its state (the
+    rest of a periodic checkpoint is written beside the flow)."""
     history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
     """The latest checkpoints of this run: ``{"id", "time_ms", "kind", "duration_s",
     "bytes"}``, oldest first."""
+
+    def record_pause(self, seconds: float) -> None:
+        self.max_pause_s = max(self.max_pause_s, seconds)
 
     def record(self, size: int, seconds: float, checkpoint: int, kind: str = "") -> None:
         self.count += 1

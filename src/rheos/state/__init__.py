@@ -11,7 +11,15 @@ from rheos.state.store import (
     Change,
     CheckpointInfo,
     CheckpointStore,
+    PendingWrite,
     store_path,
 )
 
-__all__ = ["DEFAULT_KEEP", "Change", "CheckpointInfo", "CheckpointStore", "store_path"]
+__all__ = [
+    "DEFAULT_KEEP",
+    "Change",
+    "CheckpointInfo",
+    "CheckpointStore",
+    "PendingWrite",
+    "store_path",
+]

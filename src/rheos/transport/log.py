@@ -550,8 +550,9 @@ class Producer:
         parts = range(self.config.partitions) if partitions is None else partitions
         return {p: self._writer(p)[0].next_offset for p in parts}
 
-    def commit(self) -> dict[int, int]:
-        """Flush, make durable, and mark everything written so far as committed.
+    def commit(self, upto: Mapping[int, int] | None = None) -> dict[int, int]:
+        """Flush, make durable, and mark everything written so far as committed -- or, with
+        ``upto``, the records before those offsets (the rest stays uncommitted).
 
         Returns the committed offsets per partition written by this producer.
         """
@@ -560,10 +561,13 @@ class Producer:
         self.flush()
         out = {}
         for p, (writer, lock) in self._writers.items():
+            if upto is not None and p not in upto:
+                continue  # opened since: nothing of it is covered
             with lock:
                 writer.sync()
-                write_committed(self._folder / str(p), writer.next_offset)
-                out[p] = writer.next_offset
+                mark = writer.next_offset if upto is None else min(upto[p], writer.next_offset)
+                write_committed(self._folder / str(p), mark)
+                out[p] = mark
         with self._signal:
             self._signal.notify_all()
         return out

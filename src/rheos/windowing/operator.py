@@ -81,7 +81,7 @@ LateInfo(key='a', ts=3000, event={'x': 7}, windows=((0, 10000),))
 from __future__ import annotations
 
 from bisect import insort
-from collections.abc import Callable, Collection, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from heapq import heappop, heappush
 from typing import Any, NamedTuple
 
@@ -604,6 +604,34 @@ class WindowOperator:
             if key in keys
         ]
         return {"windows": windows} if windows else None
+
+    def snapshot_changed(self) -> list[tuple[Any, dict[str, Any] | None]]:
+        """``(key as plain data, state)`` of every key changed since :meth:`clear_changed`,
+        as :meth:`snapshot_key` gives it -- but sharing the operator's values, not copying
+        them: encode it before the operator runs on (a checkpoint does, at once). One pass
+        over the open windows for all the keys, the checkpoint's part that stops the flow."""
+        changed = self._changed
+        if self._kind is SessionWindows:
+            return [(key_to_plain(k), self.snapshot_key(k)) for k in changed]
+        found: dict[Hashable, list[Any]] = {k: [] for k in changed}
+        dumps = [agg.dump for agg in self._aggs]
+        single = dumps[0] if len(dumps) == 1 else None
+        for start in sorted(self._windows):
+            keys = self._windows[start]
+            pairs: Iterable[tuple[list[Any] | None, list[Any] | None]]
+            if len(keys) < len(found):  # walk the smaller side
+                pairs = ((found.get(k), state) for k, state in keys.items())
+            else:
+                pairs = ((out, keys.get(k)) for k, out in found.items())
+            for out, state in pairs:
+                if out is None or state is None:
+                    continue
+                if single is not None:
+                    accs = [single(state[1])]
+                else:
+                    accs = [d(a) for d, a in zip(dumps, state[1:], strict=True)]
+                out.append([start, state[0], accs])
+        return [(key_to_plain(k), {"windows": w} if w else None) for k, w in found.items()]
 
     def _drop_key(self, key: Hashable) -> None:
         if self._kind is SessionWindows:
