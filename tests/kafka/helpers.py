@@ -10,9 +10,9 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
-def new_topic(servers: str, partitions: int = 1, prefix: str = "t") -> str:
-    """A topic of a fresh name."""
-    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+def new_topic(servers: str, partitions: int = 1, *, name: str | None = None) -> str:
+    """Create a topic (of a fresh name unless ``name`` is given) and return its name."""
+    name = name or f"t-{uuid.uuid4().hex[:10]}"
     admin = AdminClient({"bootstrap.servers": servers})
     for future in admin.create_topics([NewTopic(name, partitions, 1)]).values():
         future.result()

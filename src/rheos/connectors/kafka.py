@@ -9,7 +9,8 @@ Values are decoded as ``format`` (JSON by default); records that do not decode a
 flow names a ``timestamp`` field. Watermarks are per partition, as for
 :func:`~rheos.connectors.log.log_source`. It reads only what transactions have committed
 (``isolation.level=read_committed``). A bounded run stops at the end offsets the partitions
-had when it started. The source's positions are kept in the flow's checkpoints, which are
+had when it started (the high watermarks: a transaction still open then is waited for, and
+read if it commits). The source's positions are kept in the flow's checkpoints, which are
 the truth on restart; they are also committed to ``group`` after each checkpoint, so Kafka's
 tools show the group's lag.
 
@@ -178,6 +179,7 @@ class KafkaReader(BaseReader):
             "isolation.level": "read_committed",
             **source.config,
         }
+        self._settings = settings
         self._consumer = kafka.Consumer(settings)
         try:
             self._pairs = _topic_partitions(
@@ -209,11 +211,12 @@ class KafkaReader(BaseReader):
                 f"{self._who}: {what} failed at {self.source.bootstrap_servers}: {exc}"
             ) from exc
 
-    def _watermarks(self, i: int) -> tuple[int, int]:
+    def _watermarks(self, i: int, consumer: Any = None) -> tuple[int, int]:
         timeout = self.source.connect_timeout
+        client = consumer or self._consumer
         low, high = self._call(
             "reading the partition's offsets",
-            lambda: self._consumer.get_watermark_offsets(self._tp(i), timeout=timeout),
+            lambda: client.get_watermark_offsets(self._tp(i), timeout=timeout),
         )
         return int(low), int(high)
 
@@ -242,7 +245,14 @@ class KafkaReader(BaseReader):
         return {i: tp.offset if tp.offset >= 0 else marks[i][1] for i, tp in enumerate(got)}
 
     def _end_offsets(self) -> dict[int, int]:
-        return {i: self._watermarks(i)[1] for i in self.partitions}
+        """The partitions' high watermarks: a read_committed consumer's ends stop before
+        transactions still being committed (Kafka writes their markers after the commit
+        returns), and a bounded run must include those. Aborted records are skipped."""
+        peek = self._kafka.Consumer({**self._settings, "isolation.level": "read_uncommitted"})
+        try:
+            return {i: self._watermarks(i, peek)[1] for i in self.partitions}
+        finally:
+            peek.close()
 
     def _assign(self) -> None:
         self._consumer.assign([self._tp(i, self._pos[i]) for i in self.partitions])
