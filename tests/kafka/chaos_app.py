@@ -25,7 +25,7 @@ def build(data_dir: str, servers: str, prefix: str, interval: str = "0.3s") -> r
     flow = rh.Flow("kchaos", data_dir=data_dir, checkpoint_interval=interval)
     keyed = (
         flow.source(
-            rh.kafka_source(f"{prefix}.events", bootstrap_servers=servers),
+            rh.kafka_source(f"{prefix}.events", bootstrap_servers=servers, group=prefix),
             timestamp="ts",
             timestamp_unit="ms",
             out_of_orderness="2s",

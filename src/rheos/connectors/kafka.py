@@ -28,7 +28,8 @@ checkpoints is one Kafka transaction, and the protocol around a checkpoint is:
 2. the checkpoint commits;
 3. *commit*: commit the Kafka transaction, which also commits, atomically with the records,
    the checkpoint's id as the offset of a marker group ``rheos.<flow>.<sink name>.progress``
-   (``send_offsets_to_transaction``).
+   and the positions of the flow's Kafka sources (with a ``group``, on the same cluster) as
+   their groups' offsets (``send_offsets_to_transaction``).
 
 A crash before 2 leaves the transaction open; the restarted flow's producer aborts it and the
 sources rewind to the previous checkpoint. A crash between 2 and 3 (Kafka cannot commit a
@@ -66,6 +67,10 @@ from rheos.errors import (
 KafkaStart = Literal["committed", "beginning", "end"] | int | datetime
 """Where a Kafka source starts: the group's committed offsets, the beginning, the end, or a
 time (a datetime, or epoch milliseconds)."""
+
+READERS = "kafka.readers"
+"""The key of :attr:`OpenContext.shared` under which Kafka sources with a group list
+themselves."""
 
 PARTITION_EOF = -191
 """librdkafka's code for "reached the end of the partition" (an event, not an error)."""
@@ -198,6 +203,8 @@ class KafkaReader(BaseReader):
             raise
         self._assign()
         self._check_done()
+        if source.group is not None:
+            ctx.shared.setdefault(READERS, []).append(self)
 
     def _tp(self, i: int, offset: int = -1001) -> Any:
         topic, partition = self._pairs[i]
@@ -333,6 +340,12 @@ class KafkaReader(BaseReader):
             out[i] = (position, max(position, int(high)))
         return out
 
+    def group_offsets(self) -> tuple[list[Any], Any]:
+        """The positions as offsets to commit, and the consumer's group metadata (for a
+        transactional producer's ``send_offsets_to_transaction``)."""
+        offsets = [self._tp(i, o) for i, o in self._pos.items()]
+        return offsets, self._consumer.consumer_group_metadata()
+
     def commit(self) -> None:
         if self.source.group is None:
             return
@@ -396,6 +409,7 @@ class KafkaWriter(BaseWriter):
             "bootstrap.servers": sink.bootstrap_servers,
             "enable.idempotence": True,
             "linger.ms": 5,
+            "delivery.report.only.error": True,  # no Python call per delivered record
             **sink.config,
         }
         if self._in_checkpoints:
@@ -404,6 +418,7 @@ class KafkaWriter(BaseWriter):
             settings.pop("transactional.id", None)
         self._errors: list[str] = []
         settings["error_cb"] = self._on_error
+        settings["on_delivery"] = self._delivered
         self._producer = kafka.Producer(settings)
         self._marker: Any = None
         self._encode = encoder(sink.format)
@@ -411,6 +426,8 @@ class KafkaWriter(BaseWriter):
         self._rows: list[tuple[bytes | None, bytes, int]] = []
         self._prepared: tuple[int, list[tuple[bytes | None, bytes, int]]] | None = None
         self._open = False
+        self._shared = ctx.shared
+        self._group_offsets: list[tuple[list[Any], Any]] = []
         self._ensure_topic()
         if self._in_checkpoints:
             self._marker = kafka.Consumer(
@@ -478,15 +495,16 @@ class KafkaWriter(BaseWriter):
                 self._call("beginning a transaction", self._producer.begin_transaction)
                 self._open = True
             self._rows.append((key, data, timestamp))
-        self._produce(key, data, timestamp)
+        try:
+            self._producer.produce(self.sink.topic, data, key, timestamp=timestamp)
+        except BufferError:
+            self._produce(key, data, timestamp)
 
     def _produce(self, key: bytes | None, data: bytes, timestamp: int) -> None:
         producer = self._producer
         while True:
             try:
-                producer.produce(
-                    self.sink.topic, data, key, timestamp=timestamp, on_delivery=self._delivered
-                )
+                producer.produce(self.sink.topic, data, key, timestamp=timestamp)
                 return
             except BufferError:  # the local queue is full: let deliveries drain it
                 producer.poll(0.05)
@@ -516,7 +534,12 @@ class KafkaWriter(BaseWriter):
         self._flush()
         rows, self._rows = self._rows, []
         self._prepared = (checkpoint, rows)
-        return {"transactional_id": self.transactional_id, "rows": [list(r) for r in rows]}
+        self._group_offsets = [
+            reader.group_offsets()
+            for reader in self._shared.get(READERS, ())
+            if reader.source.bootstrap_servers == self.sink.bootstrap_servers
+        ]
+        return {"transactional_id": self.transactional_id, "rows": rows}
 
     def commit(self, checkpoint: int) -> None:
         if self._prepared is None or self._prepared[0] != checkpoint:
@@ -535,7 +558,16 @@ class KafkaWriter(BaseWriter):
             "recording the checkpoint in the transaction",
             lambda: self._producer.send_offsets_to_transaction(mark, meta, timeout),
         )
+        for offsets, group in self._group_offsets:  # the Kafka sources' consumed offsets
+            self._send_offsets(offsets, group, timeout)
+        self._group_offsets = []
         self._call("committing the transaction", lambda: self._producer.commit_transaction(timeout))
+
+    def _send_offsets(self, offsets: list[Any], group: Any, timeout: float) -> None:
+        def send() -> None:
+            self._producer.send_offsets_to_transaction(offsets, group, timeout)
+
+        self._call("committing consumed offsets in the transaction", send)
 
     def committed_checkpoint(self) -> int | None:
         """The id of the last checkpoint whose transaction committed (None: none yet)."""
