@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.kafka.helpers import new_topic, produce
+from tests.waiting import wait_until
 
 import rheos as rh
 from rheos.errors import BrokerUnreachableError, KafkaTopicNotFoundError
@@ -148,3 +150,24 @@ def test_a_missing_topic_is_a_clear_error(kafka: str, tmp_path: Path) -> None:
     flow.source(rh.kafka_source("no-such-topic", bootstrap_servers=kafka)).sink(rh.list_sink([]))
     with pytest.raises(KafkaTopicNotFoundError, match="no topic 'no-such-topic'"):
         flow.run(bounded=True)
+
+
+def test_live_metrics_show_the_lag_of_each_kafka_partition(kafka: str, tmp_path: Path) -> None:
+    topic = new_topic(kafka, partitions=2)
+    flow = rh.Flow("kafka-live", data_dir=tmp_path, checkpoint_interval="100ms")
+    flow.source(rh.kafka_source(topic, bootstrap_servers=kafka)).sink(rh.list_sink([]))
+    thread = threading.Thread(target=flow.run)
+    thread.start()
+    try:
+        for p in range(2):
+            produce(kafka, topic, events(100), partition=p)
+        wait_until(lambda: flow.metrics()["events_in"] == 200, "200 events in", limit=30)
+        wait_until(lambda: flow.metrics()["checkpoints"]["count"] > 0, "a checkpoint", limit=30)
+        [source] = flow.metrics()["sources"]
+        assert source["topic"] == topic
+        assert source["partitions"] == [
+            {"partition": p, "position": 100, "end": 100, "lag": 0} for p in range(2)
+        ]
+    finally:
+        flow.stop()
+        thread.join(30)
