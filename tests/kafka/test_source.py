@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from tests.kafka.helpers import new_topic, produce
 from tests.waiting import wait_until
@@ -171,3 +172,38 @@ def test_live_metrics_show_the_lag_of_each_kafka_partition(kafka: str, tmp_path:
     finally:
         flow.stop()
         thread.join(30)
+
+
+def test_both_modes_agree_on_a_large_topic_with_bad_records(kafka: str, tmp_path: Path) -> None:
+    """Micro-batch mode decodes each poll's JSON values together (columnar); a record that
+    does not decode and an event a step fails on are dead-lettered as in stream-first mode."""
+    topic = new_topic(kafka, partitions=2)
+    sent: list[Any] = events(12_000, keys=7)
+    sent[5_000] = b'{"i": oops'
+    for p in range(2):
+        produce(kafka, topic, sent[p::2], partition=p)
+
+    def check(event: dict[str, Any]) -> dict[str, Any]:
+        if event["i"] == 7_777:
+            raise ValueError("seven sevens")
+        return event
+
+    results = {}
+    for mode in MODES:
+        out: list[dict[str, Any]] = []
+        flow = rh.Flow(f"agree-{mode}", data_dir=tmp_path / mode)
+        (
+            flow.source(rh.kafka_source(topic, bootstrap_servers=kafka), timestamp="ts")
+            .map(check)
+            .key_by("key")
+            .window(rh.tumbling("1m"))
+            .aggregate(n=rh.count(), total=rh.sum("v"))
+            .sink(rh.list_sink(out))
+        )
+        summary = flow.run(bounded=True, mode=mode)
+        letters = sorted((d.source_offset, d.value) for d in summary.dead_letters)
+        results[mode] = (sorted(out, key=lambda w: (w["window_start"], w["key"])), letters)
+    assert results["micro-batch"] == results["stream-first"]
+    windows, letters = results["stream-first"]
+    assert sum(w["n"] for w in windows) == 12_000 - 2
+    assert letters == [(2_500, b'{"i": oops'), (3_888, msgspec.json.encode(sent[7_777]))]

@@ -72,6 +72,9 @@ READERS = "kafka.readers"
 """The key of :attr:`OpenContext.shared` under which Kafka sources with a group list
 themselves."""
 
+Records = tuple[int, list[bytes], list[int], list[int]]
+"""Undecoded records of one partition: its index, values, offsets and Kafka timestamps."""
+
 PARTITION_EOF = -191
 """librdkafka's code for "reached the end of the partition" (an event, not an error)."""
 
@@ -269,9 +272,14 @@ class KafkaReader(BaseReader):
             self._done = all(self._pos[i] >= end for i, end in self._ends.items())
 
     def poll(self, timeout: float) -> list[Chunk]:
+        return [self.chunk(*records) for records in self.poll_records(timeout)]
+
+    def poll_records(self, timeout: float, max_records: int | None = None) -> list[Records]:
+        """The records of one poll, undecoded, per partition (index): values, offsets and
+        Kafka timestamps, at most ``max_records`` (the source's) in all."""
         if self._done:
             return []
-        messages = self._consumer.consume(self.source.max_records, timeout)
+        messages = self._consumer.consume(max_records or self.source.max_records, timeout)
         if not messages:
             return []
         by_partition: dict[int, list[Any]] = {}
@@ -293,16 +301,22 @@ class KafkaReader(BaseReader):
                 continue
             pos[i] = offset + 1
             by_partition.setdefault(i, []).append(m)
-        chunks = [self._chunk(i, ms) for i, ms in by_partition.items()]
+        out = [
+            (
+                i,
+                [m.value() or b"" for m in ms],
+                [m.offset() for m in ms],
+                [m.timestamp()[1] for m in ms],
+            )
+            for i, ms in by_partition.items()
+        ]
         if ends is not None:
             self._check_done()
-        return chunks
+        return out
 
-    def _chunk(self, i: int, messages: list[Any]) -> Chunk:
+    def chunk(self, i: int, raw: list[bytes], offsets: list[int], timestamps: list[int]) -> Chunk:
+        """The chunk of records of partition (index) ``i``: decoded, or with rejects."""
         topic, partition = self._pairs[i]
-        raw = [m.value() or b"" for m in messages]
-        offsets = [m.offset() for m in messages]
-        timestamps = [m.timestamp()[1] for m in messages]
         dec = self._decode
         try:
             values = [dec(v) for v in raw]
@@ -311,6 +325,10 @@ class KafkaReader(BaseReader):
             chunk.partition = i
             return chunk
         return Chunk(i, values, timestamps, topic, offsets, raw)
+
+    def topic_of(self, i: int) -> str:
+        """The topic of partition (index) ``i``."""
+        return self._pairs[i][0]
 
     def decode(self, value: bytes) -> Any:
         """Decode one record value as this source does (dead-letter replay)."""
@@ -700,6 +718,7 @@ __all__ = [
     "KafkaSource",
     "KafkaStart",
     "KafkaWriter",
+    "Records",
     "kafka_sink",
     "kafka_source",
 ]
