@@ -43,12 +43,17 @@ each flush waits for delivery: at least once.
 
 ``config`` passes librdkafka settings through (SASL/SSL, ``client.id``, batching...).
 ``connect_timeout`` bounds how long opening waits for a broker to answer: past it a
-:class:`~rheos.errors.BrokerUnreachableError` names the bootstrap servers. Needs
+:class:`~rheos.errors.BrokerUnreachableError` names the bootstrap servers. Brokers lost while
+running are retried (librdkafka reconnects by itself); a source fails with the same error
+after ``lost_timeout`` (60 s) without one, and a sink fails the checkpoint when its records
+are not delivered within 30 s (or ``connect_timeout`` if longer) -- nothing of that
+checkpoint is committed, and the next run recovers from the one before. Needs
 confluent-kafka: ``pip install 'rheos[kafka]'``.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -135,6 +140,7 @@ class KafkaSource:
         config: dict[str, Any] | None = None,
         max_records: int = 10_000,
         connect_timeout: Duration = "10s",
+        lost_timeout: Duration = "60s",
     ) -> None:
         check_format(format)
         self.topics = [topics] if isinstance(topics, str) else list(topics)
@@ -153,6 +159,7 @@ class KafkaSource:
         self.config = dict(config or {})
         self.max_records = max_records
         self.connect_timeout = _seconds(connect_timeout)
+        self.lost_timeout = to_ms(lost_timeout, what="lost_timeout") / 1000
 
     def open(self, ctx: OpenContext) -> KafkaReader:
         return KafkaReader(self, ctx)
@@ -188,7 +195,9 @@ class KafkaReader(BaseReader):
             **source.config,
         }
         self._settings = settings
-        self._consumer = kafka.Consumer(settings)
+        self._lost_since: float | None = None
+        """When librdkafka last said no broker could be reached (None: since answered)."""
+        self._consumer = kafka.Consumer({**settings, "error_cb": self._on_error})
         try:
             self._pairs = _topic_partitions(
                 self._consumer,
@@ -208,6 +217,26 @@ class KafkaReader(BaseReader):
         self._check_done()
         if source.group is not None:
             ctx.shared.setdefault(READERS, []).append(self)
+
+    def _on_error(self, err: Any) -> None:
+        lost = (self._kafka.KafkaError._ALL_BROKERS_DOWN, self._kafka.KafkaError._TRANSPORT)
+        if err.code() in lost and self._lost_since is None:
+            self._lost_since = time.monotonic()
+
+    def _check_brokers(self) -> None:
+        """Past ``lost_timeout`` without a broker (librdkafka retrying all along), fail with
+        an error naming the bootstrap servers -- unless one answers now."""
+        since = self._lost_since
+        if since is None or time.monotonic() - since < self.source.lost_timeout:
+            return
+        try:
+            self._consumer.list_topics(timeout=min(self.source.connect_timeout, 5))
+        except self._kafka.KafkaException:
+            raise BrokerUnreachableError(
+                f"{self._who}: lost the Kafka brokers at {self.source.bootstrap_servers}: "
+                f"none answered for {time.monotonic() - since:.0f} s (lost_timeout)"
+            ) from None
+        self._lost_since = None
 
     def _tp(self, i: int, offset: int = -1001) -> Any:
         topic, partition = self._pairs[i]
@@ -281,7 +310,9 @@ class KafkaReader(BaseReader):
             return []
         messages = self._consumer.consume(max_records or self.source.max_records, timeout)
         if not messages:
+            self._check_brokers()
             return []
+        self._lost_since = None
         by_partition: dict[int, list[Any]] = {}
         index, ends, pos = self._index, self._ends, self._pos
         for m in messages:
@@ -656,6 +687,7 @@ def kafka_source(
     as_dict: bool = True,
     config: dict[str, Any] | None = None,
     connect_timeout: Duration = "10s",
+    lost_timeout: Duration = "60s",
 ) -> KafkaSource:
     """A source reading ``topics`` of a Kafka cluster (see the module docs).
 
@@ -664,7 +696,8 @@ def kafka_source(
     consumer settings (SASL/SSL...). Opening fails with
     :class:`~rheos.errors.BrokerUnreachableError` when no broker answers within
     ``connect_timeout``, and :class:`~rheos.errors.KafkaTopicNotFoundError` for a topic the
-    cluster lacks.
+    cluster lacks. Brokers lost while running are retried; after ``lost_timeout`` without
+    one the run fails with :class:`~rheos.errors.BrokerUnreachableError`.
     """
     return KafkaSource(
         topics,
@@ -676,6 +709,7 @@ def kafka_source(
         as_dict=as_dict,
         config=config,
         connect_timeout=connect_timeout,
+        lost_timeout=lost_timeout,
     )
 
 
