@@ -1,7 +1,9 @@
-"""The flow of the Kafka crash test: Kafka -> keyed window and running aggregate -> Kafka.
+"""The flow of the Kafka crash test: Kafka -> keyed window and running aggregate -> Kafka
+(and the running aggregate to the embedded log too: a Kafka source into a log sink).
 
 ``python chaos_app.py DATA_DIR SERVERS PREFIX`` reads ``PREFIX.events`` and writes
-``PREFIX.windows`` and ``PREFIX.running`` until SIGTERM (which takes a last checkpoint);
+``PREFIX.windows`` and ``PREFIX.running`` to Kafka and ``running`` to the flow's log until
+SIGTERM (which takes a last checkpoint);
 ``RHEOS_TEST_CHECKPOINT_PAUSE`` makes every checkpoint pause inside its transaction and again
 between the checkpoint's commit and the Kafka transactions' commit.
 """
@@ -38,9 +40,9 @@ def build(data_dir: str, servers: str, prefix: str, interval: str = "0.3s") -> r
         .aggregate(n=rh.count(), total=rh.sum("v"))
         .sink(rh.kafka_sink(f"{prefix}.windows", key="key", bootstrap_servers=servers))
     )
-    keyed.aggregate(n=rh.count(), total=rh.sum("v")).sink(
-        rh.kafka_sink(f"{prefix}.running", key="key", bootstrap_servers=servers)
-    )
+    running = keyed.aggregate(n=rh.count(), total=rh.sum("v"))
+    running.sink(rh.kafka_sink(f"{prefix}.running", key="key", bootstrap_servers=servers))
+    running.sink(rh.log_sink("running", key="key", partitions=2))  # the mixed case
     return flow
 
 

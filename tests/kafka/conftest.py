@@ -51,7 +51,9 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         subprocess.run([sys.executable, str(SCRIPT), "fetch"], check=True)
     folder = tmp_path_factory.mktemp("kafka-broker")
     started = subprocess.run(
-        [sys.executable, str(SCRIPT), "start", str(folder), "--quick"], capture_output=True, text=True
+        [sys.executable, str(SCRIPT), "start", str(folder), "--quick"],
+        capture_output=True,
+        text=True,
     )
     if started.returncode != 0:
         pytest.fail(f"the Kafka broker did not start: {started.stderr.strip()}")

@@ -26,7 +26,9 @@ def own_broker(kafka: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A broker of this test's own (the session's goes on serving the others)."""
     folder = tmp_path / "broker"
     started = subprocess.run(
-        [sys.executable, str(SCRIPT), "start", str(folder), "--quick"], capture_output=True, text=True
+        [sys.executable, str(SCRIPT), "start", str(folder), "--quick"],
+        capture_output=True,
+        text=True,
     )
     assert started.returncode == 0, started.stderr
     try:

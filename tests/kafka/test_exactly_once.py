@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from tests.faults.test_chaos import committed as committed_in_log
 from tests.kafka import chaos_app
 from tests.kafka.helpers import new_topic, produce, read_committed, values
 from tests.waiting import wait_until
@@ -221,7 +222,8 @@ def dead_letters(data_dir: Path) -> list[int]:
 def test_kill_9_at_random_moments_loses_and_doubles_nothing(kafka: str, tmp_path: Path) -> None:
     """Kafka -> window -> Kafka, killed 10 times (3 of them inside a checkpoint): what a
     read_committed consumer sees is exactly what an uninterrupted run commits, each bad
-    record is dead-lettered once, and the source's group has committed the whole topic."""
+    record is dead-lettered once, and the source's group has committed the whole topic. The
+    running aggregate also goes to a log sink: committed there exactly once too."""
     runs = {}
     for name in ("reference", "chaos"):
         prefix = f"{name}-{random.randrange(10**9)}"
@@ -243,6 +245,9 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(kafka: str, tmp_path
     assert inside >= 3
     for topic in ("windows", "running"):
         assert read_committed(kafka, f"{runs['chaos']}.{topic}") == expected[topic], topic
+    in_log = committed_in_log(tmp_path / "reference", "running")
+    assert sum(map(len, in_log.values())) == N - len(BAD)
+    assert committed_in_log(chaos, "running") == in_log
     assert dead_letters(chaos) == BAD
     assert committed_offset(kafka, runs["chaos"], f"{runs['chaos']}.events") == N
 
