@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
 import msgspec
+import pytest
+
+if not (os.environ.get("CI") or os.environ.get("RHEOS_REQUIRE_KAFKA")):  # else: a failure
+    pytest.importorskip(
+        "confluent_kafka", reason="Kafka tests skipped: confluent-kafka is not installed"
+    )
+
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -75,6 +83,16 @@ def read_committed(servers: str, topic: str) -> dict[int, list[tuple[bytes | Non
                 at_end.discard(m.partition())
                 out[m.partition()].append((m.key(), m.value() or b""))
         return out
+    finally:
+        consumer.close()
+
+
+def committed_offset(servers: str, group: str, topic: str, partition: int = 0) -> int:
+    """The offset ``group`` has committed for a partition of ``topic``."""
+    consumer = Consumer({"bootstrap.servers": servers, "group.id": group})
+    try:
+        [tp] = consumer.committed([TopicPartition(topic, partition)], timeout=10)
+        return int(tp.offset)
     finally:
         consumer.close()
 

@@ -13,10 +13,9 @@ from typing import Any
 
 import msgspec
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from tests.faults.test_chaos import committed as committed_in_log
 from tests.kafka import chaos_app
-from tests.kafka.helpers import new_topic, produce, read_committed, values
+from tests.kafka.helpers import committed_offset, new_topic, produce, read_committed, values
 from tests.waiting import wait_until
 
 import rheos as rh
@@ -250,12 +249,3 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(kafka: str, tmp_path
     assert committed_in_log(chaos, "running") == in_log
     assert dead_letters(chaos) == BAD
     assert committed_offset(kafka, runs["chaos"], f"{runs['chaos']}.events") == N
-
-
-def committed_offset(kafka: str, group: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": kafka, "group.id": group})
-    try:
-        [tp] = consumer.committed([TopicPartition(topic, 0)], timeout=10)
-        return int(tp.offset)
-    finally:
-        consumer.close()
