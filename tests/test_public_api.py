@@ -22,6 +22,7 @@ EXPECTED = {
     # sources and sinks
     "log_source", "log_sink", "iterable_source", "jsonl_source", "csv_source",
     "parquet_source", "jsonl_sink", "stdout_sink", "callback_sink", "list_sink",
+    "kafka_source", "kafka_sink",
     # errors
     "RheosError", "FlowError", "FlowDefinitionError", "UserFunctionError", "EventError",
     "RheosWarning",

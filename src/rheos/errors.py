@@ -20,7 +20,11 @@ everything rheos itself raises (user code's own exceptions are wrapped, never hi
     │   ├── UserFunctionError       user code raised; names flow, step and function
     │   └── EventError              an event that cannot be processed: decoding, timestamp,
     │                               schema (names topic, partition and offset when known)
-    └── CheckpointError             saving or restoring state
+    ├── CheckpointError             saving or restoring state
+    └── ConnectorError              a system outside rheos that a connector reads or writes
+        └── KafkaError              an Apache Kafka cluster (names the bootstrap servers)
+            ├── BrokerUnreachableError  no broker answered in time
+            └── KafkaTopicNotFoundError a topic the cluster does not have
 
 Warnings (``warnings.warn``) say that a run goes on but something a user relies on does not
 happen as they may think; they are never silent::
@@ -31,9 +35,9 @@ happen as they may think; they are never silent::
     └── BadEventsWarning            most of a run's events were dead-lettered or skipped
 
 Every error carries its *where* in the message, and as typed fields: every ``RheosError`` has
-``flow``, ``step`` and ``function`` (``None`` where unknown), and ``LogError`` and ``EventError``
-are also ``LocatedError``, with ``topic``, ``partition`` and ``offset``, so programs can act on
-them.
+``flow``, ``step`` and ``function`` (``None`` where unknown), and ``LogError``, ``EventError``
+and ``ConnectorError`` are also ``LocatedError``, with ``topic``, ``partition`` and
+``offset``, so programs can act on them.
 """
 
 from __future__ import annotations
@@ -154,6 +158,22 @@ class CheckpointError(RheosError):
     """Saving or restoring a checkpoint failed."""
 
 
+class ConnectorError(LocatedError):
+    """A system outside rheos that a connector talks to failed or refused."""
+
+
+class KafkaError(ConnectorError):
+    """An Apache Kafka cluster failed or refused; the message names its bootstrap servers."""
+
+
+class BrokerUnreachableError(KafkaError):
+    """No broker answered at the bootstrap servers within the connector's time limit."""
+
+
+class KafkaTopicNotFoundError(KafkaError):
+    """A topic the Kafka cluster does not have (sinks create it with ``create=True``)."""
+
+
 class RheosWarning(UserWarning):
     """The root of rheos's warnings."""
 
@@ -169,14 +189,18 @@ class BadEventsWarning(RheosWarning):
 
 __all__ = [
     "BadEventsWarning",
+    "BrokerUnreachableError",
     "CheckpointError",
     "ConfigError",
+    "ConnectorError",
     "CorruptLogError",
     "DiskFullError",
     "EventError",
     "FlowDefinitionError",
     "FlowError",
     "InvalidTopicNameError",
+    "KafkaError",
+    "KafkaTopicNotFoundError",
     "LocatedError",
     "LogClosedError",
     "LogError",

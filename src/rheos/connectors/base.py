@@ -69,6 +69,9 @@ class OpenContext:
     """Sinks take part in checkpoints: output becomes visible when a checkpoint commits."""
     epoch: int = 0
     """The flow's replay epoch (log sinks stamp it on every record, see rheos.runtime.replay)."""
+    shared: dict[str, Any] = field(default_factory=dict)
+    """What the connectors of one run share: Kafka sources list themselves here, and Kafka
+    sinks commit their consumer groups' offsets in their transactions."""
     _log: Log | None = None
 
     @property

@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from rheos.errors import ConfigError
+from rheos.connectors.base import Chunk
+from rheos.errors import ConfigError, EventError, RecordTooLargeError
 
 Format = Literal["json", "msgpack", "raw"]
 FORMATS = ("json", "msgpack", "raw")
@@ -90,6 +91,52 @@ def encoder(fmt: str) -> Callable[[Any], bytes]:
     return raw
 
 
+def sift(
+    decode: Callable[[bytes], Any],
+    fmt: str,
+    where: tuple[str, int],
+    raw: list[bytes],
+    offsets: list[int],
+    timestamps: list[int],
+    max_record_bytes: int | None = None,
+) -> Chunk:
+    """The chunk of a stretch of records with bad ones among them: the records that decode
+    become events, the others rejects (``where`` is the records' topic and partition)."""
+    topic, partition = where
+    chunk = Chunk(partition, [], [], topic, [], [], [])
+    assert chunk.timestamps is not None and chunk.raw is not None
+    assert isinstance(chunk.offsets, list) and chunk.rejects is not None
+    for value, offset, ts in zip(raw, offsets, timestamps, strict=True):
+        try:
+            if max_record_bytes is not None and len(value) > max_record_bytes:
+                raise RecordTooLargeError(
+                    f"the record is {len(value)} bytes, over the source's "
+                    f"max_record_bytes of {max_record_bytes}",
+                    topic=topic,
+                    partition=partition,
+                    offset=offset,
+                )
+            decoded = decode(value)
+        except RecordTooLargeError as exc:
+            chunk.rejects.append((offset, value, exc))
+            continue
+        except Exception as exc:
+            err = EventError(
+                f"cannot decode a {fmt} value: {exc}: {value[:60]!r}",
+                topic=topic,
+                partition=partition,
+                offset=offset,
+            )
+            err.__cause__ = exc
+            chunk.rejects.append((offset, value, err))
+            continue
+        chunk.values.append(decoded)
+        chunk.timestamps.append(ts)
+        chunk.offsets.append(offset)
+        chunk.raw.append(value)
+    return chunk
+
+
 def key_bytes(key: Any) -> bytes | None:
     """A record key as bytes: ``None`` stays, str is UTF-8, bytes as is, others JSON."""
     if key is None or isinstance(key, bytes):
@@ -99,4 +146,4 @@ def key_bytes(key: Any) -> bytes | None:
     return msgspec.json.encode(key, enc_hook=_fallback)
 
 
-__all__ = ["FORMATS", "Format", "decoder", "encoder", "key_bytes", "value_decoder"]
+__all__ = ["FORMATS", "Format", "decoder", "encoder", "key_bytes", "sift", "value_decoder"]

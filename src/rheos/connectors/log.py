@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rheos.connectors.base import BaseReader, BaseWriter, Chunk, OpenContext
-from rheos.connectors.codecs import check_format, encoder, key_bytes, value_decoder
+from rheos.connectors.codecs import check_format, encoder, key_bytes, sift, value_decoder
 from rheos.errors import EventError, RecordTooLargeError
 from rheos.transport import RecordBatch, Start
 from rheos.transport.log import Isolation, Reader
@@ -154,40 +154,9 @@ class LogReader(BaseReader):
         self, partition: int, raw: list[bytes], offsets: list[int], timestamps: list[int]
     ) -> Chunk:
         """The chunk of a stretch with bad records: the good ones, and the rejects."""
-        dec = self._decode
-        limit = self.source.max_record_bytes
-        chunk = Chunk(partition, [], [], self.topic, [], [], [])
-        assert chunk.timestamps is not None and chunk.raw is not None
-        assert isinstance(chunk.offsets, list) and chunk.rejects is not None
-        for value, offset, ts in zip(raw, offsets, timestamps, strict=True):
-            try:
-                if limit is not None and len(value) > limit:
-                    raise RecordTooLargeError(
-                        f"the record is {len(value)} bytes, over the source's "
-                        f"max_record_bytes of {limit}",
-                        topic=self.topic,
-                        partition=partition,
-                        offset=offset,
-                    )
-                decoded = dec(value)
-            except RecordTooLargeError as exc:
-                chunk.rejects.append((offset, value, exc))
-                continue
-            except Exception as exc:
-                err = EventError(
-                    f"cannot decode a {self.source.format} value: {exc}: {value[:60]!r}",
-                    topic=self.topic,
-                    partition=partition,
-                    offset=offset,
-                )
-                err.__cause__ = exc
-                chunk.rejects.append((offset, value, err))
-                continue
-            chunk.values.append(decoded)
-            chunk.timestamps.append(ts)
-            chunk.offsets.append(offset)
-            chunk.raw.append(value)
-        return chunk
+        where = (self.topic, partition)
+        fmt, limit = self.source.format, self.source.max_record_bytes
+        return sift(self._decode, fmt, where, raw, offsets, timestamps, limit)
 
     def decode(self, value: bytes) -> Any:
         """Decode one record value as this source does (dead-letter replay)."""

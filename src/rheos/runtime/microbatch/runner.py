@@ -37,6 +37,7 @@ from rheos.connectors.base import Chunk, OpenContext, SeekableReader
 from rheos.errors import EventError
 from rheos.flows.steps import Graph, SourceStep
 from rheos.runtime.microbatch.batch import ROWS_BELOW, Batch
+from rheos.runtime.microbatch.kafka import ColumnarKafkaReader
 from rheos.runtime.microbatch.plan import Plan
 from rheos.runtime.microbatch.sources import ColumnarLogReader, Part, from_chunk
 from rheos.runtime.microbatch.stateful import Round
@@ -110,6 +111,8 @@ class MicroBatchRunner(Runner):
                     reader: Any = ColumnarLogReader(step.source, ctx, size, exact=False)
                 elif ColumnarLogReader.accepts(step.source):
                     reader = ColumnarLogReader(step.source, ctx, self.batch_size)
+                elif ColumnarKafkaReader.accepts(step.source):
+                    reader = ColumnarKafkaReader(step.source, ctx, self.batch_size)
                 else:
                     reader = step.source.open(ctx)
                 self.sources.append(SourceRun(self.graph.name, step, reader, _none, self.clock))
@@ -118,7 +121,7 @@ class MicroBatchRunner(Runner):
         """The parts of one poll, with their rejects (records that did not decode: the
         columnar reader reads them record by record, as stream-first mode) dead-lettered."""
         reader = src.reader
-        if isinstance(reader, ColumnarLogReader):
+        if isinstance(reader, ColumnarLogReader | ColumnarKafkaReader):
             parts = reader.poll(timeout)
         else:
             parts = [from_chunk(chunk) for chunk in reader.poll(timeout)]
