@@ -1,0 +1,54 @@
+"""``rheos nexmark generate`` and ``rheos nexmark run``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+import rheos as rh
+from rheos.nexmark import GeneratorConfig, build, generate
+from rheos.operations.cli import main
+
+
+def test_generate_to_a_file_then_run_each_mode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "events.jsonl"
+    assert (
+        main(["nexmark", "generate", "--events", "20000", "--out", str(path), "--seed", "1"]) == 0
+    )
+    assert "20000 Nexmark events" in capsys.readouterr().err
+    config = GeneratorConfig(events=20_000, seed=1)
+    assert [msgspec.json.decode(line) for line in path.read_bytes().splitlines()] == list(
+        generate(config)
+    )
+    expected: list[object] = []
+    build("q5", rh.iterable_source(generate(config)), rh.list_sink(expected)).run(bounded=True)
+    assert expected
+    for extra in ([], ["--mode", "micro-batch"], ["--bounded"]):
+        code = main(["nexmark", "run", "q5", "--input", str(path), *extra])
+        assert code == 0
+        out, err = capsys.readouterr()
+        assert [msgspec.json.decode(line) for line in out.splitlines()] == expected
+        assert "20000 events in" in err and "events/s" in err
+
+
+def test_generate_to_a_topic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = str(tmp_path / "data")
+    args = ["nexmark", "generate", "--events", "1000", "--topic", "nexmark", "--data-dir", data]
+    assert main(args) == 0
+    log = rh.Log(data)
+    try:
+        records = list(log.reader("nexmark", start="beginning").read())
+    finally:
+        log.close()
+    events = list(generate(GeneratorConfig(events=1_000)))
+    assert [msgspec.json.decode(r.value) for r in records] == events
+    assert [r.timestamp for r in records] == [e["dateTime"] for e in events]
+
+
+def test_an_unknown_query_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["nexmark", "run", "q99", "--input", "x.jsonl"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
