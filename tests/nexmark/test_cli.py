@@ -39,14 +39,26 @@ def test_generate_to_a_topic(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     data = str(tmp_path / "data")
     args = ["nexmark", "generate", "--events", "1000", "--topic", "nexmark", "--data-dir", data]
     assert main(args) == 0
+    events = list(generate(GeneratorConfig(events=1_000)))
     log = rh.Log(data)
     try:
-        records = list(log.reader("nexmark", start="beginning").read())
+        for kind in ("person", "auction", "bid"):
+            records = list(log.reader(f"nexmark.{kind}", start="beginning").read())
+            expected = [e for e in events if e["kind"] == kind]
+            assert [msgspec.json.decode(r.value) for r in records] == expected
+            assert [r.timestamp for r in records] == [e["dateTime"] for e in expected]
     finally:
         log.close()
-    events = list(generate(GeneratorConfig(events=1_000)))
-    assert [msgspec.json.decode(r.value) for r in records] == events
-    assert [r.timestamp for r in records] == [e["dateTime"] for e in events]
+    capsys.readouterr()
+    expected_q8: list[object] = []
+    source = rh.iterable_source(events)
+    build("q8", source, rh.list_sink(expected_q8), data_dir=data).run(bounded=True)
+    run = ["nexmark", "run", "q8", "--topic", "nexmark", "--data-dir", data]
+    assert main([*run, "--bounded", "--mode", "micro-batch"]) == 0
+    out = capsys.readouterr().out
+    assert [msgspec.json.decode(line) for line in out.splitlines()] == expected_q8
+    assert main(run) == 2
+    assert "--bounded" in capsys.readouterr().err
 
 
 def test_an_unknown_query_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

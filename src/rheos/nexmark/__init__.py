@@ -8,7 +8,17 @@ This package sits on top of the flow API, like an application: nothing in rheos 
 but the command line.
 """
 
-from rheos.nexmark.generator import GeneratorConfig, generate, write_jsonl
-from rheos.nexmark.queries import QUERIES, build
+from rheos.nexmark.generator import KINDS, GeneratorConfig, generate, write_jsonl, write_topics
+from rheos.nexmark.queries import QUERIES, Events, build, build_from_topics
 
-__all__ = ["QUERIES", "GeneratorConfig", "build", "generate", "write_jsonl"]
+__all__ = [
+    "KINDS",
+    "QUERIES",
+    "Events",
+    "GeneratorConfig",
+    "build",
+    "build_from_topics",
+    "generate",
+    "write_jsonl",
+    "write_topics",
+]

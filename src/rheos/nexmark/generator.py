@@ -49,6 +49,8 @@ from typing import Any
 
 import msgspec
 
+from rheos.transport import Log
+
 FIRST_PERSON_ID = 1000
 FIRST_AUCTION_ID = 1000
 FIRST_CATEGORY_ID = 10
@@ -81,6 +83,9 @@ LAST_NAMES: tuple[str, ...] = (
 )
 HOT_CHANNELS = ("Google", "Facebook", "Baidu", "Apple")
 CHANNELS = 10_000
+KINDS = ("person", "auction", "bid")
+APPEND_BATCH = 10_000
+"""Records appended to a topic at once by :func:`write_topics`."""
 DEFAULT_BASE_TIME = 1_704_067_200_000
 """2024-01-01T00:00:00Z, the event time of the first event unless told otherwise."""
 
@@ -150,6 +155,40 @@ def write_jsonl(config: GeneratorConfig, path: str | os.PathLike[str]) -> int:
         if lines:
             out.write(b"\n".join(lines) + b"\n")
             count += len(lines)
+    return count
+
+
+def write_topics(config: GeneratorConfig, log: Log, topic: str, *, partitions: int = 1) -> int:
+    """Append the events of ``config`` to ``log``, one topic per kind: ``<topic>.person``,
+    ``<topic>.auction`` and ``<topic>.bid`` (created with ``partitions`` if missing). Each
+    record's timestamp is its event's ``dateTime``. Returns the number of events."""
+    encode = msgspec.json.Encoder().encode
+    producers = {
+        kind: log.producer(f"{topic}.{kind}", create_partitions=partitions) for kind in KINDS
+    }
+    pending: dict[str, tuple[list[bytes], list[int]]] = {kind: ([], []) for kind in KINDS}
+    count = 0
+
+    def flush(kind: str) -> None:
+        nonlocal count
+        values, stamps = pending[kind]
+        if values:
+            producers[kind].append(values, timestamps=stamps)
+            count += len(values)
+            pending[kind] = ([], [])
+
+    try:
+        for event in generate(config):
+            values, stamps = pending[event["kind"]]
+            values.append(encode(event))
+            stamps.append(event["dateTime"])
+            if len(values) == APPEND_BATCH:
+                flush(event["kind"])
+        for kind in KINDS:
+            flush(kind)
+    finally:
+        for producer in producers.values():
+            producer.close()
     return count
 
 
@@ -300,4 +339,4 @@ def _reverse_bits(value: int) -> int:
     return reversed_ - (1 << 32) if reversed_ >= 1 << 31 else reversed_
 
 
-__all__ = ["GeneratorConfig", "generate", "write_jsonl"]
+__all__ = ["KINDS", "GeneratorConfig", "generate", "write_jsonl", "write_topics"]

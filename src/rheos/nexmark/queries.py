@@ -1,12 +1,14 @@
-"""The Nexmark queries as rheos flows: q0-q8 (but q6's neighbours) and q11.
+"""The Nexmark queries as rheos flows: q0 to q8 and q11.
 
-Each query is a function from the stream of all events (persons, auctions and bids, as
-:mod:`rheos.nexmark.generator` makes them, with event time ``dateTime``) to the stream of its
-results; :func:`build` puts one in a flow between a source and a sink. The queries are written
-with the public flow API only: filters and ``with_columns`` expressions (columnar in
-micro-batch mode), windows with built-in aggregations, a window join, and keyed ``process``
-steps with event-time timers where the API has no ready-made operator (the winning bid of an
-auction, top-N of a window, the last ten of a key).
+Each query is a function from :class:`Events` -- the streams of persons, auctions and bids,
+as :mod:`rheos.nexmark.generator` makes them, with event time ``dateTime`` -- to the stream
+of its results. :func:`build` puts one in a flow between a source of all events (a JSON-lines
+file, say) and a sink; :func:`build_from_topics` reads one log topic per kind instead.
+
+The queries are written with the public flow API only: filters and ``with_columns``
+expressions (columnar in micro-batch mode), windows with built-in aggregations, a window
+join, and keyed ``process`` steps with event-time timers where the API has no ready-made
+operator (the winning bid of an auction, top-N of a window, the last ten of a key).
 
 What each one computes (the SQL of the reference, in words):
 
@@ -46,10 +48,13 @@ Windows are half-open ``[start, end)`` in milliseconds, as everywhere in rheos.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import rheos as rh
 from rheos import KeyedStream, ProcessContext, Stream
+from rheos.errors import FlowDefinitionError
+from rheos.nexmark.generator import KINDS
 
 WINDOW_MS = 10_000
 """The window of q5, q7 and q8 and the session gap of q11 (the reference's ``windowSizeSec``)."""
@@ -63,32 +68,39 @@ Q6_LAST = 10
 
 
 # -- the streams of each kind ------------------------------------------------------------
-def bids(events: Stream) -> Stream:
-    return events.filter(rh.col("kind") == "bid", name="bids")
+@dataclass(frozen=True)
+class Events:
+    """The three streams of Nexmark: persons, auctions and bids."""
+
+    persons: Stream
+    auctions: Stream
+    bids: Stream
 
 
-def auctions(events: Stream) -> Stream:
-    return events.filter(rh.col("kind") == "auction", name="auctions")
-
-
-def persons(events: Stream) -> Stream:
-    return events.filter(rh.col("kind") == "person", name="persons")
+def split_by_kind(events: Stream) -> Events:
+    """The persons, auctions and bids of one stream of all events (by their ``kind``)."""
+    kind = rh.col("kind")
+    return Events(
+        persons=events.filter(kind == "person", name="persons"),
+        auctions=events.filter(kind == "auction", name="auctions"),
+        bids=events.filter(kind == "bid", name="bids"),
+    )
 
 
 # -- stateless ---------------------------------------------------------------------------
-def q0(events: Stream) -> Stream:
+def q0(events: Events) -> Stream:
     """Pass-through: every bid."""
-    return bids(events)
+    return events.bids
 
 
-def q1(events: Stream) -> Stream:
+def q1(events: Events) -> Stream:
     """Currency conversion: bids with their price in euros."""
-    return bids(events).with_columns(price=rh.col("price") * EUROS_PER_DOLLAR)
+    return events.bids.with_columns(price=rh.col("price") * EUROS_PER_DOLLAR)
 
 
-def q2(events: Stream) -> Stream:
+def q2(events: Events) -> Stream:
     """Selection: the bids on a few auctions (ids that are multiples of 123)."""
-    chosen = bids(events).filter(rh.col("auction") % Q2_MODULUS == 0, name="q2-auctions")
+    chosen = events.bids.filter(rh.col("auction") % Q2_MODULUS == 0, name="q2-auctions")
     return chosen.map(_auction_and_price, name="q2-select")
 
 
@@ -97,14 +109,14 @@ def _auction_and_price(bid: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- joins and closing prices ------------------------------------------------------------
-def q3(events: Stream) -> Stream:
+def q3(events: Events) -> Stream:
     """Local item suggestion: category-10 auctions joined with their sellers in OR, ID, CA."""
     state = rh.col("state")
-    local = persons(events).filter(
+    local = events.persons.filter(
         (state == Q3_STATES[0]) | (state == Q3_STATES[1]) | (state == Q3_STATES[2]),
         name="q3-states",
     )
-    items = auctions(events).filter(rh.col("category") == Q3_CATEGORY, name="q3-category")
+    items = events.auctions.filter(rh.col("category") == Q3_CATEGORY, name="q3-category")
     both = local.key_by("id", name="person-id").union(items.key_by("seller", name="seller"))
     assert isinstance(both, KeyedStream)
     return both.process(LocalItemSuggestion(), name="q3-join")
@@ -137,11 +149,11 @@ def _suggestion(person: list[Any], auction: int) -> dict[str, Any]:
     return {"name": person[0], "city": person[1], "state": person[2], "id": auction}
 
 
-def closed_auctions(events: Stream) -> Stream:
+def closed_auctions(events: Events) -> Stream:
     """Every auction with at least one bid in ``[dateTime, expires]``, when it expires:
     ``{"id", "seller", "category", "expires", "price"}`` (``price`` the highest such bid)."""
-    by_id = auctions(events).key_by("id", name="auction-id")
-    on_auction = bids(events).key_by("auction", name="bid-auction")
+    by_id = events.auctions.key_by("id", name="auction-id")
+    on_auction = events.bids.key_by("auction", name="bid-auction")
     both = by_id.union(on_auction)
     assert isinstance(both, KeyedStream)
     return both.process(WinningBid(), name="winning-bid")
@@ -204,7 +216,7 @@ class WinningBid:
         ctx.state = None
 
 
-def q4(events: Stream) -> Stream:
+def q4(events: Events) -> Stream:
     """Average closing price per category, updated as auctions close."""
     per_category = closed_auctions(events).key_by("category", name="category")
     means = per_category.aggregate(avg=rh.mean("price"), name="q4-average")
@@ -215,7 +227,7 @@ def _category_row(row: dict[str, Any]) -> dict[str, Any]:
     return {"category": row["key"], "avg": row["avg"]}
 
 
-def q6(events: Stream) -> Stream:
+def q6(events: Events) -> Stream:
     """Average selling price per seller over their last ten closed auctions."""
     per_seller = closed_auctions(events).key_by("seller", name="seller")
     return per_seller.process(LastTenMean(), name="q6-last-ten")
@@ -231,12 +243,10 @@ class LastTenMean:
 
 
 # -- windows -----------------------------------------------------------------------------
-def q5(events: Stream) -> Stream:
+def q5(events: Events) -> Stream:
     """Hot items: per sliding window, the auctions with the most bids."""
-    windows = (
-        bids(events)
-        .key_by("auction", name="bid-auction")
-        .window(rh.sliding(WINDOW_MS, every=SLIDE_MS))
+    windows = events.bids.key_by("auction", name="bid-auction").window(
+        rh.sliding(WINDOW_MS, every=SLIDE_MS)
     )
     counts = windows.aggregate(num=rh.count(), name="q5-counts")
     per_window = counts.key_by("window_start", name="q5-window")
@@ -262,10 +272,10 @@ class HotItems:
         ctx.state = None
 
 
-def q7(events: Stream) -> Stream:
+def q7(events: Events) -> Stream:
     """Highest bid: per tumbling window, the bids at its highest price."""
     start = rh.col("dateTime") // WINDOW_MS * WINDOW_MS
-    per_window = bids(events).key_by(start, name="q7-window")
+    per_window = events.bids.key_by(start, name="q7-window")
     return per_window.process(HighestBids(), name="q7-top")
 
 
@@ -291,10 +301,10 @@ class HighestBids:
         ctx.state = None
 
 
-def q8(events: Stream) -> Stream:
+def q8(events: Events) -> Stream:
     """New users: persons who opened an auction in the tumbling window they registered in."""
-    people = persons(events).key_by("id", name="person-id")
-    sellers = auctions(events).key_by("seller", name="seller")
+    people = events.persons.key_by("id", name="person-id")
+    sellers = events.auctions.key_by("seller", name="seller")
     pairs = people.join(sellers, window=rh.tumbling(WINDOW_MS), name="q8-join")
     return pairs.process(FirstPerWindow(), name="q8-distinct")
 
@@ -314,9 +324,9 @@ class FirstPerWindow:
             ctx.emit({"id": person["id"], "name": person["name"], "starttime": start})
 
 
-def q11(events: Stream) -> Stream:
+def q11(events: Events) -> Stream:
     """User sessions: bids per bidder and session (a gap of 10 s)."""
-    sessions = bids(events).key_by("bidder", name="bidder").window(rh.session(WINDOW_MS))
+    sessions = events.bids.key_by("bidder", name="bidder").window(rh.session(WINDOW_MS))
     counts = sessions.aggregate(bid_count=rh.count(), name="q11-sessions")
     return counts.map(_session_row, name="q11-rows")
 
@@ -330,7 +340,7 @@ def _session_row(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-QUERIES: dict[str, Callable[[Stream], Stream]] = {
+QUERIES: dict[str, Callable[[Events], Stream]] = {
     "q0": q0,
     "q1": q1,
     "q2": q2,
@@ -346,18 +356,49 @@ QUERIES: dict[str, Callable[[Stream], Stream]] = {
 
 
 def build(query: str, source: Any, sink: Any, *, data_dir: Any = None) -> rh.Flow:
-    """A flow running ``query`` on the events of ``source`` into ``sink``.
+    """A flow running ``query`` on the events of ``source`` (all kinds, as the generator
+    writes them) into ``sink``.
 
     Event time is each event's ``dateTime`` (epoch ms); the generator's events are in order,
     so the watermark follows the newest event. Checkpoints are off (the input is a file);
     a bad event stops the run.
     """
-    if query not in QUERIES:
-        raise KeyError(f"no Nexmark query {query!r}; the queries are {', '.join(QUERIES)}")
-    flow = rh.Flow(f"nexmark-{query}", data_dir=data_dir, checkpoint_interval=None, on_error="fail")
+    flow = _flow(query, data_dir)
     events = flow.source(source, timestamp="dateTime", timestamp_unit="ms", name="events")
+    QUERIES[query](split_by_kind(events)).sink(sink, name="results")
+    return flow
+
+
+def build_from_topics(query: str, topic: str, sink: Any, *, data_dir: Any = None) -> rh.Flow:
+    """A flow running ``query`` on the log topics ``<topic>.person``, ``<topic>.auction`` and
+    ``<topic>.bid`` (as ``rheos nexmark generate --topic`` writes them) into ``sink``.
+
+    One topic per kind gives each topic one schema, so a micro-batch run decodes it in bulk
+    and runs its filters and window aggregations columnar. Event time is the records'
+    timestamp (their ``dateTime``). Log sources never end: run it bounded.
+    """
+    flow = _flow(query, data_dir)
+    streams = {
+        kind: flow.source(rh.log_source(f"{topic}.{kind}"), name=f"{kind}s") for kind in KINDS
+    }
+    events = Events(persons=streams["person"], auctions=streams["auction"], bids=streams["bid"])
     QUERIES[query](events).sink(sink, name="results")
     return flow
 
 
-__all__ = ["QUERIES", "build", "closed_auctions"]
+def _flow(query: str, data_dir: Any) -> rh.Flow:
+    if query not in QUERIES:
+        raise FlowDefinitionError(
+            f"no Nexmark query {query!r}; the queries are {', '.join(QUERIES)}"
+        )
+    return rh.Flow(f"nexmark-{query}", data_dir=data_dir, checkpoint_interval=None, on_error="fail")
+
+
+__all__ = [
+    "QUERIES",
+    "Events",
+    "build",
+    "build_from_topics",
+    "closed_auctions",
+    "split_by_kind",
+]
