@@ -48,13 +48,11 @@ Windows are half-open ``[start, end)`` in milliseconds, as everywhere in rheos.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import rheos as rh
 from rheos import KeyedStream, ProcessContext, Stream
 from rheos.errors import FlowDefinitionError
-from rheos.nexmark.generator import KINDS
 
 WINDOW_MS = 10_000
 """The window of q5, q7 and q8 and the session gap of q11 (the reference's ``windowSizeSec``)."""
@@ -68,23 +66,40 @@ Q6_LAST = 10
 
 
 # -- the streams of each kind ------------------------------------------------------------
-@dataclass(frozen=True)
 class Events:
-    """The three streams of Nexmark: persons, auctions and bids."""
+    """The three streams of Nexmark -- persons, auctions and bids -- each made on first use
+    by ``make(kind)``, so a flow reads and splits only the kinds its query uses."""
 
-    persons: Stream
-    auctions: Stream
-    bids: Stream
+    def __init__(self, make: Callable[[str], Stream]) -> None:
+        self._make = make
+        self._streams: dict[str, Stream] = {}
+
+    def _stream(self, kind: str) -> Stream:
+        if kind not in self._streams:
+            self._streams[kind] = self._make(kind)
+        return self._streams[kind]
+
+    @property
+    def persons(self) -> Stream:
+        return self._stream("person")
+
+    @property
+    def auctions(self) -> Stream:
+        return self._stream("auction")
+
+    @property
+    def bids(self) -> Stream:
+        return self._stream("bid")
+
+    @property
+    def kinds(self) -> list[str]:
+        """The kinds made so far."""
+        return list(self._streams)
 
 
 def split_by_kind(events: Stream) -> Events:
     """The persons, auctions and bids of one stream of all events (by their ``kind``)."""
-    kind = rh.col("kind")
-    return Events(
-        persons=events.filter(kind == "person", name="persons"),
-        auctions=events.filter(kind == "auction", name="auctions"),
-        bids=events.filter(kind == "bid", name="bids"),
-    )
+    return Events(lambda kind: events.filter(rh.col("kind") == kind, name=f"{kind}s"))
 
 
 # -- stateless ---------------------------------------------------------------------------
@@ -371,17 +386,15 @@ def build(query: str, source: Any, sink: Any, *, data_dir: Any = None) -> rh.Flo
 
 def build_from_topics(query: str, topic: str, sink: Any, *, data_dir: Any = None) -> rh.Flow:
     """A flow running ``query`` on the log topics ``<topic>.person``, ``<topic>.auction`` and
-    ``<topic>.bid`` (as ``rheos nexmark generate --topic`` writes them) into ``sink``.
+    ``<topic>.bid`` (as ``rheos nexmark generate --topic`` writes them) into ``sink``; it
+    reads only the topics of the kinds the query uses.
 
     One topic per kind gives each topic one schema, so a micro-batch run decodes it in bulk
     and runs its filters and window aggregations columnar. Event time is the records'
     timestamp (their ``dateTime``). Log sources never end: run it bounded.
     """
     flow = _flow(query, data_dir)
-    streams = {
-        kind: flow.source(rh.log_source(f"{topic}.{kind}"), name=f"{kind}s") for kind in KINDS
-    }
-    events = Events(persons=streams["person"], auctions=streams["auction"], bids=streams["bid"])
+    events = Events(lambda kind: flow.source(rh.log_source(f"{topic}.{kind}"), name=f"{kind}s"))
     QUERIES[query](events).sink(sink, name="results")
     return flow
 
