@@ -35,6 +35,25 @@ def test_generate_to_a_file_then_run_each_mode(
         assert "20000 events in" in err and "events/s" in err
 
 
+def test_generate_one_file_per_kind_then_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "events"
+    assert main(["nexmark", "generate", "--events", "20000", "--out-dir", str(folder)]) == 0
+    events = list(generate(GeneratorConfig(events=20_000)))
+    for kind in ("person", "auction", "bid"):
+        lines = (folder / f"{kind}.jsonl").read_bytes().splitlines()
+        assert [msgspec.json.decode(x) for x in lines] == [e for e in events if e["kind"] == kind]
+    expected: list[dict[str, object]] = []
+    build("q3", rh.iterable_source(events), rh.list_sink(expected)).run(bounded=True)
+    capsys.readouterr()
+    for mode in ("stream-first", "micro-batch"):
+        assert main(["nexmark", "run", "q3", "--input-dir", str(folder), "--mode", mode]) == 0
+        out = capsys.readouterr().out
+        # two sources: the same pairs, in the order the two files are read
+        assert sorted(out.splitlines()) == sorted(msgspec.json.encode(e).decode() for e in expected)
+
+
 def test_generate_to_a_topic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = str(tmp_path / "data")
     args = ["nexmark", "generate", "--events", "1000", "--topic", "nexmark", "--data-dir", data]

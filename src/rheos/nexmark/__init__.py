@@ -8,8 +8,15 @@ This package sits on top of the flow API, like an application: nothing in rheos 
 but the command line.
 """
 
-from rheos.nexmark.generator import KINDS, GeneratorConfig, generate, write_jsonl, write_topics
-from rheos.nexmark.queries import QUERIES, Events, build, build_from_topics
+from rheos.nexmark.generator import (
+    KINDS,
+    GeneratorConfig,
+    generate,
+    write_jsonl,
+    write_jsonl_by_kind,
+    write_topics,
+)
+from rheos.nexmark.queries import QUERIES, Events, build, build_from_files, build_from_topics
 
 __all__ = [
     "KINDS",
@@ -17,8 +24,10 @@ __all__ = [
     "Events",
     "GeneratorConfig",
     "build",
+    "build_from_files",
     "build_from_topics",
     "generate",
     "write_jsonl",
+    "write_jsonl_by_kind",
     "write_topics",
 ]

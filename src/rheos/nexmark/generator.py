@@ -44,6 +44,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,6 +156,23 @@ def write_jsonl(config: GeneratorConfig, path: str | os.PathLike[str]) -> int:
         if lines:
             out.write(b"\n".join(lines) + b"\n")
             count += len(lines)
+    return count
+
+
+def write_jsonl_by_kind(config: GeneratorConfig, folder: str | os.PathLike[str]) -> int:
+    """Write the events of ``config`` to ``person.jsonl``, ``auction.jsonl`` and ``bid.jsonl``
+    in ``folder`` (created if missing), one schema per file; returns the number of events."""
+    os.makedirs(folder, exist_ok=True)
+    encode = msgspec.json.Encoder().encode
+    count = 0
+    with ExitStack() as stack:
+        files = {
+            kind: stack.enter_context(open(os.path.join(folder, f"{kind}.jsonl"), "wb"))
+            for kind in KINDS
+        }
+        for event in generate(config):
+            files[event["kind"]].write(encode(event) + b"\n")
+            count += 1
     return count
 
 
@@ -339,4 +357,11 @@ def _reverse_bits(value: int) -> int:
     return reversed_ - (1 << 32) if reversed_ >= 1 << 31 else reversed_
 
 
-__all__ = ["KINDS", "GeneratorConfig", "generate", "write_jsonl", "write_topics"]
+__all__ = [
+    "KINDS",
+    "GeneratorConfig",
+    "generate",
+    "write_jsonl",
+    "write_jsonl_by_kind",
+    "write_topics",
+]

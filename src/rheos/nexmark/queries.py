@@ -47,6 +47,7 @@ Windows are half-open ``[start, end)`` in milliseconds, as everywhere in rheos.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -399,6 +400,24 @@ def build_from_topics(query: str, topic: str, sink: Any, *, data_dir: Any = None
     return flow
 
 
+def build_from_files(
+    query: str, folder: str | os.PathLike[str], sink: Any, *, data_dir: Any = None
+) -> rh.Flow:
+    """A flow running ``query`` on the JSON-lines files ``person.jsonl``, ``auction.jsonl``
+    and ``bid.jsonl`` of ``folder`` (one kind each, as ``rheos nexmark generate --split``
+    writes them) into ``sink``; it reads only the files of the kinds the query uses."""
+    flow = _flow(query, data_dir)
+
+    def source(kind: str) -> Stream:
+        path = os.path.join(folder, f"{kind}.jsonl")
+        return flow.source(
+            rh.jsonl_source(path), timestamp="dateTime", timestamp_unit="ms", name=f"{kind}s"
+        )
+
+    QUERIES[query](Events(source)).sink(sink, name="results")
+    return flow
+
+
 def _flow(query: str, data_dir: Any) -> rh.Flow:
     if query not in QUERIES:
         raise FlowDefinitionError(
@@ -411,6 +430,7 @@ __all__ = [
     "QUERIES",
     "Events",
     "build",
+    "build_from_files",
     "build_from_topics",
     "closed_auctions",
     "split_by_kind",
