@@ -92,11 +92,6 @@ class Events:
     def bids(self) -> Stream:
         return self._stream("bid")
 
-    @property
-    def kinds(self) -> list[str]:
-        """The kinds made so far."""
-        return list(self._streams)
-
 
 def split_by_kind(events: Stream) -> Events:
     """The persons, auctions and bids of one stream of all events (by their ``kind``)."""
