@@ -28,7 +28,9 @@ Unlike the reference, whose random numbers are seeded from the clock, a generato
 deterministic: the same :class:`GeneratorConfig` (its ``seed`` included) gives the same
 events, byte for byte. Events are flat dicts with a ``kind`` (``"person"``, ``"auction"``
 or ``"bid"``) and the standard fields; the reference's padding fields (``extra``, an
-auction's ``description``) are left out.
+auction's ``description``) are left out. A bid's bidder is a person id, offset by 1000 once
+(the reference's latest bid generator adds the offset twice, naming bidders that never
+register).
 
 >>> events = list(generate(GeneratorConfig(events=50)))
 >>> [e["kind"] for e in events[:5]]
