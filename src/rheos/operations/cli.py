@@ -23,6 +23,7 @@ from rheos.operations import (
     cli_consume,
     cli_faults,
     cli_log,
+    cli_nexmark,
     cli_produce,
     cli_run,
     cli_status,
@@ -45,6 +46,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     cli_faults.add_parser,
     cli_status.add_parser,
     cli_log.add_parser,
+    cli_nexmark.add_parser,
     demo.add_parser,
 ]
 """Each entry adds one subcommand (or a group of them) to the parser, in help order."""
