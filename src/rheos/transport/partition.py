@@ -770,6 +770,10 @@ class PartitionCursor:
             self._batch_base = self.next_offset
             return True
         bases = self._segments()
+        if self.next_offset in bases:  # the writer rolled just after the check above
+            self._open(self.next_offset)
+            self._batch_base = self.next_offset
+            return True
         later = [b for b in bases if b > (self._base or 0)]
         if later and self._at_segment_end():
             if self.next_offset < bases[0]:
