@@ -1,6 +1,7 @@
-"""The flow of the PostgreSQL crash test: log events -> running totals -> a PostgreSQL table.
+"""The flow of the PostgreSQL crash tests: events -> running totals -> a PostgreSQL table.
 
-``python pg_app.py DATA_DIR TABLE`` runs it until SIGTERM.
+``python pg_app.py DATA_DIR TABLE [BOOTSTRAP_SERVERS TOPIC]`` runs it until SIGTERM: over the
+log topic ``events``, or over a Kafka topic.
 """
 
 from __future__ import annotations
@@ -13,10 +14,15 @@ from rheos.connectors.postgres import postgres_sink
 DSN = "host=127.0.0.1 port=5432 user=rheos password=rheos dbname=test"
 
 
-def build(data_dir: str, table: str) -> rh.Flow:
+def build(data_dir: str, table: str, kafka: tuple[str, str] | None = None) -> rh.Flow:
     flow = rh.Flow("pg", data_dir=data_dir, checkpoint_interval="0.1s")
+    source = (
+        rh.log_source("events")
+        if kafka is None
+        else rh.kafka_source(kafka[1], bootstrap_servers=kafka[0], start="beginning")
+    )
     (
-        flow.source(rh.log_source("events"))
+        flow.source(source)
         .key_by("k")
         .aggregate(total=rh.sum("v"), n=rh.count())
         .map(lambda r: {"k": r["key"], "n": r["n"], "total": r["total"]})
@@ -26,4 +32,5 @@ def build(data_dir: str, table: str) -> rh.Flow:
 
 
 if __name__ == "__main__":
-    build(sys.argv[1], sys.argv[2]).run()
+    kafka = (sys.argv[3], sys.argv[4]) if len(sys.argv) > 4 else None
+    build(sys.argv[1], sys.argv[2], kafka).run()
