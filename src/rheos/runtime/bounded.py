@@ -19,14 +19,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rheos.connectors.base import Chunk, SourceReader
+from rheos.connectors.base import Chunk, RawReader, SourceReader
 from rheos.windowing import MIN_WATERMARK
 
 
 @dataclass
 class Arrival:
-    """One source's events in arrival order, with the chunks they came from."""
+    """One source's events in arrival order, with the chunks they came from.
 
+    With ``decode`` (a reader whose chunks carry each event's record bytes, see
+    :class:`~rheos.connectors.base.RawReader`), :attr:`values` are those bytes and the events
+    are decoded again as they are pushed: a decoded event is pushed while it is still in the
+    processor's caches, and a bounded run holds compact bytes instead of every event.
+    """
+
+    decode: Callable[[list[bytes]], list[Any]] | None = None
     values: list[Any] = field(default_factory=list)
     times: list[int] = field(default_factory=list)
     chunks: list[Chunk] = field(default_factory=list)
@@ -38,8 +45,25 @@ class Arrival:
             return
         self.starts.append(len(self.values))
         self.chunks.append(chunk)
-        self.values.extend(chunk.values)
+        if self.decode is not None and chunk.raw is not None:
+            self.values.extend(chunk.raw)
+            chunk.values = []  # decoded again when pushed (and for a dead letter)
+        else:
+            if self.decode is not None:  # a chunk without its bytes: decode what is held
+                self.values = self.decode(self.values)
+                self.decode = None
+            self.values.extend(chunk.values)
         self.times.extend(times)
+
+    def events(self, values: list[Any]) -> list[Any]:
+        """``values`` of :attr:`values` as events."""
+        return values if self.decode is None else self.decode(values)
+
+    def value(self, chunk: Chunk, index: int) -> Any:
+        """The event at ``index`` of one of :attr:`chunks`."""
+        if chunk.values or chunk.raw is None or self.decode is None:
+            return chunk.values[index]
+        return self.decode([chunk.raw[index]])[0]
 
     def locate(self, position: int) -> tuple[Chunk, int]:
         """The chunk of the event at ``position`` and its index there."""
@@ -50,7 +74,7 @@ class Arrival:
 def read_all(reader: SourceReader, sift: Callable[[Chunk], list[int]]) -> Arrival:
     """Every event of ``reader`` up to its end; ``sift`` gives a chunk's good event times
     (after dropping, and dead-lettering, the chunk's bad events)."""
-    arrival = Arrival()
+    arrival = Arrival(reader.decode_all if isinstance(reader, RawReader) else None)
     while not reader.exhausted:
         chunks = reader.poll(0.0)
         for chunk in chunks:

@@ -126,9 +126,9 @@ class Runner:
         self.keep = keep
         self.checkpointer: Checkpointer | None = None
         self.dead: DeadLetters | None = None
-        self._at: Callable[[int], tuple[Chunk, int, int]] | None = None
-        """Where event ``i`` of the events being pushed comes from: its chunk, index there
-        and event time (for :meth:`event_failed`)."""
+        self._at: Callable[[int], _Place] | None = None
+        """Where event ``i`` of the events being pushed comes from: its chunk, index there,
+        event time and value (for :meth:`event_failed`)."""
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.data_dir = resolve_data_dir(data_dir)
         self._on_disk = True
@@ -385,16 +385,18 @@ class Runner:
     def event_failed(self, src: SourceRun, index: int, exc: Exception) -> None:
         """Event ``index`` of the events being pushed is bad: apply the policy."""
         assert self._at is not None
-        chunk, i, t = self._at(index)
-        self._dead_letter(src, chunk, i, t, exc)
+        chunk, i, t, value = self._at(index)
+        self._dead_letter(src, chunk, i, t, value, exc)
 
-    def _dead_letter(self, src: SourceRun, chunk: Chunk, i: int, t: int, exc: Exception) -> None:
+    def _dead_letter(
+        self, src: SourceRun, chunk: Chunk, i: int, t: int, value: Any, exc: Exception
+    ) -> None:
         assert self.dead is not None
         self.dead.handle(
             exc,
             source=src.step.name,
             raw=chunk.raw[i] if chunk.raw is not None else None,
-            value=chunk.values[i],
+            value=value,
             event_time=t,
             **chunk.where(i),
         )
@@ -745,7 +747,8 @@ class Runner:
         src.bound = 0
         for a in range(0, len(values), BOUNDED_SLICE):
             self._at = _in_order(arrival, order, times, a)
-            loop(values[a : a + BOUNDED_SLICE], times[a : a + BOUNDED_SLICE], src, self)
+            events = arrival.events(values[a : a + BOUNDED_SLICE])
+            loop(events, times[a : a + BOUNDED_SLICE], src, self)
             if tick is not None:
                 tick(min(a + BOUNDED_SLICE, len(values)))
 
@@ -754,7 +757,7 @@ class Runner:
         watermark."""
         assert self.compiled is not None
         order, times, owners = merged_order(arrivals)
-        values = [v for arrival in arrivals for v in arrival.values]
+        values = [v for arrival in arrivals for v in arrival.events(arrival.values)]
         starts = [0]
         for arrival in arrivals:
             starts.append(starts[-1] + len(arrival.values))
@@ -779,7 +782,7 @@ class Runner:
                 except BAD_EVENT_ERRORS as exc:
                     owner = owners[j]
                     chunk, i = arrivals[owner].locate(j - starts[owner])
-                    self._dead_letter(self.sources[owner], chunk, i, t, exc)
+                    self._dead_letter(self.sources[owner], chunk, i, t, values[j], exc)
             if tick is not None:
                 tick(min(a + BOUNDED_SLICE, len(order)))
 
@@ -810,24 +813,28 @@ class Runner:
         summary.late_events = compiled.late_memory
 
 
-def _in_chunk(chunk: Chunk, tss: list[int]) -> Callable[[int], tuple[Chunk, int, int]]:
-    """Event ``i`` of a chunk being pushed: its chunk, index there and event time."""
+_Place = tuple[Chunk, int, int, Any]
+"""An event being pushed: its chunk, index there, event time and value."""
 
-    def at(i: int) -> tuple[Chunk, int, int]:
-        return chunk, i, tss[i]
+
+def _in_chunk(chunk: Chunk, tss: list[int]) -> Callable[[int], _Place]:
+    """Event ``i`` of a chunk being pushed."""
+
+    def at(i: int) -> _Place:
+        return chunk, i, tss[i], chunk.values[i]
 
     return at
 
 
 def _in_order(
     arrival: Arrival, order: list[int] | None, times: list[int], first: int
-) -> Callable[[int], tuple[Chunk, int, int]]:
+) -> Callable[[int], _Place]:
     """Event ``i`` of the slice from ``first`` of a source's events in event-time order."""
 
-    def at(i: int) -> tuple[Chunk, int, int]:
+    def at(i: int) -> _Place:
         position = first + i
         chunk, index = arrival.locate(position if order is None else order[position])
-        return chunk, index, times[position]
+        return chunk, index, times[position], arrival.value(chunk, index)
 
     return at
 
