@@ -25,6 +25,8 @@ ratios), not across machines or runs. Results are checked: bounded against strea
 micro-batch against stream-first (the same rows, sums to 9 significant digits).
 
     python benchmarks/bench_batch.py [--events N] [--repeat R] [--batch-size B]
+
+The table is also written as JSON to ``benchmarks/results/batch.json`` (``--out``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import gc
 import io
+import json
 import os
 import random
 import re
@@ -40,6 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -50,6 +54,7 @@ from rheos.flows.expressions import col
 from rheos.runtime import Flow
 from rheos.windowing import count, session, sum, tumbling
 
+RESULTS = Path(__file__).resolve().parent / "results" / "batch.json"
 TOPIC = "w2"
 RIGHT = "w2-right"
 CITIES = [f"city-{i:02d}" for i in range(20)]
@@ -264,6 +269,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="best of R runs")
     parser.add_argument("--batch-size", type=int, default=100_000)
     parser.add_argument("--workloads", default="W1,W2,S,J")
+    parser.add_argument("--out", default=str(RESULTS), help="where the JSON results go")
     args = parser.parse_args()
     n, repeat, batch = args.events, args.repeat, args.batch_size
     table: list[tuple[str, str, float, str]] = []
@@ -329,6 +335,13 @@ def main() -> None:
     print(f"{'':<3} {'run':<46} {'events/s':>12}  ratios (same run)")
     for workload, label, rate, note in table:
         print(f"{workload:<3} {label:<46} {rate:>12,.0f}  {note}")
+    rows = [
+        {"workload": w, "run": label, "events_per_s": round(rate), "ratios": note}
+        for w, label, rate, note in table
+    ]
+    Path(args.out).write_text(
+        json.dumps({"events": n, "repeat": repeat, "batch_size": batch, "rows": rows}, indent=2)
+    )
 
 
 if __name__ == "__main__":
