@@ -25,6 +25,7 @@ and arrival order does not change any result; the final watermark then closes ev
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -70,6 +71,8 @@ IDLE_WAIT_S = 0.05
 FLUSH_EVERY_S = 0.2
 BOUNDED_SLICE = 10_000
 """A bounded run pushes its ordered events this many at a time (progress ticks between)."""
+BOUNDED_GC_THRESHOLD = 50_000
+"""The garbage collector's first threshold while a bounded run pushes (Python's is 700)."""
 
 
 def resolve_data_dir(data_dir: str | None) -> str:
@@ -705,14 +708,25 @@ class Runner:
             node.flow_watermark = _min_watermark
         total = sum(len(arrival.values) for arrival in arrivals)
         show = sys.stdout.isatty() if progress is None else progress
-        if show and total:
-            from rich.progress import Progress
+        # What was read (lists of millions of items) lives until the end: out of the garbage
+        # collector's way, or every full collection walks it; and collections less often, as
+        # the millions of objects that this many events make mostly die young.
+        threshold = gc.get_threshold()
+        gc.freeze()
+        if threshold[0]:
+            gc.set_threshold(max(threshold[0], BOUNDED_GC_THRESHOLD), *threshold[1:])
+        try:
+            if show and total:
+                from rich.progress import Progress
 
-            with Progress(transient=True) as bar:
-                task = bar.add_task(f"flow {self.graph.name}", total=total)
-                self._push_all(arrivals, lambda done: bar.update(task, completed=done))
-        else:
-            self._push_all(arrivals, None)
+                with Progress(transient=True) as bar:
+                    task = bar.add_task(f"flow {self.graph.name}", total=total)
+                    self._push_all(arrivals, lambda done: bar.update(task, completed=done))
+            else:
+                self._push_all(arrivals, None)
+        finally:
+            gc.set_threshold(*threshold)
+            gc.unfreeze()
         for src in self.sources:
             src.end()
         self._finish()
@@ -754,10 +768,10 @@ class Runner:
 
     def _push_merged(self, arrivals: list[Arrival], tick: Callable[[int], Any] | None) -> None:
         """Several sources' events in one event-time order, each event's time the flow
-        watermark."""
+        watermark; held record bytes are decoded slice by slice, as they are pushed."""
         assert self.compiled is not None
         order, times, owners = merged_order(arrivals)
-        values = [v for arrival in arrivals for v in arrival.events(arrival.values)]
+        held = [v for arrival in arrivals for v in arrival.values]
         starts = [0]
         for arrival in arrivals:
             starts.append(starts[-1] + len(arrival.values))
@@ -765,7 +779,9 @@ class Runner:
         nodes = self.compiled.nodes
         wm = MIN_WATERMARK
         for a in range(0, len(order), BOUNDED_SLICE):
-            for j in order[a : a + BOUNDED_SLICE]:
+            positions = order[a : a + BOUNDED_SLICE]
+            values = _events_at(arrivals, held, owners, positions)
+            for j, v in zip(positions, values, strict=True):
                 t = times[j]
                 if t > wm and nodes:  # sorted input: no event below t is still to come
                     wm = t
@@ -778,11 +794,11 @@ class Runner:
                                 due = node.next_due
                         self.due = due
                 try:
-                    pushes[owners[j]](None, values[j], t)
+                    pushes[owners[j]](None, v, t)
                 except BAD_EVENT_ERRORS as exc:
                     owner = owners[j]
                     chunk, i = arrivals[owner].locate(j - starts[owner])
-                    self._dead_letter(self.sources[owner], chunk, i, t, values[j], exc)
+                    self._dead_letter(self.sources[owner], chunk, i, t, v, exc)
             if tick is not None:
                 tick(min(a + BOUNDED_SLICE, len(order)))
 
@@ -811,6 +827,21 @@ class Runner:
             summary.steps[node.step.name] = stats
             summary.late += stats.late
         summary.late_events = compiled.late_memory
+
+
+def _events_at(
+    arrivals: list[Arrival], held: list[Any], owners: list[int], positions: list[int]
+) -> list[Any]:
+    """The events at ``positions`` of the concatenated arrivals (``held``: their values),
+    each source's held record bytes decoded together."""
+    values = [held[j] for j in positions]
+    for index, arrival in enumerate(arrivals):
+        if arrival.decode is None:
+            continue
+        mine = [k for k, j in enumerate(positions) if owners[j] == index]
+        for k, event in zip(mine, arrival.decode([values[k] for k in mine]), strict=True):
+            values[k] = event
+    return values
 
 
 _Place = tuple[Chunk, int, int, Any]
