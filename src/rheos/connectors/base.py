@@ -128,6 +128,16 @@ class SeekableReader(Protocol):
         ...
 
 
+@runtime_checkable
+class RawReader(Protocol):
+    """A reader whose chunks carry each event's record bytes (``Chunk.raw``, log sources)
+    and can decode them again: a bounded run holds the bytes, not the events."""
+
+    def decode_all(self, raw: list[bytes]) -> list[Any]:
+        """The events of ``raw``, decoded as :meth:`SourceReader.poll` decodes them."""
+        ...
+
+
 class Source(Protocol):
     """A source description: ``open`` it to read."""
 

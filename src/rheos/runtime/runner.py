@@ -25,14 +25,14 @@ and arrival order does not change any result; the final watermark then closes ev
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
-from heapq import merge
+from collections.abc import Callable
 from typing import Any
 
 from rheos.connectors.base import Chunk, OpenContext, SeekableReader
@@ -45,6 +45,7 @@ from rheos.errors import (
     RheosWarning,
 )
 from rheos.flows.steps import Graph, SinkStep, SourceStep
+from rheos.runtime.bounded import Arrival, disorder, event_order, merged_order, read_all
 from rheos.runtime.checkpointing import Checkpointer, FlowLock
 from rheos.runtime.compile import BAD_EVENT_ERRORS, Compiled, compile_flow
 from rheos.runtime.deadletters import (
@@ -68,6 +69,10 @@ from rheos.windowing import (
 
 IDLE_WAIT_S = 0.05
 FLUSH_EVERY_S = 0.2
+BOUNDED_SLICE = 10_000
+"""A bounded run pushes its ordered events this many at a time (progress ticks between)."""
+BOUNDED_GC_THRESHOLD = 50_000
+"""The garbage collector's first threshold while a bounded run pushes (Python's is 700)."""
 
 
 def resolve_data_dir(data_dir: str | None) -> str:
@@ -124,8 +129,9 @@ class Runner:
         self.keep = keep
         self.checkpointer: Checkpointer | None = None
         self.dead: DeadLetters | None = None
-        self._current: tuple[Chunk, list[int]] | None = None
-        """The chunk being pushed and its event times (for :meth:`event_failed`)."""
+        self._at: Callable[[int], _Place] | None = None
+        """Where event ``i`` of the events being pushed comes from: its chunk, index there,
+        event time and value (for :meth:`event_failed`)."""
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.data_dir = resolve_data_dir(data_dir)
         self._on_disk = True
@@ -380,16 +386,22 @@ class Runner:
 
     # -- bad events ---------------------------------------------------------------------------
     def event_failed(self, src: SourceRun, index: int, exc: Exception) -> None:
-        """Event ``index`` of the chunk being pushed is bad: apply the policy."""
-        assert self._current is not None and self.dead is not None
-        chunk, tss = self._current
+        """Event ``index`` of the events being pushed is bad: apply the policy."""
+        assert self._at is not None
+        chunk, i, t, value = self._at(index)
+        self._dead_letter(src, chunk, i, t, value, exc)
+
+    def _dead_letter(
+        self, src: SourceRun, chunk: Chunk, i: int, t: int, value: Any, exc: Exception
+    ) -> None:
+        assert self.dead is not None
         self.dead.handle(
             exc,
             source=src.step.name,
-            raw=chunk.raw[index] if chunk.raw is not None else None,
-            value=chunk.values[index],
-            event_time=tss[index],
-            **chunk.where(index),
+            raw=chunk.raw[i] if chunk.raw is not None else None,
+            value=value,
+            event_time=t,
+            **chunk.where(i),
         )
 
     def _rejects(self, src: SourceRun, chunk: Chunk) -> None:
@@ -655,7 +667,7 @@ class Runner:
         values = chunk.values
         if not values:
             return 1  # something was read
-        self._current = (chunk, tss)
+        self._at = _in_chunk(chunk, tss)
         push = src.push
         timed = self.timed
         stats = src.stats
@@ -690,74 +702,105 @@ class Runner:
 
     # -- bounded ------------------------------------------------------------------------------
     def _run_bounded(self, progress: bool | None) -> None:
-        per_source = [self._read_all(src) for src in self.sources]
-        total = sum(len(events) for events in per_source)
+        arrivals = [self._read_all(src) for src in self.sources]
+        assert self.compiled is not None
+        for node in self.compiled.nodes:  # steps reading it see the minimum until the end
+            node.flow_watermark = _min_watermark
+        total = sum(len(arrival.values) for arrival in arrivals)
         show = sys.stdout.isatty() if progress is None else progress
-        ordered = merge(*per_source, key=lambda e: e[0])
-        if show and total:
-            from rich.progress import Progress
+        # What was read (lists of millions of items) lives until the end: out of the garbage
+        # collector's way, or every full collection walks it; and collections less often, as
+        # the millions of objects that this many events make mostly die young.
+        threshold = gc.get_threshold()
+        gc.freeze()
+        if threshold[0]:
+            gc.set_threshold(max(threshold[0], BOUNDED_GC_THRESHOLD), *threshold[1:])
+        try:
+            if show and total:
+                from rich.progress import Progress
 
-            with Progress(transient=True) as bar:
-                task = bar.add_task(f"flow {self.graph.name}", total=total)
-                self._push_ordered(_ticking(ordered, bar, task))
-        else:
-            self._push_ordered(ordered)
+                with Progress(transient=True) as bar:
+                    task = bar.add_task(f"flow {self.graph.name}", total=total)
+                    self._push_all(arrivals, lambda done: bar.update(task, completed=done))
+            else:
+                self._push_all(arrivals, None)
+        finally:
+            gc.set_threshold(*threshold)
+            gc.unfreeze()
         for src in self.sources:
             src.end()
         self._finish()
 
-    def _read_all(self, src: SourceRun) -> list[_Ordered]:
-        out: list[_Ordered] = []
-        seq = 0
-        reader = src.reader
+    def _read_all(self, src: SourceRun) -> Arrival:
+        arrival = read_all(src.reader, lambda chunk: self._sift(src, chunk))
         stats = src.stats
-        top = MIN_WATERMARK
-        while not reader.exhausted:
-            chunks = reader.poll(0.0)
-            for chunk in chunks:
-                tss = self._sift(src, chunk)
-                for i, (v, t) in enumerate(zip(chunk.values, tss, strict=True)):
-                    if t < top:
-                        stats.out_of_order += 1
-                        if top - t > stats.max_delay_ms:
-                            stats.max_delay_ms = top - t
-                    else:
-                        top = t
-                    out.append((t, seq, v, src, chunk, i))
-                    seq += 1
-            if not chunks and not reader.exhausted:
-                time.sleep(0.001)  # a reader catching up with its end offsets
-        stats.events = len(out)
-        out.sort(key=_by_time)
-        return out
+        stats.events = len(arrival.values)
+        late, most = disorder(arrival.times)
+        stats.out_of_order += late
+        stats.max_delay_ms = max(stats.max_delay_ms, most)
+        return arrival
 
-    def _push_ordered(self, events: Iterator[_Ordered]) -> None:
+    def _push_all(self, arrivals: list[Arrival], tick: Callable[[int], Any] | None) -> None:
+        if len(arrivals) == 1:
+            self._push_sorted(self.sources[0], arrivals[0], tick)
+        else:
+            self._push_merged(arrivals, tick)
+
+    def _push_sorted(
+        self, src: SourceRun, arrival: Arrival, tick: Callable[[int], Any] | None
+    ) -> None:
+        """One source's events in event-time order through its generated chunk loop, each
+        event's time the watermark (nothing earlier is still to come)."""
+        values, times = arrival.values, arrival.times
+        order = event_order(times) if src.stats.out_of_order else None
+        if order is not None:
+            values = list(map(values.__getitem__, order))
+            times = sorted(times)  # (stable: the times of ``order``)
+        loop = src.loop
+        assert loop is not None
+        src.bound = 0
+        for a in range(0, len(values), BOUNDED_SLICE):
+            self._at = _in_order(arrival, order, times, a)
+            events = arrival.events(values[a : a + BOUNDED_SLICE])
+            loop(events, times[a : a + BOUNDED_SLICE], src, self)
+            if tick is not None:
+                tick(min(a + BOUNDED_SLICE, len(values)))
+
+    def _push_merged(self, arrivals: list[Arrival], tick: Callable[[int], Any] | None) -> None:
+        """Several sources' events in one event-time order, each event's time the flow
+        watermark; held record bytes are decoded slice by slice, as they are pushed."""
         assert self.compiled is not None
+        order, times, owners = merged_order(arrivals)
+        held = [v for arrival in arrivals for v in arrival.values]
+        starts = [0]
+        for arrival in arrivals:
+            starts.append(starts[-1] + len(arrival.values))
+        pushes = [src.push for src in self.sources]
         nodes = self.compiled.nodes
         wm = MIN_WATERMARK
-        for t, _, v, src, chunk, i in events:
-            if t > wm and nodes:  # sorted input: no event below t is still to come
-                wm = t
-                if wm >= self.due:
-                    self.flow_wm = wm
-                    due = MAX_WATERMARK
-                    for node in nodes:
-                        node.advance(wm)
-                        if node.next_due < due:
-                            due = node.next_due
-                    self.due = due
-            try:
-                src.push(None, v, t)
-            except BAD_EVENT_ERRORS as exc:
-                assert self.dead is not None
-                self.dead.handle(
-                    exc,
-                    source=src.step.name,
-                    raw=chunk.raw[i] if chunk.raw is not None else None,
-                    value=v,
-                    event_time=t,
-                    **chunk.where(i),
-                )
+        for a in range(0, len(order), BOUNDED_SLICE):
+            positions = order[a : a + BOUNDED_SLICE]
+            values = _events_at(arrivals, held, owners, positions)
+            for j, v in zip(positions, values, strict=True):
+                t = times[j]
+                if t > wm and nodes:  # sorted input: no event below t is still to come
+                    wm = t
+                    if wm >= self.due:
+                        self.flow_wm = wm
+                        due = MAX_WATERMARK
+                        for node in nodes:
+                            node.advance(wm)
+                            if node.next_due < due:
+                                due = node.next_due
+                        self.due = due
+                try:
+                    pushes[owners[j]](None, v, t)
+                except BAD_EVENT_ERRORS as exc:
+                    owner = owners[j]
+                    chunk, i = arrivals[owner].locate(j - starts[owner])
+                    self._dead_letter(self.sources[owner], chunk, i, t, v, exc)
+            if tick is not None:
+                tick(min(a + BOUNDED_SLICE, len(order)))
 
     # -- summary ------------------------------------------------------------------------------
     def _fill(self, summary: RunSummary) -> None:
@@ -786,12 +829,45 @@ class Runner:
         summary.late_events = compiled.late_memory
 
 
-_Ordered = tuple[int, int, Any, SourceRun, Chunk, int]
-"""A bounded run's event: time, sequence, value, its source, its chunk and index there."""
+def _events_at(
+    arrivals: list[Arrival], held: list[Any], owners: list[int], positions: list[int]
+) -> list[Any]:
+    """The events at ``positions`` of the concatenated arrivals (``held``: their values),
+    each source's held record bytes decoded together."""
+    values = [held[j] for j in positions]
+    for index, arrival in enumerate(arrivals):
+        if arrival.decode is None:
+            continue
+        mine = [k for k, j in enumerate(positions) if owners[j] == index]
+        for k, event in zip(mine, arrival.decode([values[k] for k in mine]), strict=True):
+            values[k] = event
+    return values
 
 
-def _by_time(event: _Ordered) -> tuple[int, int]:
-    return event[0], event[1]
+_Place = tuple[Chunk, int, int, Any]
+"""An event being pushed: its chunk, index there, event time and value."""
+
+
+def _in_chunk(chunk: Chunk, tss: list[int]) -> Callable[[int], _Place]:
+    """Event ``i`` of a chunk being pushed."""
+
+    def at(i: int) -> _Place:
+        return chunk, i, tss[i], chunk.values[i]
+
+    return at
+
+
+def _in_order(
+    arrival: Arrival, order: list[int] | None, times: list[int], first: int
+) -> Callable[[int], _Place]:
+    """Event ``i`` of the slice from ``first`` of a source's events in event-time order."""
+
+    def at(i: int) -> _Place:
+        position = first + i
+        chunk, index = arrival.locate(position if order is None else order[position])
+        return chunk, index, times[position], arrival.value(chunk, index)
+
+    return at
 
 
 class _DeadLetterCloser:
@@ -811,11 +887,8 @@ class _DeadLetterCloser:
         self.dead.close()
 
 
-def _ticking(events: Iterator[Any], bar: Any, task: Any) -> Iterator[Any]:
-    for n, event in enumerate(events, 1):
-        yield event
-        if n % 10_000 == 0:
-            bar.update(task, completed=n)
+def _min_watermark() -> int:
+    return MIN_WATERMARK
 
 
 def _final_watermark() -> int:

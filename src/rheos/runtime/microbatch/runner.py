@@ -409,9 +409,9 @@ class MicroBatchRunner(Runner):
     # -- bounded --------------------------------------------------------------------------------
     def _bounded(self) -> None:
         ts_parts: list[np.ndarray] = []
-        rows: list[Any] = []
         owners: list[np.ndarray] = []
         kept: list[Part] = []
+        mine: list[list[Part]] = [[] for _ in self.sources]
         where_from: list[np.ndarray] = []  # per event: its part in ``kept``, and index there
         for index, src in enumerate(self.sources):
             while not src.reader.exhausted:
@@ -422,48 +422,102 @@ class MicroBatchRunner(Runner):
                         continue
                     self._source_watermarks(src, part, ts)  # statistics, as stream-first
                     ts_parts.append(ts)
-                    rows.extend(part.get_rows())
                     owners.append(np.full(len(ts), index, dtype=np.int64))
                     where_from.append(np.full(len(ts), len(kept), dtype=np.int64))
                     kept.append(part)
+                    mine[index].append(part)
                 if not parts and not src.reader.exhausted:
                     time.sleep(0.001)
-        if rows:
+        if kept:
             ts_all = np.concatenate(ts_parts)
             owner = np.concatenate(owners)
             order = np.lexsort((owner, ts_all))  # by time, then source, stable
             ts_all, owner = ts_all[order], owner[order]
             part_of = np.concatenate(where_from)[order]
             index_of = np.concatenate([np.arange(len(p), dtype=np.int64) for p in kept])[order]
-            ordered = [rows[i] for i in order.tolist()]
-            wm_all = np.maximum.accumulate(ts_all)
-            start = MIN_WATERMARK
-            for a in range(0, len(ordered), self.batch_size):
-                b = min(a + self.batch_size, len(ordered))
-                wm = np.append(np.maximum(wm_all[a:b], start), max(int(wm_all[b - 1]), start))
-                local = np.arange(b - a, dtype=np.int64) * 3 + 2
-                batches = {}
-                for index, src in enumerate(self.sources):
-                    mine = owner[a:b] == index
-                    if mine.any():
-                        chosen = np.flatnonzero(mine).tolist()
-                        batches[src.step.id] = Batch(
-                            local[mine], ts_all[a:b][mine], rows=[ordered[a + i] for i in chosen]
-                        )
-                assert self.plan is not None
-
-                def bad_at(pos: int, a: int = a, b: int = b) -> tuple[SourceRun, Part, int, int]:
-                    j = a + min(max(pos // 3, 0), b - a - 1)
-                    part = kept[int(part_of[j])]
-                    return self.sources[int(owner[j])], part, int(index_of[j]), int(ts_all[j])
-
-                self._bad_at = bad_at
-                self.plan.run_round(batches, Round(wm, start, reads_min=True))
-                start = int(wm[-1])
-            self._flow_now = start
+            values = _in_order(mine, order, owner)
+            self._bounded_rounds(ts_all, owner, values, kept, part_of, index_of)
         for src in self.sources:
             src.end()
         self._finish()
+
+    def _bounded_rounds(
+        self,
+        ts_all: np.ndarray,
+        owner: np.ndarray,
+        values: list[_Ordered],
+        kept: list[Part],
+        part_of: np.ndarray,
+        index_of: np.ndarray,
+    ) -> None:
+        """The ordered events in rounds of ``batch_size``, with the perfect watermark."""
+        assert self.plan is not None
+        single = len(self.sources) == 1
+        taken = [0] * len(self.sources)
+        wm_all = np.maximum.accumulate(ts_all)
+        start = MIN_WATERMARK
+        for a in range(0, len(ts_all), self.batch_size):
+            b = min(a + self.batch_size, len(ts_all))
+            wm = np.append(np.maximum(wm_all[a:b], start), max(int(wm_all[b - 1]), start))
+            local = np.arange(b - a, dtype=np.int64) * 3 + 2
+            batches = {}
+            for index, src in enumerate(self.sources):
+                ours = None if single else owner[a:b] == index
+                count = b - a if ours is None else int(ours.sum())
+                if count:
+                    got = values[index].take(taken[index], count)
+                    taken[index] += count
+                    pos = local if ours is None else local[ours]
+                    times = ts_all[a:b] if ours is None else ts_all[a:b][ours]
+                    batches[src.step.id] = Batch(pos, times, frame=got[0], rows=got[1])
+
+            def bad_at(pos: int, a: int = a, b: int = b) -> tuple[SourceRun, Part, int, int]:
+                j = a + min(max(pos // 3, 0), b - a - 1)
+                part = kept[int(part_of[j])]
+                return self.sources[int(owner[j])], part, int(index_of[j]), int(ts_all[j])
+
+            self._bad_at = bad_at
+            self.plan.run_round(batches, Round(wm, start, reads_min=True))
+            start = int(wm[-1])
+        self._flow_now = start
+
+
+class _Ordered:
+    """One source's events in event-time order: a frame when its parts concatenate, else
+    rows; :meth:`take` hands out consecutive stretches."""
+
+    def __init__(self, frame: pl.DataFrame | None, rows: list[Any] | None) -> None:
+        self.frame = frame
+        self.rows = rows
+
+    def take(self, a: int, n: int) -> tuple[pl.DataFrame | None, list[Any] | None]:
+        if self.frame is not None:
+            return self.frame.slice(a, n), None
+        assert self.rows is not None
+        return None, self.rows[a : a + n]
+
+
+def _in_order(mine: list[list[Part]], order: np.ndarray, owner: np.ndarray) -> list[_Ordered]:
+    """Each source's events in the order ``order`` (positions in the sources' concatenated
+    parts, ``owner`` the source of each) puts them."""
+    out = []
+    first = 0
+    for index, parts in enumerate(mine):
+        n = sum(map(len, parts))
+        ours = order if len(mine) == 1 else order[owner == index] - first
+        first += n
+        frame = None
+        if parts and all(p.frame is not None for p in parts):
+            try:  # (parts whose columns differ in type stay rows: no type is changed)
+                frame = pl.concat([p.frame for p in parts if p.frame is not None], rechunk=True)
+            except Exception:
+                frame = None
+        if frame is not None:
+            out.append(_Ordered(frame.select(pl.all().gather(ours)), None))
+        else:
+            rows = [r for p in parts for r in p.get_rows()]
+            out.append(_Ordered(None, [rows[i] for i in ours.tolist()]))
+    return out
 
 
 def _times(
