@@ -6,7 +6,12 @@ log topic ``events``, or over a Kafka topic.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from pathlib import Path
+
+import psycopg
 
 import rheos as rh
 from rheos.connectors.postgres import postgres_sink
@@ -29,6 +34,26 @@ def build(data_dir: str, table: str, kafka: tuple[str, str] | None = None) -> rh
         .sink(postgres_sink(DSN, table))
     )
     return flow
+
+
+def rows(table: str) -> list[tuple[str, int, int]]:
+    """The table's rows, sorted."""
+    with psycopg.connect(DSN) as conn:
+        return sorted(conn.execute(f"SELECT k, n, total FROM {table}").fetchall())
+
+
+def start(data_dir: Path, table: str, *kafka: str) -> subprocess.Popen[bytes]:
+    """This app in a process of its own (``kafka``: bootstrap servers and topic), its
+    checkpoints pausing inside their transaction for the crash tests."""
+    root = Path(__file__).resolve().parent.parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    env["RHEOS_TEST_CHECKPOINT_PAUSE"] = str(data_dir / "in-checkpoint")
+    return subprocess.Popen(
+        [sys.executable, __file__, str(data_dir), table, *kafka],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 if __name__ == "__main__":

@@ -3,16 +3,10 @@ rheos's checkpoint, the rows and the checkpoint id in one PostgreSQL transaction
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from tests.faults import pg_app
 from tests.waiting import checkpoint_progress, wait_until
@@ -21,37 +15,6 @@ from .helpers import new_topic, produce
 
 N = 20_000
 HERE = Path(__file__).parent
-
-
-@pytest.fixture
-def pg_table() -> Iterator[str]:
-    conn = psycopg.connect(pg_app.DSN, autocommit=True)  # the real local server
-    name = f"rheos_kafka_{uuid.uuid4().hex[:10]}"
-    conn.execute(f"CREATE TABLE {name} (k text, n bigint, total bigint)")
-    try:
-        yield name
-    finally:
-        conn.execute(f"DROP TABLE {name}")
-        conn.execute("DELETE FROM rheos_sink_progress WHERE sink = %s", (name,))
-        conn.close()
-
-
-def rows(name: str) -> list[tuple[str, int, int]]:
-    with psycopg.connect(pg_app.DSN) as conn:
-        return sorted(conn.execute(f"SELECT k, n, total FROM {name}").fetchall())
-
-
-def start(data_dir: Path, name: str, kafka: str, topic: str) -> subprocess.Popen[bytes]:
-    root = HERE.parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
-    env["RHEOS_TEST_CHECKPOINT_PAUSE"] = str(data_dir / "in-checkpoint")
-    app = str(root / "tests" / "faults" / "pg_app.py")
-    return subprocess.Popen(
-        [sys.executable, app, str(data_dir), name, kafka, topic],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 @pytest.mark.slow
@@ -75,7 +38,7 @@ def test_kafka_to_postgres_exactly_once_through_kill_9(
 
     for k in range(4):
         seen = position()
-        proc = start(tmp_path, pg_table, kafka, topic)
+        proc = pg_app.start(tmp_path, pg_table, kafka, topic)
         wait_until(lambda p=proc, s=seen: position()[0] > s[0] or p.poll() is not None)
         if k % 2:  # between the checkpoint's store commit and the sink's
             wait_until(lambda p=proc: pause.exists() or p.poll() is not None)
@@ -84,8 +47,8 @@ def test_kafka_to_postgres_exactly_once_through_kill_9(
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     seen = position()
-    proc = start(tmp_path, pg_table, kafka, topic)
+    proc = pg_app.start(tmp_path, pg_table, kafka, topic)
     wait_until(lambda: position()[0] > seen[0] and position()[1] >= N, limit=120)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
-    assert rows(pg_table) == sorted(expected)
+    assert pg_app.rows(pg_table) == sorted(expected)
