@@ -48,12 +48,14 @@ from rheos.flows.steps import Graph
 from rheos.runtime.compile import Compiled
 from rheos.runtime.summary import CheckpointStats
 from rheos.state import Change, CheckpointInfo, CheckpointStore, PendingWrite, store_path
+from rheos.transport import Log
 
 
 class Run(Protocol):
     """What the checkpointer reads and restores of a runner."""
 
     graph: Graph
+    data_dir: str
     compiled: Compiled | None
     sources: list[Any]
     flow_wm: int
@@ -124,6 +126,7 @@ class Checkpointer:
         info = self.restored
         for name, writer in compiled.named_writers.items():
             self.recover_writer(name, writer)
+        self._recover_unopened(set(compiled.named_writers))
         if info is None:
             return
         self.stats.restored_from = info.id
@@ -161,6 +164,26 @@ class Checkpointer:
                     f"checkpoint {info.id}: {exc}"
                 ) from exc
         runner.flow_wm = meta.get("flow_wm", runner.flow_wm)
+
+    def _recover_unopened(self, opened: set[str]) -> None:
+        """Finish the commit of the log topics the restored checkpoint prepared that this run
+        has not opened (yet): the dead letters and late events, opened at their first
+        record. A run that never writes one must still make visible what the checkpoint
+        covered, and drop what was written after it."""
+        if self.restored is None:
+            return
+        log: Log | None = None
+        for name, prepared in self.sink_infos.items():
+            if name in opened or not isinstance(prepared, dict):
+                continue
+            topic, positions = prepared.get("topic"), prepared.get("positions")
+            if not isinstance(topic, str) or not isinstance(positions, dict):
+                continue  # not a log topic's
+            log = log or Log(self.runner.data_dir)
+            if not log.has_topic(topic):
+                continue
+            with log.producer(topic, transactional=True) as producer:
+                producer.rollback_to({int(p): int(o) for p, o in positions.items()})
 
     def recover_writer(self, name: str, writer: SinkWriter) -> None:
         """Bring one transactional writer back to the restored checkpoint."""
