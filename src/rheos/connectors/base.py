@@ -72,6 +72,12 @@ class OpenContext:
     shared: dict[str, Any] = field(default_factory=dict)
     """What the connectors of one run share: Kafka sources list themselves here, and Kafka
     sinks commit their consumer groups' offsets in their transactions."""
+    task: int | None = None
+    """In a run split into tasks (``workers=N``): the task this run is, 0 to ``tasks - 1``.
+    Task ``p`` reads partition ``p`` of every partitioned source and is the only writer of
+    partition ``p`` of the topics it writes (see docs/concepts/scale-out.md)."""
+    tasks: int = 1
+    """How many tasks the flow is split into (1: one run over every partition)."""
     _log: Log | None = None
 
     @property
