@@ -135,6 +135,16 @@ class SeekableReader(Protocol):
 
 
 @runtime_checkable
+class WatermarkReader(Protocol):
+    """A reader that knows its own watermark (a repartition topic's reading end: the lowest
+    of its upstream tasks'), instead of the runner deriving one from event times."""
+
+    def watermark(self) -> int:
+        """No event read after this call is expected below the returned time (epoch ms)."""
+        ...
+
+
+@runtime_checkable
 class RawReader(Protocol):
     """A reader whose chunks carry each event's record bytes (``Chunk.raw``, log sources)
     and can decode them again: a bounded run holds the bytes, not the events."""
@@ -249,4 +259,5 @@ __all__ = [
     "Source",
     "SourceReader",
     "TransactionalWriter",
+    "WatermarkReader",
 ]

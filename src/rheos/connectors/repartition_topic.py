@@ -35,8 +35,10 @@ its positions are in its task's checkpoint (and in the consumer group
 
 from __future__ import annotations
 
+import fcntl
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rheos.connectors.base import BaseReader, BaseWriter, Chunk, OpenContext
@@ -70,8 +72,14 @@ def repartition_group(flow: str) -> str:
 
 
 def _open_topic(ctx: OpenContext, topic: str, tasks: int) -> None:
+    """Create the topic unless it exists (tasks opening it at once, in threads or processes,
+    take turns through a lock file in the flow's folder), and check its partitions."""
     log = ctx.log
-    log.create_topic(topic, tasks * tasks, exist_ok=True)
+    folder = Path(ctx.data_dir) / "flows" / ctx.flow
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "repartition.lock", "ab") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        log.create_topic(topic, tasks * tasks, exist_ok=True)
     have = log.partitions(topic)
     if have != tasks * tasks:
         raise ConfigError(

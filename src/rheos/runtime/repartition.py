@@ -28,12 +28,14 @@ flow 'counts'
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from rheos.connectors.repartition_topic import (
     RepartitionSink,
     RepartitionSource,
     repartition_topic,
 )
+from rheos.errors import ConfigError
 from rheos.flows.steps import OUT, Graph, KeyByStep, Port, SinkStep, SourceStep, Step, WindowStep
 
 
@@ -72,7 +74,7 @@ class _Builder:
     def build(self) -> Graph:
         for step in self.graph.steps:
             inputs = tuple((self.new_id[i], name) for i, name in step.inputs)
-            if needs_repartition(step):
+            if needs_repartition(step) and not self._routed(step, inputs):
                 inputs = (self._through_topic(step, inputs),)
             self.new_id[step.id] = self._add(step, inputs).id
         return Graph(self.graph.name, tuple(self.steps), self.graph.on_error)
@@ -88,10 +90,21 @@ class _Builder:
             self.stage[step.id] = max((self.stage[i] for i, _ in inputs), default=0)
         return step
 
+    def _routed(self, step: Step, inputs: tuple[Port, ...]) -> bool:
+        """Whether a global window's events all come through a repartition topic already
+        (``Stream.window`` on an unkeyed stream keys it by ``None`` first: task 0 gets all)."""
+        return isinstance(step, WindowStep) and all(self.stage[i] > 0 for i, _ in inputs)
+
     def _through_topic(self, step: Step, inputs: tuple[Port, ...]) -> Port:
         """Add the sink and the source of the repartition topic in front of ``step``;
         return the port the step reads instead of its input."""
         (before,) = inputs
+        if self.stage[before[0]] > 0:
+            raise ConfigError(
+                f"flow {self.graph.name!r}, step {step.name!r}: a flow split into tasks cannot "
+                "yet repartition twice (this step's events already came through a "
+                "repartition topic); run it as one task"
+            )
         topic = repartition_topic(self.graph.name, step.name)
         upstream = tuple(sorted(self.origins[before[0]]))
         key = step.key if isinstance(step, KeyByStep) else None
@@ -135,4 +148,14 @@ def stages(graph: Graph) -> dict[int, int]:
     return out
 
 
-__all__ = ["needs_repartition", "repartitioned", "stages"]
+def source_stages(graph: Graph, sources: list[Any]) -> list[list[Any]]:
+    """The runs of ``graph``'s sources (objects with a ``step``) grouped by stage, in order:
+    one group for a graph without repartition topics."""
+    level = stages(graph)
+    groups: dict[int, list[Any]] = {}
+    for src in sources:
+        groups.setdefault(level[src.step.id], []).append(src)
+    return [groups[k] for k in sorted(groups)] or [[]]
+
+
+__all__ = ["needs_repartition", "repartitioned", "source_stages", "stages"]

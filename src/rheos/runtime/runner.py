@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rheos.connectors.base import Chunk, OpenContext, SeekableReader
+from rheos.connectors.repartition_topic import WATERMARK_OF
 from rheos.errors import (
     BadEventsWarning,
     CheckpointError,
@@ -56,6 +57,7 @@ from rheos.runtime.deadletters import (
 )
 from rheos.runtime.metrics import FlowMetrics, save_snapshot, snapshot_path
 from rheos.runtime.nodes import ProcessNode, WindowNode, where
+from rheos.runtime.repartition import source_stages
 from rheos.runtime.source_run import SourceRun
 from rheos.runtime.summary import RunSummary
 from rheos.state import DEFAULT_KEEP, CheckpointStore
@@ -149,6 +151,13 @@ class Runner:
         """The lowest flow watermark at which some node has something to do."""
         self.sources: list[SourceRun] = []
         self.compiled: Compiled | None = None
+        self.task: int | None = None
+        """In a flow split into tasks: the task this run is (see ``OpenContext.task``); its
+        checkpoints are kept apart from the other tasks'."""
+        self.tasks = 1
+        self._draining: str | None = None
+        """Why a drained stop of a flow split into tasks is under way: its own sources have
+        ended and it reads its repartition topics to their end markers."""
 
     # -- control ------------------------------------------------------------------------------
     def stop(self, reason: str = "stopped") -> None:
@@ -182,7 +191,7 @@ class Runner:
             )
         mode = "bounded" if bounded else "streaming"
         summary = RunSummary(self.graph.name, mode)
-        ctx = OpenContext(self.graph.name, self.data_dir, bounded, self.clock)
+        ctx = self._context(bounded)
         self._on_disk = usable_data_dir(self.data_dir, self.graph.name)
         late_topic = f"{self.graph.name}.late" if self._on_disk else None
         restore = self._install_signals()
@@ -224,6 +233,26 @@ class Runner:
             warnings.warn(note, BadEventsWarning, stacklevel=3)
         return summary
 
+    def _context(self, bounded: bool) -> OpenContext:
+        ctx = OpenContext(
+            self.graph.name, self.data_dir, bounded, self.clock, task=self.task, tasks=self.tasks
+        )
+        ctx.shared[WATERMARK_OF] = self._watermark_of
+        return ctx
+
+    def _state_name(self) -> str:
+        """The folder of this run's checkpoints under ``flows/``: the flow's, or in a flow
+        split into tasks, ``<flow>/task-<p>``."""
+        if self.task is None:
+            return self.graph.name
+        return f"{self.graph.name}/task-{self.task}"
+
+    def _watermark_of(self, names: tuple[str, ...]) -> int:
+        """The lowest watermark of the named sources now (a repartition topic's writing end
+        sends it to the tasks that read the topic)."""
+        marks = [src.wm for src in self.sources if src.step.name in names]
+        return min(marks) if marks else MIN_WATERMARK
+
     def _prepare(self, ctx: OpenContext, late_topic: str | None) -> None:
         """Compile the flow (:attr:`compiled`) and open its sources (:attr:`sources`)."""
         self.compiled = compile_flow(
@@ -257,7 +286,7 @@ class Runner:
             )
         started = time.perf_counter()
         summary = RunSummary(self.graph.name, "dead-letter replay")
-        ctx = OpenContext(self.graph.name, self.data_dir, False, self.clock)
+        ctx = self._context(False)
         lock = self._start_checkpoints(ctx, False, force=True)
         try:
             self.compiled = compile_flow(
@@ -359,10 +388,10 @@ class Runner:
         off = bounded or not self._on_disk or self.checkpoint_interval_ms is None
         if (off or not seekable) and not force:
             return None
-        lock = FlowLock(self.data_dir, self.graph.name)
+        lock = FlowLock(self.data_dir, self._state_name())
         lock.acquire()
         try:
-            store = CheckpointStore.for_flow(self.data_dir, self.graph.name, keep=self.keep)
+            store = CheckpointStore.for_flow(self.data_dir, self._state_name(), keep=self.keep)
         except BaseException:
             lock.release()
             raise
@@ -483,10 +512,23 @@ class Runner:
         """No source gave events: idle sources' watermarks may advance (see the event-time
         docs), and the flow's with them."""
         for src in self.sources:
-            if not src.done:
+            if not src.done and self._own_ready(src):
                 src.tracker.poll_idle()
-                src.wm = max(src.wm, src.tracker.current())
+                src.wm = src.current()
         self.advance_flow()
+
+    def _own_ready(self, src: SourceRun) -> bool:
+        """Whether every event ``src`` has read was processed (its own watermark, which
+        covers them, may be taken then)."""
+        return True
+
+    def _raise_own(self, src: SourceRun) -> None:
+        """Take the own watermark of a source that has one (after its events were pushed)."""
+        if src.own_watermark is not None and not src.done and self._own_ready(src):
+            w = src.current()
+            if w > src.wm:
+                src.wm = w
+                self.advance_flow()
 
     def _close(self, ctx: OpenContext) -> None:
         errors: list[BaseException] = []
@@ -539,6 +581,7 @@ class Runner:
                     if stop_after is not None and events >= stop_after and n + 1 < len(chunks):
                         self._unread(src, chunks[n + 1 :], 0)
                         break
+                self._raise_own(src)
                 if src.reader.exhausted and not src.done:
                     src.end()
                     self.advance_flow()
@@ -584,7 +627,13 @@ class Runner:
         if all(s.done for s in self.sources):
             self._finish()
             self._accounted = not self._discarded
+            if self._draining is not None:
+                if self.checkpointer is not None:
+                    self.checkpointer.take("drain")
+                return self._draining
             return "exhausted"
+        if self._draining is not None:
+            return None
         reason = None
         if stop_after is not None and events >= stop_after:
             reason = "stop_after"
@@ -592,6 +641,9 @@ class Runner:
             reason = "timeout"
         elif stop_requested:
             reason = self._stop_reason
+        if reason is not None and drain and any(s.own_watermark for s in self.sources):
+            self._drain_tasks(reason)
+            return None
         if reason is not None:
             if drain:
                 self._finish()
@@ -599,6 +651,21 @@ class Runner:
             if self.checkpointer is not None:
                 self.checkpointer.take("drain" if drain else "stop")
         return reason
+
+    def _drain_tasks(self, reason: str) -> None:
+        """A drained stop of a flow split into tasks: end its own sources, so that its
+        repartition topics get their end markers (committed by a checkpoint), then go on
+        reading them until every upstream task's end marker is read; the run then ends as
+        a drained one (see :meth:`_ended`)."""
+        self._draining = reason
+        for src in self.sources:
+            if src.own_watermark is None and not src.done:
+                src.end()
+        self.advance_flow()
+        if self.checkpointer is not None:
+            self.checkpointer.take("drain")
+        else:
+            self._flush()
 
     def _unread(self, src: SourceRun, chunks: list[Chunk], keep: int) -> None:
         """Chunks (the first one from event ``keep`` on) were read but will not be processed:
@@ -692,9 +759,10 @@ class Runner:
                     self.event_failed(src, i, exc)
             stats.out_of_order = src.tracker.out_of_order_count
             stats.max_delay_ms = src.tracker.max_delay_ms
-        w = src.tracker.current()
-        if w > src.wm:
-            src.wm = w
+        if src.own_watermark is None:
+            w = src.tracker.current()
+            if w > src.wm:
+                src.wm = w
         self.advance_flow()
         if self.metrics is not None:
             self.metrics.after_chunk(chunk.append_time)
@@ -702,7 +770,24 @@ class Runner:
 
     # -- bounded ------------------------------------------------------------------------------
     def _run_bounded(self, progress: bool | None) -> None:
-        arrivals = [self._read_all(src) for src in self.sources]
+        """Read every source to its end, then push its events in event-time order; a
+        repartitioned graph (see :mod:`rheos.runtime.repartition`) stage by stage: the
+        flow's sources first, whose repartition topics then get their end markers, then the
+        sources reading those topics (to every upstream task's end marker)."""
+        groups = source_stages(self.graph, self.sources)
+        for n, group in enumerate(groups):
+            last = n == len(groups) - 1
+            self._bounded_stage(group, progress, timed=last)
+            for src in group:
+                src.end()
+            if not last:
+                self._flush()
+        self._finish()
+
+    def _bounded_stage(self, sources: list[SourceRun], progress: bool | None, timed: bool) -> None:
+        """Push the events of ``sources`` (read to their ends) in event-time order; nodes
+        advance with them only if ``timed`` (nodes lie behind the last stage's sources)."""
+        arrivals = [self._read_all(src) for src in sources]
         assert self.compiled is not None
         for node in self.compiled.nodes:  # steps reading it see the minimum until the end
             node.flow_watermark = _min_watermark
@@ -721,15 +806,14 @@ class Runner:
 
                 with Progress(transient=True) as bar:
                     task = bar.add_task(f"flow {self.graph.name}", total=total)
-                    self._push_all(arrivals, lambda done: bar.update(task, completed=done))
+                    self._push_all(
+                        sources, arrivals, lambda done: bar.update(task, completed=done), timed
+                    )
             else:
-                self._push_all(arrivals, None)
+                self._push_all(sources, arrivals, None, timed)
         finally:
             gc.set_threshold(*threshold)
             gc.unfreeze()
-        for src in self.sources:
-            src.end()
-        self._finish()
 
     def _read_all(self, src: SourceRun) -> Arrival:
         arrival = read_all(src.reader, lambda chunk: self._sift(src, chunk))
@@ -740,11 +824,17 @@ class Runner:
         stats.max_delay_ms = max(stats.max_delay_ms, most)
         return arrival
 
-    def _push_all(self, arrivals: list[Arrival], tick: Callable[[int], Any] | None) -> None:
+    def _push_all(
+        self,
+        sources: list[SourceRun],
+        arrivals: list[Arrival],
+        tick: Callable[[int], Any] | None,
+        timed: bool,
+    ) -> None:
         if len(arrivals) == 1:
-            self._push_sorted(self.sources[0], arrivals[0], tick)
+            self._push_sorted(sources[0], arrivals[0], tick)
         else:
-            self._push_merged(arrivals, tick)
+            self._push_merged(sources, arrivals, tick, timed)
 
     def _push_sorted(
         self, src: SourceRun, arrival: Arrival, tick: Callable[[int], Any] | None
@@ -766,7 +856,13 @@ class Runner:
             if tick is not None:
                 tick(min(a + BOUNDED_SLICE, len(values)))
 
-    def _push_merged(self, arrivals: list[Arrival], tick: Callable[[int], Any] | None) -> None:
+    def _push_merged(
+        self,
+        sources: list[SourceRun],
+        arrivals: list[Arrival],
+        tick: Callable[[int], Any] | None,
+        timed: bool,
+    ) -> None:
         """Several sources' events in one event-time order, each event's time the flow
         watermark; held record bytes are decoded slice by slice, as they are pushed."""
         assert self.compiled is not None
@@ -775,8 +871,8 @@ class Runner:
         starts = [0]
         for arrival in arrivals:
             starts.append(starts[-1] + len(arrival.values))
-        pushes = [src.push for src in self.sources]
-        nodes = self.compiled.nodes
+        pushes = [src.push for src in sources]
+        nodes = self.compiled.nodes if timed else []
         wm = MIN_WATERMARK
         for a in range(0, len(order), BOUNDED_SLICE):
             positions = order[a : a + BOUNDED_SLICE]
@@ -798,7 +894,7 @@ class Runner:
                 except BAD_EVENT_ERRORS as exc:
                     owner = owners[j]
                     chunk, i = arrivals[owner].locate(j - starts[owner])
-                    self._dead_letter(self.sources[owner], chunk, i, t, v, exc)
+                    self._dead_letter(sources[owner], chunk, i, t, v, exc)
             if tick is not None:
                 tick(min(a + BOUNDED_SLICE, len(order)))
 

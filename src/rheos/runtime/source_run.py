@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from rheos.connectors.base import Chunk, SourceReader
+from collections.abc import Callable
+
+from rheos.connectors.base import Chunk, SourceReader, WatermarkReader
 from rheos.errors import EventError
 from rheos.flows.steps import SourceStep
 from rheos.runtime.compile import ChunkLoop
@@ -21,6 +23,10 @@ AUTO_MS_FROM = 100_000_000_000
 :mod:`rheos.windowing.timestamps`)."""
 
 
+OWN_BOUND = 2**62
+"""The out-of-orderness bound of a source with its own watermark: event times never raise it."""
+
+
 class SourceRun:
     """One source while running: its reader, tracker, timestamps and statistics."""
 
@@ -37,7 +43,12 @@ class SourceRun:
         )
         self.tracker.declare_partitions(reader.partitions)
         self.single = len(reader.partitions) == 1
-        self.bound = step.out_of_orderness_ms
+        self.own_watermark: Callable[[], int] | None = (
+            reader.watermark if isinstance(reader, WatermarkReader) else None
+        )
+        """The reader's own watermark (see :class:`WatermarkReader`): the runner takes it
+        after the events read so far were processed, and never from event times."""
+        self.bound = step.out_of_orderness_ms if self.own_watermark is None else OWN_BOUND
         self.get_ts = (
             None
             if step.timestamp is None
@@ -95,6 +106,13 @@ class SourceRun:
             out.append(0)
         return out, bad
 
+    def current(self) -> int:
+        """The source's watermark now: its own, or its tracker's (never below :attr:`wm`)."""
+        own = self.own_watermark
+        if own is not None:
+            return max(self.wm, own())
+        return max(self.wm, self.tracker.current())
+
     def end(self) -> None:
         self.done = True
         for p in self.reader.partitions:
@@ -102,4 +120,4 @@ class SourceRun:
         self.wm = MAX_WATERMARK
 
 
-__all__ = ["AUTO_MS_FROM", "SourceRun"]
+__all__ = ["AUTO_MS_FROM", "OWN_BOUND", "SourceRun"]

@@ -42,6 +42,7 @@ from rheos.runtime.microbatch.plan import Plan
 from rheos.runtime.microbatch.sources import ColumnarLogReader, Part, from_chunk
 from rheos.runtime.microbatch.stateful import Round
 from rheos.runtime.nodes import where
+from rheos.runtime.repartition import source_stages
 from rheos.runtime.runner import IDLE_WAIT_S, Runner
 from rheos.runtime.source_run import AUTO_MS_FROM, SourceRun
 from rheos.state import DEFAULT_KEEP
@@ -83,6 +84,8 @@ class MicroBatchRunner(Runner):
         self._ctx: OpenContext | None = None
         self._bad_at: Callable[[int], tuple[SourceRun, Part, int, int]] | None = None
         """The source event behind a position of the round running (for bad events)."""
+        self._pending: dict[int, list[Part]] = {}
+        """Per source (by ``id``): the parts read and not yet run (streaming)."""
 
     # run(): the stream-first Runner's, with these hooks and loops
     def _prepare(self, ctx: OpenContext, late_topic: str | None) -> None:
@@ -216,9 +219,14 @@ class MicroBatchRunner(Runner):
         return _times(self.graph.name, src, part)
 
     def _source_watermarks(self, src: SourceRun, part: Part, ts: np.ndarray) -> np.ndarray:
-        """The source watermark after each event of ``part`` (updates ``src`` and its stats)."""
+        """The source watermark after each event of ``part`` (updates ``src`` and its stats).
+
+        A source with its own watermark keeps it through the part (the runner takes the new
+        one once every event read is run, see :meth:`Runner._raise_own`)."""
         stats = src.stats
         stats.events += len(ts)
+        if src.own_watermark is not None:
+            return np.full(len(ts), src.wm, dtype=np.int64)
         if src.single:
             top = np.maximum(np.maximum.accumulate(ts), src.top)
             before = np.concatenate([np.asarray([src.top], dtype=np.int64), top[:-1]])
@@ -305,7 +313,7 @@ class MicroBatchRunner(Runner):
         # processing time is the clock when a step runs: with processing-time windows, each
         # poll is its own batch, so events are not held back from the clock they arrived at
         eager = bool(proc_nodes)
-        pending: dict[int, list[Part]] = {id(s): [] for s in self.sources}
+        pending = self._pending = {id(s): [] for s in self.sources}
         since: dict[int, float] = {}
         metrics = self.metrics
         checkpointer = self.checkpointer
@@ -340,6 +348,7 @@ class MicroBatchRunner(Runner):
                 due = queue and time.monotonic() - since.get(id(src), 0) >= self.batch_interval_s
                 if queue and (exhausted or stop_now or due or eager or not parts):
                     got += self._flush_queue(src, queue)
+                self._raise_own(src)
                 if exhausted and not src.done:
                     src.end()
                     self.advance_flow()
@@ -373,6 +382,9 @@ class MicroBatchRunner(Runner):
             else:
                 wait = 0.0
                 self._flush()
+
+    def _own_ready(self, src: SourceRun) -> bool:
+        return not self._pending.get(id(src))
 
     def _unread_parts(self, src: SourceRun, parts: list[Part]) -> None:
         """Parts were read but will not be processed: seek back to them (as stream-first
@@ -408,12 +420,27 @@ class MicroBatchRunner(Runner):
 
     # -- bounded --------------------------------------------------------------------------------
     def _bounded(self) -> None:
+        """Every source read to its end, its events in event-time order, in rounds; a
+        repartitioned graph stage by stage (see :meth:`Runner._run_bounded`)."""
+        groups = source_stages(self.graph, self.sources)
+        for n, group in enumerate(groups):
+            last = n == len(groups) - 1
+            self._bounded_stage(group, timed=last)
+            for src in group:
+                src.end()
+            if not last:
+                self._flush()
+        self._finish()
+
+    def _bounded_stage(self, sources: list[SourceRun], timed: bool) -> None:
+        """The events of ``sources`` in event-time order, in rounds: with the perfect
+        watermark if ``timed``, else with none (no node lies behind these sources alone)."""
         ts_parts: list[np.ndarray] = []
         owners: list[np.ndarray] = []
         kept: list[Part] = []
-        mine: list[list[Part]] = [[] for _ in self.sources]
+        mine: list[list[Part]] = [[] for _ in sources]
         where_from: list[np.ndarray] = []  # per event: its part in ``kept``, and index there
-        for index, src in enumerate(self.sources):
+        for index, src in enumerate(sources):
             while not src.reader.exhausted:
                 parts = self._poll(src, 0.0)
                 for part in parts:
@@ -436,32 +463,34 @@ class MicroBatchRunner(Runner):
             part_of = np.concatenate(where_from)[order]
             index_of = np.concatenate([np.arange(len(p), dtype=np.int64) for p in kept])[order]
             values = _in_order(mine, order, owner)
-            self._bounded_rounds(ts_all, owner, values, kept, part_of, index_of)
-        for src in self.sources:
-            src.end()
-        self._finish()
+            self._bounded_rounds(sources, ts_all, owner, values, kept, part_of, index_of, timed)
 
     def _bounded_rounds(
         self,
+        sources: list[SourceRun],
         ts_all: np.ndarray,
         owner: np.ndarray,
         values: list[_Ordered],
         kept: list[Part],
         part_of: np.ndarray,
         index_of: np.ndarray,
+        timed: bool = True,
     ) -> None:
-        """The ordered events in rounds of ``batch_size``, with the perfect watermark."""
+        """The ordered events in rounds of ``batch_size``, with the perfect watermark (or,
+        not ``timed``, the lowest one)."""
         assert self.plan is not None
-        single = len(self.sources) == 1
-        taken = [0] * len(self.sources)
+        single = len(sources) == 1
+        taken = [0] * len(sources)
         wm_all = np.maximum.accumulate(ts_all)
+        if not timed:
+            wm_all = np.full(len(ts_all), MIN_WATERMARK, dtype=np.int64)
         start = MIN_WATERMARK
         for a in range(0, len(ts_all), self.batch_size):
             b = min(a + self.batch_size, len(ts_all))
             wm = np.append(np.maximum(wm_all[a:b], start), max(int(wm_all[b - 1]), start))
             local = np.arange(b - a, dtype=np.int64) * 3 + 2
             batches = {}
-            for index, src in enumerate(self.sources):
+            for index, src in enumerate(sources):
                 ours = None if single else owner[a:b] == index
                 count = b - a if ours is None else int(ours.sum())
                 if count:
@@ -474,7 +503,7 @@ class MicroBatchRunner(Runner):
             def bad_at(pos: int, a: int = a, b: int = b) -> tuple[SourceRun, Part, int, int]:
                 j = a + min(max(pos // 3, 0), b - a - 1)
                 part = kept[int(part_of[j])]
-                return self.sources[int(owner[j])], part, int(index_of[j]), int(ts_all[j])
+                return sources[int(owner[j])], part, int(index_of[j]), int(ts_all[j])
 
             self._bad_at = bad_at
             self.plan.run_round(batches, Round(wm, start, reads_min=True))
