@@ -1,0 +1,184 @@
+"""A flow split into three tasks over a three-partition topic gives the answers of one run.
+
+Each task runs ``repartitioned(graph, 3)`` reading its own partition of the input; keyed
+steps, joins and global windows read through repartition topics. The tasks run in threads
+of this process (bounded, and streaming then drained); in the recovery test one task is a
+process killed with SIGKILL and restarted. Output is compared with one run over every
+partition, as a multiset.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import rheos as rh
+from rheos.runtime.runner import Runner
+from rheos.state import CheckpointStore, store_path
+from tests.waiting import wait_until
+from tests.workers import repartition_app as app
+
+TASKS = 3
+HERE = Path(__file__).parent
+MODES = ["stream-first", "micro-batch"]
+
+
+def single_run(kind: str, mode: str, data_dir: Path, events: int) -> object:
+    app.produce(str(data_dir), 0, events)
+    app.runner(kind, mode, str(data_dir), None, 1).run(bounded=True)
+    return app.output(str(data_dir), ["out.single"])
+
+
+def in_threads(runners: list[Runner], run: Callable[[Runner], object]) -> list[threading.Thread]:
+    """Start ``run(runner)`` for each runner in a thread; errors fail the test at join."""
+    errors: list[BaseException] = []
+
+    def go(runner: Runner) -> None:
+        try:
+            run(runner)
+        except BaseException as exc:  # reported by join_all
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(r,), daemon=True) for r in runners]
+    for thread in threads:
+        thread.start()
+    threads[0].errors = errors  # type: ignore[attr-defined]
+    return threads
+
+
+def join_all(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        thread.join(60)
+        assert not thread.is_alive(), "a task did not end"
+    errors = threads[0].errors  # type: ignore[attr-defined]
+    if errors:
+        raise errors[0]
+
+
+def task_output(data_dir: Path) -> object:
+    return app.output(str(data_dir), [f"out.{p}" for p in range(TASKS)])
+
+
+def read_to_end(data_dir: Path, runner: Runner, task: int) -> bool:
+    """Whether ``runner`` (task ``task``) has read its input partition to its end."""
+    with rh.Log(data_dir).reader(app.INPUT) as reader:
+        end = reader.end_offsets()[task]
+    sources = [s for s in runner.sources if s.step.name == "source"]
+    return bool(sources) and sources[0].reader.positions().get(task, 0) >= end
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", app.FLOWS)
+def test_bounded_tasks_equal_one_run(kind: str, mode: str, tmp_path: Path) -> None:
+    expected = single_run(kind, mode, tmp_path / "one", 600)
+    data_dir = tmp_path / "tasks"
+    app.produce(str(data_dir), 0, 600)
+    runners = [app.runner(kind, mode, str(data_dir), p, TASKS) for p in range(TASKS)]
+    join_all(in_threads(runners, lambda r: r.run(bounded=True)))
+    assert task_output(data_dir) == expected
+    assert expected  # the flow has results
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", app.FLOWS)
+def test_streaming_tasks_then_drained_equal_one_run(kind: str, mode: str, tmp_path: Path) -> None:
+    """Checkpointed tasks; results appear while they stream (watermark records carry
+    event time across the repartition topics), and after a drained stop they are one
+    run's."""
+    expected = single_run(kind, mode, tmp_path / "one", 900)
+    data_dir = tmp_path / "tasks"
+    app.produce(str(data_dir), 0, 450)
+    runners = [app.runner(kind, mode, str(data_dir), p, TASKS, 100) for p in range(TASKS)]
+    threads = in_threads(runners, lambda r: r.run(drain=True))
+    try:
+        wait_until(lambda: sum(task_output(data_dir).values()) > 0, "results before a drain")
+        app.produce(str(data_dir), 450, 450)
+        wait_until(lambda: all(read_to_end(data_dir, r, p) for p, r in enumerate(runners)))
+    finally:
+        for runner in runners:
+            runner.stop()
+    join_all(threads)
+    assert task_output(data_dir) == expected
+
+
+def checkpoint_position(data_dir: Path, flow: str, task: int) -> tuple[int, int]:
+    """Task ``task``'s latest checkpoint: its id and its input position ((0, 0) if none)."""
+    path = store_path(data_dir, f"{flow}/task-{task}")
+    if not path.exists():
+        return 0, 0
+    with CheckpointStore(path) as store:
+        latest = store.latest()
+    if latest is None:
+        return 0, 0
+    return latest.id, int(latest.meta["sources"]["source"]["positions"].get(task, 0))
+
+
+def start_task(data_dir: Path, kind: str, mode: str, errors: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "RHEOS_TEST_CHECKPOINT_PAUSE": str(data_dir / "in-checkpoint"),
+        "RHEOS_TEST_CHECKPOINT_PAUSE_S": "0.05",
+        "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent / "src"), str(HERE.parent.parent)]),
+    }
+    with errors.open("ab") as err:
+        return subprocess.Popen(
+            [sys.executable, str(HERE / "repartition_app.py"), str(data_dir), kind, mode, "0", "3"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+
+
+@pytest.mark.parametrize(("kind", "mode"), [("keyed", "stream-first"), ("join", "micro-batch")])
+def test_task_killed_and_restarted_keeps_output_exactly_once(
+    kind: str, mode: str, tmp_path: Path
+) -> None:
+    """Task 0 runs in a process killed with SIGKILL twice (once inside a checkpoint, between
+    its store's commit and its sinks'), with events still coming, and is restarted; tasks 1
+    and 2 run on. The committed output equals one uninterrupted run's."""
+    expected = single_run(kind, mode, tmp_path / "one", 1500)
+    data_dir = tmp_path / "tasks"
+    errors = tmp_path / "stderr.txt"
+    flow = f"rp-{kind}"
+    app.produce(str(data_dir), 0, 500)
+    others = [app.runner(kind, mode, str(data_dir), p, TASKS, 100) for p in (1, 2)]
+    threads = in_threads(others, lambda r: r.run(drain=True))
+    proc = start_task(data_dir, kind, mode, errors)
+    try:
+        for kill, more in enumerate((500, 500)):
+            seen = checkpoint_position(data_dir, flow, 0)
+            wait_until(
+                lambda s=seen, p=proc: checkpoint_position(data_dir, flow, 0)[0] > s[0]
+                or p.poll() is not None
+            )
+            pause = data_dir / "in-checkpoint"
+            pause.unlink(missing_ok=True)
+            app.produce(str(data_dir), 500 * (kill + 1), more)
+            if kill == 1:  # inside a checkpoint
+                wait_until(lambda p=proc: pause.exists() or p.poll() is not None)
+            assert proc.poll() is None, errors.read_text()
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            proc = start_task(data_dir, kind, mode, errors)
+        with rh.Log(data_dir).reader(app.INPUT) as reader:
+            end = reader.end_offsets()[0]
+        wait_until(
+            lambda: checkpoint_position(data_dir, flow, 0)[1] >= end or proc.poll() is not None,
+            "task 0 to read its partition",
+        )
+        wait_until(lambda: all(read_to_end(data_dir, r, p + 1) for p, r in enumerate(others)))
+        assert proc.poll() is None, errors.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)  # a drained stop, with the others'
+        for runner in others:
+            runner.stop()
+    assert proc.wait(60) == 0, errors.read_text()
+    join_all(threads)
+    assert task_output(data_dir) == expected
