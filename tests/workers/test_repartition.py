@@ -18,12 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.waiting import wait_until
+from tests.workers import repartition_app as app
 
 import rheos as rh
 from rheos.runtime.runner import Runner
 from rheos.state import CheckpointStore, store_path
-from tests.waiting import wait_until
-from tests.workers import repartition_app as app
 
 TASKS = 3
 HERE = Path(__file__).parent
@@ -155,14 +155,15 @@ def test_task_killed_and_restarted_keeps_output_exactly_once(
         for kill, more in enumerate((500, 500)):
             seen = checkpoint_position(data_dir, flow, 0)
             wait_until(
-                lambda s=seen, p=proc: checkpoint_position(data_dir, flow, 0)[0] > s[0]
-                or p.poll() is not None
+                lambda s=seen, p=proc: (
+                    checkpoint_position(data_dir, flow, 0)[0] > s[0] or p.poll() is not None
+                )
             )
             pause = data_dir / "in-checkpoint"
             pause.unlink(missing_ok=True)
             app.produce(str(data_dir), 500 * (kill + 1), more)
             if kill == 1:  # inside a checkpoint
-                wait_until(lambda p=proc: pause.exists() or p.poll() is not None)
+                wait_until(lambda p=proc, f=pause: f.exists() or p.poll() is not None)
             assert proc.poll() is None, errors.read_text()
             proc.send_signal(signal.SIGKILL)
             proc.wait()

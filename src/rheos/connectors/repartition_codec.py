@@ -53,7 +53,7 @@ def _ext_hook(code: int, data: memoryview) -> Any:
     if code == BIG_INT:
         return int.from_bytes(data, "big", signed=True)
     if code == PAIRS:
-        return {k: v for k, v in _decoder.decode(data)}  # noqa: C416 - pairs of a list
+        return {k: v for k, v in _decoder.decode(data)}
     raise UnencodableError(f"unknown msgpack extension type {code}")
 
 

@@ -13,7 +13,7 @@ timestamp, no key and no headers. A **watermark record** carries the headers
 ``rheos-control: watermark`` and ``rheos-watermark: <epoch ms>``: task ``u`` promises that
 its later records in that partition are (as far as its own sources know) not earlier. Task
 ``u`` writes one into each of its ``T`` partitions when the watermark of the sources its
-events come from has advanced (at most every :data:`MARK_EVERY_S`, when its sinks flush), at
+events come from has advanced (at most every :data:`MARK_EVERY_MS`, when its sinks flush), at
 each checkpoint, and at its end: ``MAX_WATERMARK`` is the **end marker**.
 
 Watermarks. The reading task's watermark for this source is the minimum over the upstream
@@ -36,7 +36,6 @@ its positions are in its task's checkpoint (and in the consumer group
 from __future__ import annotations
 
 import fcntl
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,8 +55,9 @@ WATERMARK_CONTROL = b"watermark"
 WATERMARK_OF = "rheos.watermark_of"
 """The key of :attr:`OpenContext.shared` under which the runner gives the writing end a
 function: the names of source steps -> the lowest of their watermarks now."""
-MARK_EVERY_S = 0.1
-"""Watermark records are written at most this often (the end marker at once)."""
+MARK_EVERY_MS = 100
+"""Watermark records are written at most this often, by the flow's clock (the end marker,
+and those of a checkpoint, at once)."""
 FLUSH_EVERY = 4096
 
 
@@ -146,7 +146,8 @@ class RepartitionWriter(BaseWriter):
         self._buffers: list[tuple[list[bytes], list[int]]] = [([], []) for _ in range(tasks)]
         self._buffered = 0
         self._mark = MIN_WATERMARK
-        self._marked_at = 0.0
+        self._clock = ctx.clock
+        self._marked_at: int | None = None
         self._prepared: dict[int, dict[int, int]] = {}
         self._key_of = self._key_function(sink.key)
         if not self._in_checkpoints:  # what a crashed run left uncommitted is not ours
@@ -237,8 +238,9 @@ class RepartitionWriter(BaseWriter):
         wm = self.upstream_watermark()
         if wm <= self._mark:
             return
-        now = time.monotonic()
-        if not force and wm != MAX_WATERMARK and now - self._marked_at < MARK_EVERY_S:
+        now = self._clock.now_ms()
+        recent = self._marked_at is not None and now - self._marked_at < MARK_EVERY_MS
+        if recent and not force and wm != MAX_WATERMARK:
             return
         self._append()
         headers = ((CONTROL_HEADER, WATERMARK_CONTROL), (WATERMARK_HEADER, str(wm).encode()))
@@ -336,9 +338,7 @@ class RepartitionReader(BaseReader):
             group=repartition_group(ctx.flow),
             isolation="committed",
         )
-        self._tracker = WatermarkTracker(
-            0, idle_timeout_ms=source.idle_timeout_ms, clock=ctx.clock
-        )
+        self._tracker = WatermarkTracker(0, idle_timeout_ms=source.idle_timeout_ms, clock=ctx.clock)
         self._tracker.declare_partitions(range(tasks))
         self._marks = [MIN_WATERMARK] * tasks
         self._ended = [False] * tasks
@@ -418,7 +418,9 @@ class RepartitionReader(BaseReader):
             return self._sift(partition, raw, list(offsets), times)
         return Chunk(partition, values, times, self.topic, offsets)
 
-    def _sift(self, partition: int, raw: list[bytes], offsets: list[int], times: list[int]) -> Chunk:
+    def _sift(
+        self, partition: int, raw: list[bytes], offsets: list[int], times: list[int]
+    ) -> Chunk:
         """A stretch with a record that does not decode (a damaged or foreign record)."""
         chunk = Chunk(partition, [], [], self.topic, [], None, [])
         assert chunk.timestamps is not None and isinstance(chunk.offsets, list)
@@ -463,7 +465,7 @@ class RepartitionReader(BaseReader):
 
 
 __all__ = [
-    "MARK_EVERY_S",
+    "MARK_EVERY_MS",
     "WATERMARK_HEADER",
     "WATERMARK_OF",
     "RepartitionReader",

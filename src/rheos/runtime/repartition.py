@@ -111,9 +111,7 @@ class _Builder:
         sink = RepartitionSink(topic, tasks=self.tasks, step=step.name, key=key, upstream=upstream)
         out = SinkStep(0, f"{step.name}.repartition-out", (), sink, on_error=step.on_error)
         self._add(out, (before,))
-        sources = [
-            s for s in self.steps if isinstance(s, SourceStep) and s.name in upstream
-        ]
+        sources = [s for s in self.steps if isinstance(s, SourceStep) and s.name in upstream]
         idle = [s.idle_timeout_ms for s in sources]
         idle_ms = None if not idle or None in idle else max(i for i in idle if i is not None)
         source = RepartitionSource(

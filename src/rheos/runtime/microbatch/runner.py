@@ -425,14 +425,14 @@ class MicroBatchRunner(Runner):
         groups = source_stages(self.graph, self.sources)
         for n, group in enumerate(groups):
             last = n == len(groups) - 1
-            self._bounded_stage(group, timed=last)
+            self._columnar_stage(group, timed=last)
             for src in group:
                 src.end()
             if not last:
                 self._flush()
         self._finish()
 
-    def _bounded_stage(self, sources: list[SourceRun], timed: bool) -> None:
+    def _columnar_stage(self, sources: list[SourceRun], timed: bool) -> None:
         """The events of ``sources`` in event-time order, in rounds: with the perfect
         watermark if ``timed``, else with none (no node lies behind these sources alone)."""
         ts_parts: list[np.ndarray] = []
