@@ -40,6 +40,8 @@ INT_MIN = -(2**63)
 INT_MAX = 2**64 - 1
 
 _SCALARS = frozenset({str, float, bool, type(None), bytes})
+_FLAT = _SCALARS | {int}
+_STR = frozenset({str})
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -96,6 +98,15 @@ def _plain(value: Any) -> Any:
 
 def encode(value: Any) -> bytes:
     """``value`` as bytes (raises :class:`UnencodableError` for a type not carried)."""
+    if (
+        type(value) is dict
+        and set(map(type, value.values())) <= _FLAT
+        and set(map(type, value)) <= _STR
+    ):
+        try:  # the common event: a flat dict by field name, encoded as it is
+            return _encoder.encode(value)
+        except OverflowError:  # an int beyond 64 bits
+            pass
     return _encoder.encode(_plain(value))
 
 
@@ -104,4 +115,10 @@ def decode(data: bytes | memoryview) -> Any:
     return _decoder.decode(data)
 
 
-__all__ = ["UnencodableError", "decode", "encode"]
+def decode_all(data: list[bytes]) -> list[Any]:
+    """The values :func:`encode` made each of ``data`` from."""
+    dec = _decoder.decode
+    return [dec(d) for d in data]
+
+
+__all__ = ["UnencodableError", "decode", "decode_all", "encode"]

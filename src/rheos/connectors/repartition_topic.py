@@ -43,7 +43,7 @@ from typing import Any
 from rheos.connectors.base import BaseReader, BaseWriter, Chunk, OpenContext
 from rheos.connectors.codecs import key_bytes
 from rheos.connectors.log import CONTROL_HEADER
-from rheos.connectors.repartition_codec import UnencodableError, decode, encode
+from rheos.connectors.repartition_codec import UnencodableError, decode, decode_all, encode
 from rheos.errors import ConfigError, EventError, RecordTooLargeError
 from rheos.transport import RecordBatch
 from rheos.transport.partition import read_committed
@@ -59,6 +59,8 @@ MARK_EVERY_MS = 100
 """Watermark records are written at most this often, by the flow's clock (the end marker,
 and those of a checkpoint, at once)."""
 FLUSH_EVERY = 4096
+TARGETS_KEPT = 100_000
+"""The writing end remembers the task of this many keys (then starts again)."""
 
 
 def repartition_topic(flow: str, step: str) -> str:
@@ -150,6 +152,7 @@ class RepartitionWriter(BaseWriter):
         self._marked_at: int | None = None
         self._prepared: dict[int, dict[int, int]] = {}
         self._key_of = self._key_function(sink.key)
+        self._targets: dict[Any, int] = {}
         if not self._in_checkpoints:  # what a crashed run left uncommitted is not ours
             self._producer.rollback_to(self._committed())
 
@@ -183,6 +186,23 @@ class RepartitionWriter(BaseWriter):
 
         return by_function
 
+    def _target(self, key: Any) -> int:
+        """The task of ``key``: murmur2 of its bytes (remembered for the keys seen lately)."""
+        try:
+            return self._targets[key]
+        except KeyError:
+            pass
+        except TypeError:  # a key that cannot be a dict key (a list)
+            return self._hash(key)
+        if len(self._targets) >= TARGETS_KEPT:
+            self._targets.clear()
+        target = self._targets[key] = self._hash(key)
+        return target
+
+    def _hash(self, key: Any) -> int:
+        data = key_bytes(key)
+        return 0 if data is None else partition_for_key(data, self.sink.tasks)
+
     def _committed(self) -> dict[int, int]:
         folder = self._producer.log.topic_dir(self.sink.topic)
         out = {}
@@ -195,8 +215,7 @@ class RepartitionWriter(BaseWriter):
         """Buffer one event for the task its key hashes to. An event that has no key, or
         cannot be encoded, raises :class:`~rheos.errors.EventError` naming the flow and
         step, before anything of it is buffered: it becomes a dead letter."""
-        key = key_bytes(self._key_of(value))
-        target = 0 if key is None else partition_for_key(key, self.sink.tasks)
+        target = self._target(self._key_of(value))
         try:
             data = encode(value)
         except UnencodableError as exc:
@@ -413,7 +432,7 @@ class RepartitionReader(BaseReader):
             offsets = where
         assert times is not None
         try:
-            values = [decode(v) for v in raw]
+            values = decode_all(raw)
         except Exception:
             return self._sift(partition, raw, list(offsets), times)
         return Chunk(partition, values, times, self.topic, offsets)
