@@ -183,3 +183,20 @@ def test_task_killed_and_restarted_keeps_output_exactly_once(
     assert proc.wait(60) == 0, errors.read_text()
     join_all(threads)
     assert task_output(data_dir) == expected
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_stop_after_counts_a_tasks_input_not_its_repartition_topics(
+    mode: str, tmp_path: Path
+) -> None:
+    """Each task stops after the events of its own partition (the events it reads back from
+    the repartition topic are not input), drains, and together they give one run's answer."""
+    expected = single_run("keyed", mode, tmp_path / "one", 600)
+    data_dir = tmp_path / "tasks"
+    app.produce(str(data_dir), 0, 600)
+    with rh.Log(data_dir).reader(app.INPUT) as reader:
+        sizes = reader.end_offsets()
+    runners = [app.runner("keyed", mode, str(data_dir), p, TASKS, 100) for p in range(TASKS)]
+    threads = in_threads(runners, lambda r: r.run(stop_after=sizes[r.task or 0], drain=True))
+    join_all(threads)
+    assert task_output(data_dir) == expected

@@ -559,12 +559,14 @@ class Runner:
             active = [s for s in self.sources if not s.done]
             for src in active:
                 chunks = src.reader.poll(wait if src is active[0] else 0.0)
+                # a repartition topic's events are not input: stop_after does not count them
+                limit = stop_after if src.own_watermark is None else None
                 for n, chunk in enumerate(chunks):
-                    if stop_after is not None and events >= stop_after:
+                    if limit is not None and events >= limit:
                         self._unread(src, chunks[n:], 0)  # read but not processed
                         break
-                    if stop_after is not None and events + len(chunk.values) > stop_after:
-                        keep = stop_after - events
+                    if limit is not None and events + len(chunk.values) > limit:
+                        keep = limit - events
                         self._unread(src, chunks[n:], keep)
                         chunk.values = chunk.values[:keep]
                         if chunk.timestamps is not None:
@@ -577,15 +579,17 @@ class Runner:
                                 chunk.rejects = [r for r in chunk.rejects if (r[0] or 0) < cut]
                             chunk.offsets = chunk.offsets[:keep]
                     got += self._chunk(src, chunk)
+                    if limit is None and src.own_watermark is not None:
+                        continue
                     events += len(chunk.values)
-                    if stop_after is not None and events >= stop_after and n + 1 < len(chunks):
+                    if limit is not None and events >= limit and n + 1 < len(chunks):
                         self._unread(src, chunks[n + 1 :], 0)
                         break
                 self._raise_own(src)
                 if src.reader.exhausted and not src.done:
                     src.end()
                     self.advance_flow()
-                if stop_after is not None and events >= stop_after:
+                if limit is not None and events >= limit:
                     break
             for node in proc_nodes:
                 node.advance_processing(self.clock.now_ms())

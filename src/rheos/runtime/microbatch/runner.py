@@ -325,9 +325,11 @@ class MicroBatchRunner(Runner):
             for src in active:
                 parts = self._poll(src, wait if src is active[0] else 0.0)
                 queue = pending[id(src)]
+                # a repartition topic's events are not input: stop_after does not count them
+                limit = stop_after if src.own_watermark is None else None
                 for k, part in enumerate(parts):
-                    if stop_after is not None:
-                        room = stop_after - events - sum(map(len, queue))
+                    if limit is not None:
+                        room = limit - events - sum(map(len, queue))
                         if room <= 0:
                             self._unread_parts(src, parts[k:])  # read but not processed
                             break
@@ -342,9 +344,7 @@ class MicroBatchRunner(Runner):
                     while sum(map(len, queue)) >= self.batch_size:
                         got += self._flush_queue(src, queue, self.batch_size)
                 exhausted = src.reader.exhausted
-                stop_now = stop_after is not None and events + got + sum(map(len, queue)) >= (
-                    stop_after
-                )
+                stop_now = limit is not None and events + got + sum(map(len, queue)) >= limit
                 due = queue and time.monotonic() - since.get(id(src), 0) >= self.batch_interval_s
                 if queue and (exhausted or stop_now or due or eager or not parts):
                     got += self._flush_queue(src, queue)
@@ -361,7 +361,7 @@ class MicroBatchRunner(Runner):
                     queue = pending[id(src)]
                     if queue:
                         got += self._flush_queue(src, queue)
-            events += got
+            events = self._input_events()
             now_ms = self.clock.now_ms()
             for node in proc_nodes:
                 node.advance_processing(now_ms)
@@ -382,6 +382,10 @@ class MicroBatchRunner(Runner):
             else:
                 wait = 0.0
                 self._flush()
+
+    def _input_events(self) -> int:
+        """The events run so far from the flow's own sources (not its repartition topics)."""
+        return sum(s.stats.events for s in self.sources if s.own_watermark is None)
 
     def _own_ready(self, src: SourceRun) -> bool:
         return not self._pending.get(id(src))
