@@ -88,7 +88,10 @@ def build(kind: str, task: int | None) -> rh.Flow:
     flow = rh.Flow(f"rp-{kind}")
     parts = None if task is None else [task]
     events = flow.source(
-        rh.log_source(INPUT, partitions=parts), timestamp="ts", out_of_orderness="1s"
+        rh.log_source(INPUT, partitions=parts),
+        timestamp="ts",
+        out_of_orderness="1s",
+        idle_timeout=None,
     ).map(with_pair)
     if kind == "keyed":
         out = (

@@ -50,13 +50,26 @@ def in_threads(runners: list[Runner], run: Callable[[Runner], object]) -> list[t
     for thread in threads:
         thread.start()
     threads[0].errors = errors  # type: ignore[attr-defined]
+    threads[0].runners = runners  # type: ignore[attr-defined]
     return threads
+
+
+def where(threads: list[threading.Thread]) -> list[object]:
+    """Where each task is (for a task that did not end): draining? each source's state."""
+    return [
+        (
+            r.task,
+            r._draining,
+            [(s.step.name, s.done, s.wm, getattr(s.reader, "_ended", None)) for s in r.sources],
+        )
+        for r in getattr(threads[0], "runners", [])
+    ]
 
 
 def join_all(threads: list[threading.Thread]) -> None:
     for thread in threads:
         thread.join(60)
-        assert not thread.is_alive(), "a task did not end"
+        assert not thread.is_alive(), f"a task did not end: {where(threads)}"
     errors = threads[0].errors  # type: ignore[attr-defined]
     if errors:
         raise errors[0]
@@ -120,6 +133,31 @@ def checkpoint_position(data_dir: Path, flow: str, task: int) -> tuple[int, int]
     return latest.id, int(latest.meta["sources"]["source"]["positions"].get(task, 0))
 
 
+def committed_to_others(data_dir: Path, flow: str) -> bool:
+    """Whether everything task 0 wrote to the repartition topic is committed."""
+    log = rh.Log(data_dir)
+    for name in log.topic_names():
+        if not name.endswith(".repartition"):
+            continue
+        ends = []
+        for isolation in ("committed", "uncommitted"):
+            with log.reader(name, partitions=[0, 1, 2], isolation=isolation) as reader:
+                ends.append(reader.end_offsets())
+        if ends[0] != ends[1]:
+            return False
+    return True
+
+
+def latest_kind(data_dir: Path, flow: str, task: int) -> str | None:
+    """What took task ``task``'s latest checkpoint (``"periodic"``, ``"drain"``...)."""
+    path = store_path(data_dir, f"{flow}/task-{task}")
+    if not path.exists():
+        return None
+    with CheckpointStore(path) as store:
+        latest = store.latest()
+    return None if latest is None else latest.kind
+
+
 def start_task(data_dir: Path, kind: str, mode: str, errors: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -140,10 +178,11 @@ def start_task(data_dir: Path, kind: str, mode: str, errors: Path) -> subprocess
 def test_task_killed_and_restarted_keeps_output_exactly_once(
     kind: str, mode: str, tmp_path: Path
 ) -> None:
-    """Task 0 runs in a process killed with SIGKILL twice (once inside a checkpoint, between
-    its store's commit and its sinks'), with events still coming, and is restarted; tasks 1
-    and 2 run on. The committed output equals one uninterrupted run's."""
-    expected = single_run(kind, mode, tmp_path / "one", 1500)
+    """Task 0 runs in a process killed with SIGKILL three times (once inside a checkpoint,
+    between its store's commit and its sinks'; once while it drains alone, its end markers
+    committed), with events still coming, and is restarted; tasks 1 and 2 run on. The
+    committed output equals one uninterrupted run's."""
+    expected = single_run(kind, mode, tmp_path / "one", 1800)
     data_dir = tmp_path / "tasks"
     errors = tmp_path / "stderr.txt"
     flow = f"rp-{kind}"
@@ -168,6 +207,20 @@ def test_task_killed_and_restarted_keeps_output_exactly_once(
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             proc = start_task(data_dir, kind, mode, errors)
+        # a drained stop of task 0 alone waits for the others' end markers: killed then
+        seen = checkpoint_position(data_dir, flow, 0)
+        wait_until(  # (once it runs, its signal handlers in place)
+            lambda s=seen, p=proc: (
+                checkpoint_position(data_dir, flow, 0)[0] > s[0] or p.poll() is not None
+            )
+        )
+        proc.send_signal(signal.SIGTERM)
+        wait_until(lambda p=proc: latest_kind(data_dir, flow, 0) == "drain" or p.poll() is not None)
+        assert proc.poll() is None, errors.read_text()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        app.produce(str(data_dir), 1500, 300)
+        proc = start_task(data_dir, kind, mode, errors)
         with rh.Log(data_dir).reader(app.INPUT) as reader:
             end = reader.end_offsets()[0]
         wait_until(
@@ -175,6 +228,9 @@ def test_task_killed_and_restarted_keeps_output_exactly_once(
             "task 0 to read its partition",
         )
         wait_until(lambda: all(read_to_end(data_dir, r, p + 1) for p, r in enumerate(others)))
+        # and what it sent to the others is committed (else a drain right now ends them at
+        # the end marker of its killed drain: they would read the rest in their next run)
+        wait_until(lambda: committed_to_others(data_dir, flow), "task 0's commit")
         assert proc.poll() is None, errors.read_text()
     finally:
         proc.send_signal(signal.SIGTERM)  # a drained stop, with the others'

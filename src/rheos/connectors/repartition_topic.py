@@ -22,7 +22,9 @@ tasks of the last watermark record seen from each (a
 events still advances through watermark records. With the upstream sources'
 ``idle_timeout``, an upstream task silent that long (no record at all: it is not running)
 stops holding it back, exactly as an idle partition of a source. The source is exhausted
-once every upstream task's end marker was read.
+once every upstream task's end marker was read. An end marker does not raise the watermark
+by itself: a task killed while it drains may come back with more events, and those must not
+be late for it (an upstream task that wrote one and then more records runs again).
 
 Exactly once. The writing end is transactional in every run: in a checkpointed run its
 records become visible to the reading tasks when the checkpoint that covers them commits,
@@ -374,13 +376,19 @@ class RepartitionReader(BaseReader):
             elif len(batch):
                 self._heard(upstream)
                 chunks.append(self._chunk(batch.partition, batch.values(), batch, None))
-        self._done = all(self._ended)
+        self._done = all(self._ended) and self._caught_up()
         return chunks
 
+    def _caught_up(self) -> bool:
+        """Whether nothing committed is left to read: an end marker followed by more records
+        (a task killed while it drained, then run again) does not end its upstream task."""
+        positions = self._reader.positions()
+        return all(positions[p] >= end for p, end in self._reader.end_offsets().items())
+
     def _heard(self, upstream: int) -> None:
-        """A record from ``upstream``: it is running (not idle)."""
-        if not self._ended[upstream]:
-            self._tracker.observe(upstream, self._marks[upstream])
+        """A record from ``upstream``: it is running (not idle; a new run if it had ended)."""
+        self._ended[upstream] = False
+        self._tracker.observe(upstream, self._marks[upstream])
 
     def _mixed(self, batch: RecordBatch, upstream: int) -> list[Chunk]:
         """A batch with watermark records: its events, each run of them a chunk."""
@@ -408,15 +416,16 @@ class RepartitionReader(BaseReader):
         return chunks
 
     def _watermark_record(self, upstream: int, mark: int) -> None:
-        if self._ended[upstream]:
-            return
-        if mark > self._marks[upstream]:
-            self._marks[upstream] = mark
+        """A watermark record. An end marker ends ``upstream`` for :attr:`exhausted` but
+        leaves the watermark where its last watermark record put it: a task killed while it
+        drains comes back with more events, which must not be late for having ended."""
         if mark >= MAX_WATERMARK:
             self._ended[upstream] = True
-            self._tracker.end_partition(upstream)
-        else:
-            self._tracker.observe(upstream, self._marks[upstream])
+            return
+        self._ended[upstream] = False
+        if mark > self._marks[upstream]:
+            self._marks[upstream] = mark
+        self._tracker.observe(upstream, self._marks[upstream])
 
     def _chunk(
         self,
@@ -463,7 +472,7 @@ class RepartitionReader(BaseReader):
 
     def watermark(self) -> int:
         """The lowest watermark of the upstream tasks (idle ones aside, see the module
-        docs); ``MAX_WATERMARK`` once all have ended."""
+        docs); the runner ends the source once all have ended (:attr:`exhausted`)."""
         self._tracker.poll_idle()
         return self._tracker.current()
 

@@ -249,7 +249,10 @@ class Runner:
 
     def _watermark_of(self, names: tuple[str, ...]) -> int:
         """The lowest watermark of the named sources now (a repartition topic's writing end
-        sends it to the tasks that read the topic)."""
+        sends it to the tasks that read the topic); the end once a drain has stopped
+        reading them (only the flow's own sources feed a repartition topic)."""
+        if self._draining is not None:
+            return MAX_WATERMARK
         marks = [src.wm for src in self.sources if src.step.name in names]
         return min(marks) if marks else MIN_WATERMARK
 
@@ -517,6 +520,11 @@ class Runner:
                 src.wm = src.current()
         self.advance_flow()
 
+    def _reading(self, src: SourceRun) -> bool:
+        """Whether the run still reads ``src``: not ended, and not a source of the flow's own
+        while a drain of its repartition topics is under way."""
+        return not src.done and (self._draining is None or src.own_watermark is not None)
+
     def _own_ready(self, src: SourceRun) -> bool:
         """Whether every event ``src`` has read was processed (its own watermark, which
         covers them, may be taken then)."""
@@ -556,7 +564,7 @@ class Runner:
         last_flush = time.monotonic()
         while True:
             got = 0
-            active = [s for s in self.sources if not s.done]
+            active = [s for s in self.sources if self._reading(s)]
             for src in active:
                 chunks = src.reader.poll(wait if src is active[0] else 0.0)
                 # a repartition topic's events are not input: stop_after does not count them
@@ -628,7 +636,7 @@ class Runner:
         open windows are closed (``drain``) and a last checkpoint is taken (when checkpointing).
         Shared by the stream-first and micro-batch loops.
         """
-        if all(s.done for s in self.sources):
+        if not any(self._reading(s) for s in self.sources):
             self._finish()
             self._accounted = not self._discarded
             if self._draining is not None:
@@ -657,15 +665,13 @@ class Runner:
         return reason
 
     def _drain_tasks(self, reason: str) -> None:
-        """A drained stop of a flow split into tasks: end its own sources, so that its
-        repartition topics get their end markers (committed by a checkpoint), then go on
-        reading them until every upstream task's end marker is read; the run then ends as
-        a drained one (see :meth:`_ended`)."""
+        """A drained stop of a flow split into tasks: stop reading its own sources and write
+        the end markers of its repartition topics (committed by a checkpoint), then go on
+        reading those topics until every upstream task's end marker is read; the run then
+        ends as a drained one (see :meth:`_ended`). The sources are not ended (their
+        positions and watermarks stay as they are in the checkpoint), so a task killed
+        while it drains resumes reading them."""
         self._draining = reason
-        for src in self.sources:
-            if src.own_watermark is None and not src.done:
-                src.end()
-        self.advance_flow()
         if self.checkpointer is not None:
             self.checkpointer.take("drain")
         else:

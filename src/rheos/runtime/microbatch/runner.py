@@ -321,7 +321,7 @@ class MicroBatchRunner(Runner):
         wait = 0.0
         while True:
             got = 0
-            active = [s for s in self.sources if not s.done]
+            active = [s for s in self.sources if self._reading(s)]
             for src in active:
                 parts = self._poll(src, wait if src is active[0] else 0.0)
                 queue = pending[id(src)]
