@@ -138,10 +138,9 @@ def runner(
             batch_size=64,
             batch_interval_ms=20,
             checkpoint_interval_ms=checkpoint_ms,
-            metrics=False,
         )
     else:
-        run = Runner(graph, data_dir=data_dir, checkpoint_interval_ms=checkpoint_ms, metrics=False)
+        run = Runner(graph, data_dir=data_dir, checkpoint_interval_ms=checkpoint_ms)
     if task is not None:
         run.task, run.tasks = task, tasks
     return run

@@ -485,6 +485,13 @@ class RepartitionReader(BaseReader):
             if p in self.partitions:
                 self._reader.seek(p, offset)
 
+    def backlog(self) -> dict[int, tuple[int, int]]:
+        """Per partition: the next offset to read and the end of what is committed (their
+        difference is the lag behind the upstream tasks)."""
+        positions = self._reader.positions()
+        ends = self._reader.end_offsets()
+        return {p: (positions[p], ends.get(p, positions[p])) for p in positions}
+
     def commit(self) -> None:
         self._reader.commit()
 

@@ -208,7 +208,7 @@ class Runner:
                 self.metrics = FlowMetrics(self.graph, mode)
                 self.metrics.watch_sinks(self.compiled.sink_counters)
                 if self._on_disk:
-                    self.metrics.save_to = snapshot_path(self.data_dir, self.graph.name)
+                    self.metrics.save_to = snapshot_path(self.data_dir, self._state_name())
                 self.metrics.sample(self)
             if bounded:
                 self._run_bounded(progress)
@@ -227,7 +227,7 @@ class Runner:
         summary.elapsed_s = time.perf_counter() - started
         self._fill(summary)
         if self.metrics is not None and self.metrics.latest is not None and self._on_disk:
-            save_snapshot(snapshot_path(self.data_dir, self.graph.name), self.metrics.latest)
+            save_snapshot(snapshot_path(self.data_dir, self._state_name()), self.metrics.latest)
         note = summary.bad_events_note()
         if note is not None:
             warnings.warn(note, BadEventsWarning, stacklevel=3)
@@ -241,8 +241,8 @@ class Runner:
         return ctx
 
     def _state_name(self) -> str:
-        """The folder of this run's checkpoints under ``flows/``: the flow's, or in a flow
-        split into tasks, ``<flow>/task-<p>``."""
+        """The folder of this run's checkpoints and saved metrics under ``flows/``: the
+        flow's, or in a flow split into tasks, ``<flow>/task-<p>``."""
         if self.task is None:
             return self.graph.name
         return f"{self.graph.name}/task-{self.task}"
