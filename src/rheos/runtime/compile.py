@@ -50,6 +50,7 @@ from rheos.runtime.nodes import (
     where,
 )
 from rheos.runtime.summary import StepStats
+from rheos.windowing.watermarks import disorder_source
 
 ChunkLoop = Callable[[list[Any], list[int], Any, Any], None]
 """``loop(values, timestamps, source_run, runner)``: see :func:`source_loop`."""
@@ -193,34 +194,8 @@ def _chain_lines(
     if window is None:
         lines.append(f"{ind}tail(k, v, t)")
         return lines
-    # the window step's push, inlined (see WindowNode._make_push)
-    env.update(
-        wc=window.cell,
-        wproc=window.op.process,
-        wrows=window.emit_rows,
-        wlate=window.route_late,
-        werr=window.error,
-    )
-    lines.extend(
-        f"{ind}{line}"
-        for line in (
-            "wc[0] += 1",
-            "if t < wc[1]:",
-            "    wc[2] += 1",
-            "    if wc[1] - t > wc[3]:",
-            "        wc[3] = wc[1] - t",
-            "else:",
-            "    wc[1] = t",
-            "try:",
-            "    rows, late = wproc(k, v, t)",
-            "except Exception as e:",
-            "    raise werr(e) from e",
-            "if rows:",
-            "    wrows(rows)",
-            "if late is not None:",
-            "    wlate(late)",
-        )
-    )
+    # the window step's push, inlined
+    lines.extend(f"{ind}{line}" for line in window.push_source("k", "v", "t", env))
     return lines
 
 
@@ -264,16 +239,21 @@ def source_loop(
         "    ooo, maxd = 0, stats.max_delay_ms",
         "    failed = rt.event_failed",
         "    for i, (v, t) in enumerate(zip(values, tss)):",
-        "        if t < top:",
-        "            ooo += 1",
-        "            if top - t > maxd:",
-        "                maxd = top - t",
-        "        else:",
-        "            top = t",
-        "            if timed and t - bound > wm:",
-        "                wm = src.wm = t - bound",
-        "                if wm >= rt.due:",
-        "                    rt.advance_flow()",
+        *(
+            "        " + line
+            for line in disorder_source(
+                "t",
+                "top",
+                "ooo",
+                "maxd",
+                on_top=[
+                    "if timed and t - bound > wm:",
+                    "    wm = src.wm = t - bound",
+                    "    if wm >= rt.due:",
+                    "        rt.advance_flow()",
+                ],
+            ).splitlines()
+        ),
         "        k = None",
         "        try:",
     ]

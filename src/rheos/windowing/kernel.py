@@ -124,7 +124,7 @@ class WindowKernel:
             return ends <= watermarks
         low = MIN_WATERMARK + lateness
         bound = np.where(watermarks <= low, MIN_WATERMARK, watermarks - lateness)
-        return ends <= bound  # type: ignore[no-any-return]
+        return ends <= bound
 
     # -- generated code ------------------------------------------------------------------------
 

@@ -805,16 +805,18 @@ _NO_RESULT = ProcessResult([], None)
 
 
 def _compile_tumbling(op: WindowOperator) -> Any:
-    """A ``process`` specialised for one tumbling operator in final mode, or None.
+    """A ``process`` specialised for one tumbling operator in final mode.
 
-    Aggregations with a source form (:attr:`~rheos.windowing.aggregations.BoundAggregation.
-    ADD`: count/sum/min/max/mean) are inlined; every other aggregation calls its
-    ``add_value``. The generated function does
-    exactly what :meth:`WindowOperator.process` does for tumbling windows: all values are read
-    before any state changes, the arrival number grows by one per event, and the key is
-    marked changed.
+    The window's start and lateness are the event-time kernel's formulas, as source text
+    (:class:`~rheos.windowing.kernel.WindowKernel`). Aggregations with a source form
+    (``BoundAggregation.ADD``: count/sum/min/max/mean) are inlined; every other aggregation
+    calls its ``add_value``. The generated function does exactly what
+    :meth:`WindowOperator.process` does for tumbling windows: all values are read before any
+    state changes, the arrival number grows by one per event, and the key is marked changed.
     """
-    reads, inits, adds = [], [], []
+    reads: list[str] = []
+    inits: list[str] = []
+    adds: list[str] = []
     env: dict[str, Any] = {
         "op": op,
         "windows": op._windows,

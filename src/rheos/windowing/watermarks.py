@@ -62,7 +62,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from rheos.durations import Duration, to_ms
@@ -109,16 +109,32 @@ def disorder_source(ts: str, top: str, late: str, most: str, on_top: Iterable[st
     return "\n".join(lines)
 
 
-def _observe_function() -> Callable[[list[int], int], bool]:
-    body = disorder_source("ts", "c[1]", "c[2]", "c[3]", on_top=["return False"])
-    text = "\n".join("    " + line for line in ["c[0] += 1", *body.splitlines(), "return True"])
+def _function(head: str, lines: list[str]) -> Callable[..., Any]:
+    text = "\n".join("    " + line for line in lines)
     env: dict[str, Any] = {}
-    exec(compile(f"def observe(c, ts):\n{text}\n", "<rheos disorder>", "exec"), env)
-    function: Callable[[list[int], int], bool] = env["observe"]
+    exec(compile(f"def {head}:\n{text}\n", "<rheos disorder>", "exec"), env)
+    function: Callable[..., Any] = next(v for k, v in env.items() if k != "__builtins__")
     return function
 
 
-_observe = _observe_function()
+_observe: Callable[[list[int], int], bool] = _function(
+    "observe(c, ts)",
+    [
+        "c[0] += 1",
+        *disorder_source("ts", "c[1]", "c[2]", "c[3]", on_top=["return False"]).splitlines(),
+        "return True",
+    ],
+)
+_observe_all: Callable[[list[int], Collection[int]], None] = _function(
+    "observe_all(c, times)",
+    [
+        "top, late, most = c[1], c[2], c[3]",
+        "for ts in times:",
+        *("    " + line for line in disorder_source("ts", "top", "late", "most").splitlines()),
+        "c[0] += len(times)",
+        "c[1], c[2], c[3] = top, late, most",
+    ],
+)
 
 
 class Disorder:
@@ -165,11 +181,9 @@ class Disorder:
         """Count one event at ``ts``; True if it is out of order."""
         return _observe(self.cell, ts)
 
-    def observe_all(self, times: Iterable[int]) -> None:
+    def observe_all(self, times: Collection[int]) -> None:
         """Count events at ``times``, in order."""
-        observe, cell = _observe, self.cell
-        for ts in times:
-            observe(cell, ts)
+        _observe_all(self.cell, times)
 
     def observe_array(self, ts: np.ndarray) -> np.ndarray:
         """Count events at ``ts`` (an int64 array, in order); return the largest time seen
