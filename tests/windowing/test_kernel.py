@@ -108,6 +108,11 @@ def test_generated_source_is_the_kernel(spec: WindowSpec, lateness: int, ts: int
     end = start + kernel.size
     assert eval(kernel.late_source("s", "w"), {"s": start, "w": wm}) == kernel.late(end, wm)
     assert eval(kernel.late_end_source("e", "w"), {"e": end, "w": wm}) == kernel.late(end, wm)
+    first, stop, missed = kernel.split(ts, wm)  # generated for sliding windows
+    windows = kernel.windows(ts)
+    assert missed == tuple(w for w in windows if kernel.late(w[1], wm))
+    opened = [(s, s + kernel.size) for s in range(first, stop, kernel.every)]
+    assert opened == [w for w in windows if not kernel.late(w[1], wm)]
 
 
 @settings(max_examples=200, deadline=None)

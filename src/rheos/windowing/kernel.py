@@ -30,7 +30,8 @@ specification and an allowed lateness, and hands their source text to generated 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from rheos.windowing.watermarks import MAX_WATERMARK, MIN_WATERMARK
 from rheos.windowing.windows import (
@@ -43,6 +44,7 @@ from rheos.windowing.windows import (
     align_source,
     finalized,
     finalized_source,
+    first_source,
     first_start,
 )
 
@@ -50,6 +52,7 @@ if TYPE_CHECKING:  # NumPy is needed only by the array forms (the micro-batch ru
     import numpy as np
 
 Windows = tuple[tuple[int, int], ...]
+Split = Callable[[int, int], tuple[int, int, Windows]]
 
 
 class WindowKernel:
@@ -73,9 +76,15 @@ class WindowKernel:
         """Window size (the gap of sessions; 0 for calendar periods, whose sizes vary)."""
         self.every = spec.every_ms if isinstance(spec, SlidingWindows) else self.size
         self.offset = 0 if isinstance(spec, SessionWindows | CalendarWindows) else spec.offset_ms
-        self.windows = spec.windows_of
+        self.windows: Callable[[int], Windows] = spec.windows_of
         """``windows(ts)``: the windows ``(start, end)`` that hold ``ts``, by start (of a
         session: the event's proto-window)."""
+        self.split: Split = self._split_function() if self.sliding else self._split
+        """``split(ts, watermark)`` of fixed-size windows: ``(first, stop, missed)``, the
+        windows of ``ts`` open at ``watermark`` being those starting at
+        ``range(first, stop, every)`` and ``missed`` those it is late for (they come first:
+        ends ascend). For sliding windows, the hot path of a sliding window, it is generated
+        from the formulas' source text."""
 
     # -- one event -----------------------------------------------------------------------------
 
@@ -83,6 +92,33 @@ class WindowKernel:
         """Whether window ``[start, end)`` is finalized at ``watermark`` (so an event for it
         is late): ``end + allowed lateness <= watermark``."""
         return finalized(end, self.lateness, watermark)  # type: ignore[no-any-return]
+
+    def _split(self, ts: int, watermark: int) -> tuple[int, int, Windows]:
+        """:attr:`split` by :meth:`windows` and :meth:`late` (any fixed-size windows)."""
+        windows = self.windows(ts)
+        missed = tuple(w for w in windows if self.late(w[1], watermark))
+        stop = windows[-1][0] + 1
+        return (windows[len(missed)][0] if len(missed) < len(windows) else stop), stop, missed
+
+    def _split_function(self) -> Split:
+        size, every = self.size, self.every
+        late = self.late_source("start", "watermark")
+        lines = [
+            "def split(ts, watermark):",
+            f"    last = {align_source('ts', every, self.offset)}",
+            f"    start = {first_source('last', 'ts', size, every)}",
+            f"    if {late}:",
+            "        missed = []",
+            f"        while start <= last and {late}:",
+            f"            missed.append((start, start + {size}))",
+            f"            start += {every}",
+            "        return start, last + 1, tuple(missed)",
+            "    return start, last + 1, ()",
+        ]
+        env: dict[str, Any] = {}
+        exec(compile("\n".join(lines), f"<rheos windows of {self.spec!r}>", "exec"), env)
+        split: Split = env["split"]
+        return split
 
     def end_of(self, start: int) -> int:
         """The end of the window that starts at ``start`` (not for sessions)."""
@@ -164,4 +200,4 @@ class WindowKernel:
         return align(watermark, every, phase) + every  # type: ignore[no-any-return]
 
 
-__all__ = ["WindowKernel", "Windows"]
+__all__ = ["Split", "WindowKernel", "Windows"]

@@ -215,6 +215,8 @@ class WindowOperator:
         kernel = self.kernel = WindowKernel(spec, self.allowed_lateness_ms)
         self._windows_of = kernel.windows
         self._is_late = kernel.late
+        self._split = kernel.split
+        self._every = kernel.every
         # Tumbling and sliding windows: start -> key -> [creation seq, acc, ...], plus a heap
         # of starts; windows of restored state may need sorting by creation seq.
         # Calendar windows are tumbling windows whose end is asked of the spec.
@@ -386,17 +388,13 @@ class WindowOperator:
         return _new_result(ProcessResult, ([], None))
 
     def _process_sliding(self, key: Hashable, event: Any, ts: int) -> ProcessResult:
-        watermark, is_late = self._watermark, self._is_late
-        missed: list[tuple[int, int]] = []
+        first, stop, missed = self._split(ts, self._watermark)
         outputs: list[Row] = []
         seq = self._seq
         added = False
         windows = self._windows
         values = self._read(event)
-        for start, end in self._windows_of(ts):
-            if is_late(end, watermark):
-                missed.append((start, end))
-                continue
+        for start in range(first, stop, self._every):
             keys = windows.get(start)
             if keys is None:
                 keys = windows[start] = {}
@@ -409,13 +407,13 @@ class WindowOperator:
             self._add(state, 1, event, values, ts, seq)
             added = True
             if self._update:
-                row = self._row(key, start, end, state, 1)
+                row = self._row(key, start, start + self._size, state, 1)
                 row["final"] = False
                 outputs.append(row)
         if added:
             self._seq = seq + 1
             self._changed.add(key)
-        late = self._late(key, event, ts, tuple(missed)) if missed else None
+        late = self._late(key, event, ts, missed) if missed else None
         return ProcessResult(outputs, late)
 
     def _push_session(self, key: Hashable, state: list[Any]) -> None:

@@ -68,6 +68,10 @@ ALIGN = "{ts} - ({ts} - {offset}) % {every}"
 window of ``ts``, or the latest sliding window start at or below it (floor modulo: right for
 negative times, in Python and NumPy alike)."""
 
+FIRST = "{last} - (({last} - ({ts} - {size}) - 1) // {every}) * {every}"
+"""The earliest start of a sliding window of ``size`` (one every ``every``) that holds ``ts``,
+given ``last``, the latest (:data:`ALIGN`)."""
+
 FINALIZED = "{at} + {delta} <= {watermark}"
 """A window is finalized -- and an event for it late -- when the watermark reaches its end
 plus the allowed lateness: ``at + delta`` with ``at`` the end and ``delta`` the lateness, or
@@ -77,6 +81,11 @@ plus the allowed lateness: ``at + delta`` with ``at`` the end and ``delta`` the 
 def align_source(ts: str, every: int | str, offset: int | str) -> str:
     """:data:`ALIGN` as a Python expression over the names or numbers given."""
     return ALIGN.format(ts=ts, every=every, offset=offset)
+
+
+def first_source(last: str, ts: str, size: int | str, every: int | str) -> str:
+    """:data:`FIRST` as a Python expression over the names or numbers given."""
+    return FIRST.format(last=last, ts=ts, size=size, every=every)
 
 
 def finalized_source(at: str, delta: int | str, watermark: str) -> str:
@@ -103,10 +112,10 @@ finalized: Callable[[Any, int, Any], Any] = _compiled(
 :meth:`rheos.windowing.kernel.WindowKernel.late_array`, which keeps the infinities)."""
 
 
-def first_start(last: Any, ts: Any, size: int, every: int) -> Any:
-    """The earliest start of a sliding window of ``size`` (one every ``every``) that holds
-    ``ts``, given ``last = align(ts, every, offset)`` (ints or int64 arrays)."""
-    return last - ((last - (ts - size) - 1) // every) * every
+first_start: Callable[[Any, Any, int, int], Any] = _compiled(
+    "first_start", "last, ts, size, every", first_source("last", "ts", "size", "every")
+)
+"""``first_start(last, ts, size, every)``: :data:`FIRST` (ints or int64 arrays)."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +218,7 @@ def session(gap: Duration) -> SessionWindows:
 __all__ = [
     "ALIGN",
     "FINALIZED",
+    "FIRST",
     "CalendarWindows",
     "SessionWindows",
     "SlidingWindows",
@@ -219,6 +229,7 @@ __all__ = [
     "calendar",
     "finalized",
     "finalized_source",
+    "first_source",
     "first_start",
     "session",
     "sliding",
