@@ -101,18 +101,14 @@ def test_array_forms_agree_with_one_event_at_a_time(
 )
 def test_generated_source_is_the_kernel(spec: WindowSpec, lateness: int, ts: int, wm: int) -> None:
     kernel = WindowKernel(spec, lateness)
-    if kernel.tumbling:
-        start = eval(kernel.start_source("ts"), {"ts": ts})
-        assert (start, start + kernel.size) == kernel.windows(ts)[0]
+    last = eval(kernel.start_source("ts"), {"ts": ts})
+    first = eval(kernel.first_start_source("last", "ts"), {"ts": ts, "last": last})
+    starts = range(first, last + 1, kernel.every)
+    assert tuple((s, s + kernel.size) for s in starts) == kernel.windows(ts)
     start = kernel.windows(ts)[0][0]
     end = start + kernel.size
     assert eval(kernel.late_source("s", "w"), {"s": start, "w": wm}) == kernel.late(end, wm)
     assert eval(kernel.late_end_source("e", "w"), {"e": end, "w": wm}) == kernel.late(end, wm)
-    first, stop, missed = kernel.split(ts, wm)  # generated for sliding windows
-    windows = kernel.windows(ts)
-    assert missed == tuple(w for w in windows if kernel.late(w[1], wm))
-    opened = [(s, s + kernel.size) for s in range(first, stop, kernel.every)]
-    assert opened == [w for w in windows if not kernel.late(w[1], wm)]
 
 
 @settings(max_examples=200, deadline=None)

@@ -10,7 +10,8 @@ specification and an allowed lateness, and hands their source text to generated 
 * one event: :meth:`~WindowKernel.windows` (the windows ``(start, end)`` of an event time),
   :meth:`~WindowKernel.late` (is window ``[start, end)`` finalized at a watermark);
 * an array of events: :meth:`~WindowKernel.windows_array`, :meth:`~WindowKernel.late_array`;
-* generated code: :meth:`~WindowKernel.start_source`, :meth:`~WindowKernel.late_source`;
+* generated code: :meth:`~WindowKernel.start_source`,
+  :meth:`~WindowKernel.first_start_source`, :meth:`~WindowKernel.late_source`;
 * the schedule: :meth:`~WindowKernel.next_change`, the lowest watermark above one at which a
   window can finalize (the runtime does not advance the operator in between).
 
@@ -31,7 +32,7 @@ specification and an allowed lateness, and hands their source text to generated 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rheos.windowing.watermarks import MAX_WATERMARK, MIN_WATERMARK
 from rheos.windowing.windows import (
@@ -52,7 +53,6 @@ if TYPE_CHECKING:  # NumPy is needed only by the array forms (the micro-batch ru
     import numpy as np
 
 Windows = tuple[tuple[int, int], ...]
-Split = Callable[[int, int], tuple[int, int, Windows]]
 
 
 class WindowKernel:
@@ -79,12 +79,6 @@ class WindowKernel:
         self.windows: Callable[[int], Windows] = spec.windows_of
         """``windows(ts)``: the windows ``(start, end)`` that hold ``ts``, by start (of a
         session: the event's proto-window)."""
-        self.split: Split = self._split_function() if self.sliding else self._split
-        """``split(ts, watermark)`` of fixed-size windows: ``(first, stop, missed)``, the
-        windows of ``ts`` open at ``watermark`` being those starting at
-        ``range(first, stop, every)`` and ``missed`` those it is late for (they come first:
-        ends ascend). For sliding windows, the hot path of a sliding window, it is generated
-        from the formulas' source text."""
 
     # -- one event -----------------------------------------------------------------------------
 
@@ -92,33 +86,6 @@ class WindowKernel:
         """Whether window ``[start, end)`` is finalized at ``watermark`` (so an event for it
         is late): ``end + allowed lateness <= watermark``."""
         return finalized(end, self.lateness, watermark)  # type: ignore[no-any-return]
-
-    def _split(self, ts: int, watermark: int) -> tuple[int, int, Windows]:
-        """:attr:`split` by :meth:`windows` and :meth:`late` (any fixed-size windows)."""
-        windows = self.windows(ts)
-        missed = tuple(w for w in windows if self.late(w[1], watermark))
-        stop = windows[-1][0] + 1
-        return (windows[len(missed)][0] if len(missed) < len(windows) else stop), stop, missed
-
-    def _split_function(self) -> Split:
-        size, every = self.size, self.every
-        late = self.late_source("start", "watermark")
-        lines = [
-            "def split(ts, watermark):",
-            f"    last = {align_source('ts', every, self.offset)}",
-            f"    start = {first_source('last', 'ts', size, every)}",
-            f"    if {late}:",
-            "        missed = []",
-            f"        while start <= last and {late}:",
-            f"            missed.append((start, start + {size}))",
-            f"            start += {every}",
-            "        return start, last + 1, tuple(missed)",
-            "    return start, last + 1, ()",
-        ]
-        env: dict[str, Any] = {}
-        exec(compile("\n".join(lines), f"<rheos windows of {self.spec!r}>", "exec"), env)
-        split: Split = env["split"]
-        return split
 
     def end_of(self, start: int) -> int:
         """The end of the window that starts at ``start`` (not for sessions)."""
@@ -165,11 +132,17 @@ class WindowKernel:
     # -- generated code ------------------------------------------------------------------------
 
     def start_source(self, ts: str) -> str:
-        """Python source of the start of the window of ``ts`` (tumbling windows, not calendar
-        periods): the formula of :func:`~rheos.windowing.windows.align`, constants inlined."""
-        if not self.tumbling or self.calendar is not None:
-            raise TypeError(f"start_source: {self.spec!r} is not a fixed-size tumbling window")
-        return align_source(ts, self.size, self.offset)
+        """Python source of the start of the window of ``ts`` -- of a sliding window, the
+        latest start at or below ``ts`` (fixed-size windows): the formula of
+        :func:`~rheos.windowing.windows.align`, constants inlined."""
+        if self.session or self.calendar is not None:
+            raise TypeError(f"start_source: {self.spec!r} is not of fixed-size windows")
+        return align_source(ts, self.every, self.offset)
+
+    def first_start_source(self, last: str, ts: str) -> str:
+        """Python source of the earliest start of a sliding window that holds ``ts``, given
+        ``last`` (:meth:`start_source`): :func:`~rheos.windowing.windows.first_start`."""
+        return first_source(last, ts, self.size, self.every)
 
     def late_source(self, start: str, watermark: str) -> str:
         """Python source of :meth:`late` for the window that starts at ``start`` (fixed-size
@@ -200,4 +173,4 @@ class WindowKernel:
         return align(watermark, every, phase) + every  # type: ignore[no-any-return]
 
 
-__all__ = ["Split", "WindowKernel", "Windows"]
+__all__ = ["WindowKernel", "Windows"]

@@ -215,8 +215,6 @@ class WindowOperator:
         kernel = self.kernel = WindowKernel(spec, self.allowed_lateness_ms)
         self._windows_of = kernel.windows
         self._is_late = kernel.late
-        self._split = kernel.split
-        self._every = kernel.every
         # Tumbling and sliding windows: start -> key -> [creation seq, acc, ...], plus a heap
         # of starts; windows of restored state may need sorting by creation seq.
         # Calendar windows are tumbling windows whose end is asked of the spec.
@@ -242,9 +240,9 @@ class WindowOperator:
         self._pushes = 0
 
         if self._kind is TumblingWindows and not self._update:
-            fast = _compile_tumbling(self)
-            if fast is not None:
-                self.process = fast  # type: ignore[method-assign]
+            self.process = _compile_tumbling(self)  # type: ignore[method-assign]
+        elif self._kind is SlidingWindows:
+            self.process = _compile_sliding(self)  # type: ignore[method-assign]
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -346,9 +344,7 @@ class WindowOperator:
 
     def process(self, key: Hashable, event: Any, ts: int) -> ProcessResult:
         """Add ``event`` (event time ``ts``) to the windows of ``key`` it belongs to."""
-        if self._kind is not TumblingWindows:
-            if self._kind is SlidingWindows:
-                return self._process_sliding(key, event, ts)
+        if self._kind is SessionWindows:
             return self._process_session(key, event, ts)
         window = self._windows_of(ts)
         start, end = window[0]
@@ -386,35 +382,6 @@ class WindowOperator:
             row["final"] = False
             return ProcessResult([row], None)
         return _new_result(ProcessResult, ([], None))
-
-    def _process_sliding(self, key: Hashable, event: Any, ts: int) -> ProcessResult:
-        first, stop, missed = self._split(ts, self._watermark)
-        outputs: list[Row] = []
-        seq = self._seq
-        added = False
-        windows = self._windows
-        values = self._read(event)
-        for start in range(first, stop, self._every):
-            keys = windows.get(start)
-            if keys is None:
-                keys = windows[start] = {}
-                heappush(self._starts, start)
-            state = keys.get(key)
-            if state is None:
-                state = keys[key] = [seq]
-                state.extend([agg.init() for agg in self._aggs])
-                self._state_size += 1
-            self._add(state, 1, event, values, ts, seq)
-            added = True
-            if self._update:
-                row = self._row(key, start, start + self._size, state, 1)
-                row["final"] = False
-                outputs.append(row)
-        if added:
-            self._seq = seq + 1
-            self._changed.add(key)
-        late = self._late(key, event, ts, missed) if missed else None
-        return ProcessResult(outputs, late)
 
     def _push_session(self, key: Hashable, state: list[Any]) -> None:
         self._pushes += 1
@@ -800,6 +767,73 @@ __all__ = [
 
 _NO_RESULT = ProcessResult([], None)
 """What the generated tumbling path returns for an on-time event (callers never mutate it)."""
+
+
+def _compile_sliding(op: WindowOperator) -> Any:
+    """The ``process`` of a sliding window operator, with the event-time kernel's formulas
+    (the windows of an event, whether it is late for each) inlined as source text.
+
+    An event is added to each of its windows that is still open, with one arrival number;
+    the windows it is late for are reported together. In update mode each window it changed
+    gives an update row, by window start.
+    """
+    kernel = op.kernel
+    size, every = kernel.size, kernel.every
+    env: dict[str, Any] = {
+        "op": op,
+        "windows": op._windows,
+        "starts": op._starts,
+        "heappush": heappush,
+        "changed_add": op._changed.add,
+        "aggs": op._aggs,
+        "ProcessResult": ProcessResult,
+    }
+    lines = [
+        "def process(key, event, ts):",
+        f"    last = {kernel.start_source('ts')}",
+        f"    start = {kernel.first_start_source('last', 'ts')}",
+        "    watermark = op._watermark",
+        "    missed = None",
+        "    outputs = []",
+        "    seq = op._seq",
+        "    added = False",
+        "    values = op._read(event)",
+        "    while start <= last:",
+        f"        if {kernel.late_source('start', 'watermark')}:",
+        "            if missed is None:",
+        "                missed = []",
+        f"            missed.append((start, start + {size}))",
+        f"            start += {every}",
+        "            continue",
+        "        keys = windows.get(start)",
+        "        if keys is None:",
+        "            keys = windows[start] = {}",
+        "            heappush(starts, start)",
+        "        state = keys.get(key)",
+        "        if state is None:",
+        "            state = keys[key] = [seq]",
+        "            state.extend([agg.init() for agg in aggs])",
+        "            op._state_size += 1",
+        "        op._add(state, 1, event, values, ts, seq)",
+        "        added = True",
+    ]
+    if op._update:
+        lines += [
+            f"        row = op._row(key, start, start + {size}, state, 1)",
+            "        row['final'] = False",
+            "        outputs.append(row)",
+        ]
+    lines += [
+        f"        start += {every}",
+        "    if added:",
+        "        op._seq = seq + 1",
+        "        changed_add(key)",
+        "    late = None if missed is None else op._late(key, event, ts, tuple(missed))",
+        "    return ProcessResult(outputs, late)",
+    ]
+    code = compile("\n".join(lines), f"<rheos sliding window {op.spec!r}>", "exec")
+    exec(code, env)
+    return env["process"]
 
 
 def _compile_tumbling(op: WindowOperator) -> Any:
