@@ -38,6 +38,11 @@ Errors at close. An aggregation's ``result`` runs when a window is finalized. If
 :class:`CloseFailure` to it, drops that (key, window) as finalized (no row) and goes on with
 the others.
 
+Event time. Which windows an event is in and whether it is late are the event-time kernel's
+answers (:class:`~rheos.windowing.kernel.WindowKernel`, :attr:`WindowOperator.kernel`); the
+tumbling and sliding paths are generated code that inlines the kernel's formulas as source
+text, so the micro-batch runtime, which asks the kernel for whole arrays, decides the same.
+
 Late events. An event is late for a window that was finalized when it arrived. It is not added
 to such windows, but it is still added to those of its windows that are open (sliding windows).
 :meth:`process` returns a :class:`LateInfo` naming the windows it missed and counts it in
@@ -690,7 +695,7 @@ class WindowOperator:
         op.load(snapshot)
         return op
 
-    # -- micro-batch: partial aggregates (additive API) ----------------------------------------
+    # -- partial aggregates: many events merged at once (the micro-batch runtime) -------------
 
     @property
     def aggregations(self) -> tuple[BoundAggregation, ...]:
