@@ -34,8 +34,10 @@ from rheos.flows.steps import OnError
 from rheos.runtime.checkpointing import FlowLock
 from rheos.runtime.deadletters import dlq_topic
 from rheos.runtime.metrics import empty_snapshot, summary_snapshot
+from rheos.runtime.repartition import repartitioned
 from rheos.runtime.runner import Runner, resolve_data_dir
 from rheos.runtime.summary import CheckpointStats, RunSummary, SourceStats, StepStats
+from rheos.runtime.workers import has_task_state, run_split
 from rheos.state import DEFAULT_KEEP, CheckpointInfo, CheckpointStore, store_path
 from rheos.transport import Log
 from rheos.windowing import Clock
@@ -54,10 +56,15 @@ def make_runner(
     batch_interval: Any,
     clock: Clock | None,
     data_dir: str | None = None,
+    task: int | None = None,
+    tasks: int = 1,
 ) -> Runner:
-    """The runner of ``mode``: stream-first (default) or micro-batch."""
+    """The runner of ``mode``: stream-first (default) or micro-batch; of task ``task`` of
+    ``tasks`` for a flow split across workers (:mod:`rheos.runtime.workers`)."""
     chosen = mode or os.environ.get(MODE_ENV) or "stream-first"
     graph = flow.graph()
+    if task is not None:
+        graph = repartitioned(graph, tasks)
     directory = data_dir or flow.data_dir
     if chosen == "stream-first":
         return Runner(
@@ -69,6 +76,8 @@ def make_runner(
             ),
             keep=getattr(flow, "keep_checkpoints", DEFAULT_KEEP),
             metrics=getattr(flow, "metrics_enabled", True),
+            task=task,
+            tasks=tasks,
         )
     if chosen != "micro-batch":
         raise ConfigError(f"run mode must be 'stream-first' or 'micro-batch', got {chosen!r}")
@@ -87,6 +96,8 @@ def make_runner(
         ),
         keep=getattr(flow, "keep_checkpoints", DEFAULT_KEEP),
         metrics=getattr(flow, "metrics_enabled", True),
+        task=task,
+        tasks=tasks,
     )
 
 
@@ -103,8 +114,41 @@ def run_flow(
     mode: Mode | None = None,
     batch_size: int | None = None,
     batch_interval: Any = None,
+    workers: int | None = None,
+    stop: threading.Event | None = None,
 ) -> RunSummary:
     """Run ``flow`` once (see :meth:`Flow.run`)."""
+    directory = resolve_data_dir(data_dir or flow.data_dir)
+    if split_run(flow, directory, workers, bounded):
+        if stop_after is not None:
+            raise ConfigError(
+                f"flow {flow.name!r}: stop_after cannot be used with workers (each task "
+                "would stop on its own count); use timeout="
+            )
+
+        def make(task: int, tasks: int) -> Runner:
+            return make_runner(
+                flow,
+                mode=mode,
+                batch_size=batch_size,
+                batch_interval=batch_interval,
+                clock=clock,
+                data_dir=directory,
+                task=task,
+                tasks=tasks,
+            )
+
+        return run_split(
+            flow.graph(),
+            directory,
+            make,
+            workers=workers or 1,
+            bounded=bounded,
+            drain=drain,
+            timeout=timeout,
+            progress=progress,
+            stop=stop,
+        )
     runner = make_runner(
         flow,
         mode=mode,
@@ -116,6 +160,16 @@ def run_flow(
     return runner.run(
         bounded=bounded, stop_after=stop_after, timeout=timeout, drain=drain, progress=progress
     )
+
+
+def split_run(flow: FlowDescription, data_dir: str, workers: int | None, bounded: bool) -> bool:
+    """Whether a run of ``flow`` is split into tasks: with ``workers`` over 1, or a streaming
+    run of a flow whose state already lives per task (it goes on that way, in one worker)."""
+    if workers is not None and workers < 1:
+        raise ConfigError(f"flow {flow.name!r}: workers must be at least 1, got {workers}")
+    if workers is not None and workers > 1:
+        return True
+    return not bounded and has_task_state(data_dir, flow.name)
 
 
 def _ms(interval: Duration | None) -> int | None:
@@ -150,6 +204,7 @@ class Flow(FlowDescription):
             raise ConfigError(f"flow {name!r}: keep_checkpoints must be at least 1")
         self.keep_checkpoints = keep_checkpoints
         self._runner: Runner | None = None
+        self._split_stop: threading.Event | None = None
         self._lock = threading.Lock()
         self.last_summary: RunSummary | None = None
         self._last_metrics: dict[str, Any] | None = None
@@ -166,6 +221,7 @@ class Flow(FlowDescription):
         mode: Mode | None = None,
         batch_size: int | None = None,
         batch_interval: Any = None,
+        workers: int | None = None,
     ) -> RunSummary:
         """Run the flow and return its :class:`RunSummary`.
 
@@ -193,7 +249,37 @@ class Flow(FlowDescription):
         from the latest one, state included, and log sinks are exactly once. A stop takes a
         last checkpoint; with ``drain=True`` after closing every window -- which finishes the
         flow: a later run resumes with every window closed, so older events are late.
+
+        ``workers=N`` (over 1) runs the flow in N processes, split into one task per
+        partition of its log sources (docs/concepts/scale-out.md): a worker that dies is
+        replaced and its tasks are taken over from their checkpoints; the summary adds up
+        every task's. A flow once run that way keeps its state per task: later streaming
+        runs go on split into tasks, in one process unless ``workers`` says more.
         """
+        if split_run(self, self.resolved_data_dir, workers, bounded):
+            stop = threading.Event()
+            with self._lock:
+                self._split_stop = stop
+            try:
+                summary = run_flow(
+                    self,
+                    bounded=bounded,
+                    stop_after=stop_after,
+                    timeout=timeout,
+                    drain=drain,
+                    clock=clock,
+                    progress=progress,
+                    mode=mode,
+                    batch_size=batch_size,
+                    batch_interval=batch_interval,
+                    workers=workers,
+                    stop=stop,
+                )
+            finally:
+                with self._lock:
+                    self._split_stop = None
+            self.last_summary = summary
+            return summary
         runner = make_runner(
             self, mode=mode, batch_size=batch_size, batch_interval=batch_interval, clock=clock
         )
@@ -251,6 +337,8 @@ class Flow(FlowDescription):
         with self._lock:
             if self._runner is not None:
                 self._runner.stop()
+            if self._split_stop is not None:
+                self._split_stop.set()
 
     def replay_dead_letters(self, *, drain: bool = False) -> RunSummary:
         """Send the dead letters of ``<name>.dlq`` not replayed yet back through this flow --
