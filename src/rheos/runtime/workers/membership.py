@@ -156,10 +156,16 @@ class Membership:
         return workers_dir(self.data_dir, self.flow) / f"{self.id}.json"
 
     def join(self) -> None:
-        """Become a live worker of the flow (hold the membership lock)."""
-        self._lock = _try_lock(workers_dir(self.data_dir, self.flow) / f"{self.id}.lock")
+        """Become a live worker of the flow (hold the membership lock). The lock file is
+        locked before it takes its name: whoever sees ``<id>.lock`` unlocked knows that its
+        worker is gone (one caught between creating and locking it would look dead)."""
+        folder = workers_dir(self.data_dir, self.flow)
+        hidden = folder / f".{self.id}.lock.new"
+        hidden.unlink(missing_ok=True)
+        self._lock = _try_lock(hidden)
         if self._lock is None:
             raise RuntimeError(f"worker {self.id} of flow {self.flow!r} is already live")
+        os.replace(hidden, folder / f"{self.id}.lock")
         self.write({"state": "starting", "tasks": []})
 
     def write(self, fields: dict[str, Any]) -> None:

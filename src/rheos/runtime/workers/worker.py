@@ -87,6 +87,8 @@ class Worker:
         restore = self._install_signals()
         error: BaseException | None = None
         try:
+            # one look before claiming: workers started together see each other first
+            self.stop_event.wait(self.poll_s)
             while not self.stop_event.is_set():
                 if self.parent is not None and os.getppid() != self.parent:
                     self.stop("parent gone")
