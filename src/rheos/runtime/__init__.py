@@ -163,11 +163,13 @@ def run_flow(
 
 
 def split_run(flow: FlowDescription, data_dir: str, workers: int | None, bounded: bool) -> bool:
-    """Whether a run of ``flow`` is split into tasks: with ``workers`` over 1, or a streaming
-    run of a flow whose state already lives per task (it goes on that way, in one worker)."""
+    """Whether a run of ``flow`` is split into tasks: whenever ``workers`` is given (1 is one
+    worker of a flow split across workers, as on each of several machines), and for a
+    streaming run of a flow whose state already lives per task (it goes on that way, in one
+    worker). Without ``workers`` a flow runs whole, its state in its own folder."""
     if workers is not None and workers < 1:
         raise ConfigError(f"flow {flow.name!r}: workers must be at least 1, got {workers}")
-    if workers is not None and workers > 1:
+    if workers is not None:
         return True
     return not bounded and has_task_state(data_dir, flow.name)
 
@@ -250,11 +252,12 @@ class Flow(FlowDescription):
         last checkpoint; with ``drain=True`` after closing every window -- which finishes the
         flow: a later run resumes with every window closed, so older events are late.
 
-        ``workers=N`` (over 1) runs the flow in N processes, split into one task per
-        partition of its log sources (docs/concepts/scale-out.md): a worker that dies is
-        replaced and its tasks are taken over from their checkpoints; the summary adds up
-        every task's. A flow once run that way keeps its state per task: later streaming
-        runs go on split into tasks, in one process unless ``workers`` says more.
+        ``workers=N`` runs the flow in N processes (``1``: in this one), split into one task
+        per partition of its log sources (docs/concepts/scale-out.md): a worker that dies is
+        replaced and its tasks are taken over from their checkpoints; other workers of the
+        flow, started elsewhere on the same data directory, share the tasks; the summary
+        adds up every task's. A flow once run that way keeps its state per task: later
+        streaming runs go on split into tasks, in one worker unless ``workers`` says more.
         """
         if split_run(self, self.resolved_data_dir, workers, bounded):
             stop = threading.Event()

@@ -53,6 +53,14 @@ def run_split(
     module docs. ``stop`` ends a streaming run when set."""
     if workers < 1:
         raise ConfigError(f"flow {graph.name!r}: workers must be at least 1, got {workers}")
+    if not bounded:
+        single = store_path(data_dir, graph.name)
+        if single.exists():
+            raise ConfigError(
+                f"flow {graph.name!r} has checkpoints of a single-process run ({single}): "
+                "its state cannot be split into tasks. Run it without workers=, or reset it "
+                "(Flow.reset()) to start it afresh across workers"
+            )
     log = Log(data_dir)
     try:
         tasks = task_count(graph, log)
@@ -91,13 +99,6 @@ def _run(
             workers,
             tasks,
             lambda mine: run_tasks_bounded(name, mine, factory, progress=False),
-        )
-    single = store_path(data_dir, name)
-    if single.exists():
-        raise ConfigError(
-            f"flow {name!r} has checkpoints of a single-process run ({single}): "
-            "its state cannot be split into tasks. Run it with one worker, or reset it "
-            "(Flow.reset()) to start it afresh across workers"
         )
     stop = stop or threading.Event()
     if workers == 1:

@@ -66,6 +66,7 @@ def _try_lock(path: Path) -> IO[bytes] | None:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` atomically (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     tmp.write_text(json.dumps(data, default=str))
     os.replace(tmp, path)

@@ -32,6 +32,12 @@ def task_count(graph: Graph, log: Log) -> int:
                 "be split across workers (each worker reads some of their partitions); run "
                 "this flow with one worker"
             )
+        if source.partitions is not None:
+            raise ConfigError(
+                f"flow {graph.name!r}, source {step.name!r}: log_source({source.topic!r}, "
+                f"partitions={source.partitions}) cannot be split across workers (task p reads "
+                "partition p of every source); leave partitions= out"
+            )
         if not log.has_topic(source.topic):
             raise ConfigError(
                 f"flow {graph.name!r}, source {step.name!r}: topic {source.topic!r} does not "
