@@ -7,7 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from tests.waiting import wait_until
 from tests.workers import app
@@ -21,6 +23,8 @@ from tests.workers.helpers import (
     workers,
     write_events,
 )
+
+from rheos.operations.dashboard import FlowServer
 
 N = 12_000
 
@@ -45,6 +49,16 @@ def status(data_dir: Path) -> tuple[str, dict[str, object]]:
     text = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
     raw = subprocess.run([*cmd, "--json"], capture_output=True, text=True, env=env, check=True)
     return text, json.loads(raw.stdout)
+
+
+def dashboard_metrics(data_dir: Path) -> dict[str, Any]:
+    """What the dashboard of the flow polls (``api/metrics``), served over this data dir."""
+    with FlowServer(app.FLOW, dict, data_dir=data_dir, port=0) as server:
+        with urllib.request.urlopen(server.url + "api/metrics", timeout=10) as response:
+            data = json.loads(response.read())
+        with urllib.request.urlopen(server.url, timeout=10) as response:
+            assert b'id="workers-section"' in response.read()
+    return data  # type: ignore[no-any-return]
 
 
 def test_takeover_join_and_status(tmp_path: Path) -> None:
@@ -75,6 +89,8 @@ def test_takeover_join_and_status(tmp_path: Path) -> None:
         assert all(t["worker"] is not None for t in split["tasks"])
         assert "3 live workers, 6 tasks" in text
         assert "took over" in text and survivor["id"] in text
+        served = dashboard_metrics(tmp_path)
+        assert len(served["split"]["workers"]) == 3  # the dashboard's Workers section
 
         want = N - sum(1 for i in range(N) if i % 97 == 13 or i % 89 == 5)
         wait_until(lambda: sum(committed(tmp_path, "out").values()) >= want, limit=120)

@@ -37,7 +37,7 @@ from rheos.runtime.metrics import empty_snapshot, summary_snapshot
 from rheos.runtime.repartition import repartitioned
 from rheos.runtime.runner import Runner, resolve_data_dir
 from rheos.runtime.summary import CheckpointStats, RunSummary, SourceStats, StepStats
-from rheos.runtime.workers import has_task_state, run_split
+from rheos.runtime.workers import has_task_state, run_split, split_snapshot
 from rheos.state import DEFAULT_KEEP, CheckpointInfo, CheckpointStore, store_path
 from rheos.transport import Log
 from rheos.windowing import Clock
@@ -324,11 +324,14 @@ class Flow(FlowDescription):
             live = getattr(runner, "metrics", None) if runner is not None else None
             snap = live.latest if live is not None else None
             last = self._last_metrics
+            split = self._split_stop is not None
         if snap is not None:
             return copy.deepcopy(snap)
         graph = self.graph()
         if runner is not None:  # a run without live metrics, or not started yet
             return summary_snapshot(graph, RunSummary(self.name, "running"), running=True)
+        if split:  # split across workers: its tasks' saved metrics, added up
+            return split_snapshot(graph, self.resolved_data_dir)
         if last is not None:
             return copy.deepcopy(last)
         if self.last_summary is not None:

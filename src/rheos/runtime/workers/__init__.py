@@ -15,12 +15,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from rheos.errors import ConfigError
 from rheos.flows.steps import Graph
+from rheos.runtime.metrics import empty_snapshot
 from rheos.runtime.runner import Runner
 from rheos.runtime.summary import RunSummary
 from rheos.runtime.workers.membership import tasks_dir
+from rheos.runtime.workers.status import split_status
 from rheos.runtime.workers.supervisor import supervise, supervise_bounded
 from rheos.runtime.workers.tasks import prepare_task_topics, task_count
 from rheos.runtime.workers.worker import Worker, run_tasks_bounded
@@ -29,6 +32,18 @@ from rheos.transport import Log
 
 TaskRunnerFactory = Callable[[int, int], Runner]
 """``make(task, tasks)``: the runner of task ``task`` of ``tasks``."""
+
+
+def split_snapshot(graph: Graph, data_dir: str) -> dict[str, Any]:
+    """A metrics snapshot of a flow running split across workers: the counters of its
+    tasks' saved metrics added up (each task's runner saves them every second)."""
+    snap = empty_snapshot(graph)
+    snap["running"] = True
+    split = split_status(data_dir, graph.name)
+    for task in split["tasks"] if split is not None else []:
+        for name in ("events_in", "events_out", "consumer_lag", "state_size", "dead_lettered"):
+            snap[name] += task[name] or 0
+    return snap
 
 
 def has_task_state(data_dir: str, flow: str) -> bool:
@@ -120,4 +135,4 @@ def _run(
     return supervise(name, data_dir, workers, start_worker, stop=stop, timeout=timeout)
 
 
-__all__ = ["TaskRunnerFactory", "Worker", "has_task_state", "run_split"]
+__all__ = ["TaskRunnerFactory", "Worker", "has_task_state", "run_split", "split_snapshot"]
