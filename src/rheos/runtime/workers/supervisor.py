@@ -122,7 +122,6 @@ def supervise(
     def spawn() -> None:
         pid = _fork(lambda: start_worker(parent), lambda: result_path(data_dir, flow, worker_id()))
         children[pid] = worker_id(pid)
-        record_event(data_dir, flow, "started", worker=children[pid], pid=pid)
 
     def collect(wid: str) -> dict[str, Any] | None:
         path = result_path(data_dir, flow, wid)

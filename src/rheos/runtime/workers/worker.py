@@ -84,6 +84,7 @@ class Worker:
         flow_lock = FlowLock(self.data_dir, self.flow)
         flow_lock.acquire(shared=True)  # no single-process run or reset meanwhile
         self.member.join()
+        record_event(self.data_dir, self.flow, "started", worker=self.member.id, pid=os.getpid())
         restore = self._install_signals()
         error: BaseException | None = None
         try:
