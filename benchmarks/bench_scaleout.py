@@ -202,6 +202,33 @@ def run_streaming(data_dir: Path, flow: str, workers: int, mode: str, want: int)
     return finished - started / 1000
 
 
+def _spin() -> None:
+    x = 0
+    for i in range(10_000_000):
+        x += i
+
+
+def parallel_ceiling(n: int) -> float:
+    """How many times the work of one CPU-bound process ``n`` of them get done in the same
+    time right now (``n`` on an idle machine with ``n`` free cores): the most ``n`` workers
+    can gain here, on a machine others share."""
+
+    def wall(k: int) -> float:
+        started = time.perf_counter()
+        pids = []
+        for _ in range(k):
+            pid = os.fork()
+            if pid == 0:
+                _spin()
+                os._exit(0)
+            pids.append(pid)
+        for pid in pids:
+            os.waitpid(pid, 0)
+        return time.perf_counter() - started
+
+    return n * wall(1) / wall(n)
+
+
 def _refusal(stderr: str) -> str:
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "failed"
@@ -232,9 +259,11 @@ def main() -> None:
         want = write_jsonl(lines, args.events)
         cli(seed, "topic", "create", TOPIC, "--partitions", str(args.partitions))
         cli(seed, "produce", TOPIC, "--file", str(lines), "--key", "user")
+        ceilings = {n: round(parallel_ceiling(n), 2) for n in counts if n > 1}
         print(
             f"{args.events:,} events in {args.partitions} partitions; {os.cpu_count()} CPUs; "
-            f"workers {counts}",
+            f"workers {counts}; CPU-bound processes now: "
+            + ", ".join(f"{n} do {c}x the work of 1" for n, c in ceilings.items()),
             flush=True,
         )
         header = f"{'flow':4} {'run':9} {'mode':12} {'workers':>7} {'events/s':>11} {'vs 1':>6}"
@@ -271,7 +300,7 @@ def main() -> None:
     out.write_text(
         json.dumps(
             {"events": args.events, "partitions": args.partitions, "cpus": os.cpu_count()}
-            | {"rows": rows},
+            | {"parallel_ceiling": ceilings, "rows": rows},
             indent=2,
         )
     )
