@@ -315,3 +315,30 @@ def test_dead_letters_without_a_source_event_in_the_log_cli_and_replay(
         {"key": "a", "at": 2_500},
         {"key": "c", "at": 4_000},
     ]
+
+
+@pytest.mark.parametrize("mode", ["stream-first", "micro-batch"])
+def test_a_step_failing_on_a_late_record_dead_letters_it_and_the_run_goes_on(mode: str) -> None:
+    """A map over the late output raising on one late record: its source event is a dead
+    letter at the map (replayable like any other), the other late record and every window
+    result go on."""
+    flow = rh.Flow("late_fails")
+    out: list[Any] = []
+    late: list[Any] = []
+    events = [ev("a", 100_000, 1), ev("a", 200_000, 2), ev("a", 1_000, 3), ev("a", 2_000, 4)]
+    windows = source(flow, events).key_by("k").window(rh.tumbling("1m")).aggregate(n=rh.count())
+    windows.sink(rh.list_sink(out))
+
+    def picky(record: dict[str, Any]) -> dict[str, Any]:
+        if record["event"]["v"] == 3:
+            raise ValueError("no late 3")
+        return record
+
+    windows.late().map(picky, name="picky").sink(rh.list_sink(late))
+    summary = flow.run(mode=mode)  # type: ignore[arg-type]
+    assert [(r["window_start"], r["n"]) for r in out] == [(60_000, 1), (180_000, 1)]
+    assert [r["event"]["v"] for r in late] == [4]
+    assert [(x.source, x.step, x.error_type, x.event_time) for x in summary.dead_letters] == [
+        ("source", "picky", "UserFunctionError", 1_000)
+    ]
+    assert msgspec.json.decode(summary.dead_letters[0].value) == ev("a", 1_000, 3)

@@ -71,8 +71,46 @@ CREATE TABLE IF NOT EXISTS pins (ckpt INTEGER PRIMARY KEY, reason TEXT NOT NULL)
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
-_encode = msgspec.msgpack.Encoder().encode
-_decode = msgspec.msgpack.Decoder().decode
+_BIG_INT = 1
+"""msgpack extension code of an integer outside msgpack's 64 bits (a sum of big amounts, an
+id from a decimal string): its two's-complement bytes, big-endian."""
+
+
+def _ext(code: int, data: memoryview) -> Any:
+    if code == _BIG_INT:
+        return int.from_bytes(data, "big", signed=True)
+    raise ValueError(f"checkpoint: unknown msgpack extension type {code}")
+
+
+def _big_ints(value: Any) -> Any:
+    """``value`` with every integer msgpack cannot hold as an extension value."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if -(2**63) <= value < 2**64:
+            return value
+        size = (value.bit_length() + 8) // 8
+        return msgspec.msgpack.Ext(_BIG_INT, value.to_bytes(size, "big", signed=True))
+    if isinstance(value, list | tuple):
+        return [_big_ints(v) for v in value]
+    if isinstance(value, dict):
+        return {_big_ints(k): _big_ints(v) for k, v in value.items()}
+    return value
+
+
+_plain_encode = msgspec.msgpack.Encoder().encode
+
+
+def _encode(value: Any) -> bytes:
+    """msgpack of ``value``; integers beyond 64 bits go as extension values (rare: the
+    walk only runs when the plain encoder refused)."""
+    try:
+        return _plain_encode(value)
+    except OverflowError:
+        return _plain_encode(_big_ints(value))
+
+
+_decode = msgspec.msgpack.Decoder(ext_hook=_ext).decode
 _raw_list = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
 
 Change = tuple[str, Any, Any]
