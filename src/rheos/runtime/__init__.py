@@ -360,6 +360,11 @@ class Flow(FlowDescription):
         in: dead letters are few, and checkpoints are the same in both modes, so a flow run in
         micro-batch mode replays from its latest checkpoint and goes on in micro-batch mode
         from the replay's, with the results of a flow run in stream-first mode throughout."""
+        if has_task_state(self.resolved_data_dir, self.name):
+            raise ConfigError(
+                f"flow {self.name!r} runs split across workers (its state lives per task): "
+                "replaying its dead letters is not supported yet"
+            )
         runner = make_runner(
             self, mode="stream-first", batch_size=None, batch_interval=None, clock=None
         )

@@ -29,8 +29,8 @@ def task_count(graph: Graph, log: Log) -> int:
         if not isinstance(source, LogSource):
             raise ConfigError(
                 f"flow {graph.name!r}, source {step.name!r} ({source!r}): only log sources can "
-                "be split across workers (each worker reads some of their partitions); run "
-                "this flow with one worker"
+                "be split across workers (each worker reads some of their partitions; Kafka "
+                "sources: not yet); run this flow without workers="
             )
         if source.partitions is not None:
             raise ConfigError(
