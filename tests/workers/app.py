@@ -49,6 +49,22 @@ def stateless(data_dir: str | None = None) -> rh.Flow:
     return flow
 
 
-FLOWS = {"stateless": stateless}
+def keyed(data_dir: str | None = None) -> rh.Flow:
+    """Per user, 10 s tumbling windows of the good events: count and sum (needs its events
+    repartitioned by user across tasks: refused with workers until that lands)."""
+    flow = rh.Flow(FLOW, data_dir=data_dir, checkpoint_interval="0.2s")
+    (
+        flow.source(LogSource(EVENTS, max_records=100), timestamp="ts", timestamp_unit="ms")
+        .inspect(pace)
+        .map(parse)
+        .key_by("user")
+        .window(rh.tumbling("10s"))
+        .aggregate(n=rh.count(), total=rh.sum("q"))
+        .sink(rh.log_sink("out"))
+    )
+    return flow
+
+
+FLOWS = {"stateless": stateless, "keyed": keyed}
 
 flow = FLOWS[os.environ.get("RHEOS_TEST_WORKERS_FLOW", "stateless")]()

@@ -20,6 +20,7 @@ import rheos as rh
 from rheos.runtime import MODE_ENV
 from rheos.runtime.deadletters import read_dead_letters
 from rheos.runtime.workers.membership import read_events, worker_statuses
+from rheos.state import CheckpointStore, store_path
 
 ROOT = Path(__file__).parent.parent.parent
 APP = Path(__file__).parent / "app.py"
@@ -84,6 +85,29 @@ def start(
             stdout=errors,
             stderr=errors,
         )
+
+
+def caught_up(data_dir: Path) -> bool:
+    """Whether every task's latest checkpoint has read its partition of ``events`` to the end
+    (its output up to there is then committed, or will be by the stop's checkpoint)."""
+    log = rh.Log(data_dir)
+    try:
+        with log.reader(app.EVENTS) as reader:
+            ends = reader.end_offsets()
+    finally:
+        log.close()
+    for task, end in ends.items():
+        path = store_path(data_dir, app.FLOW, task)
+        if not path.exists():
+            return False
+        with CheckpointStore(path) as store:
+            latest = store.latest()
+        if latest is None:
+            return False
+        positions = latest.meta["sources"]["source"]["positions"]
+        if int(positions.get(str(task), positions.get(task, 0))) < end:
+            return False
+    return True
 
 
 def stop(proc: subprocess.Popen[bytes], data_dir: Path) -> None:
