@@ -18,6 +18,11 @@ cuts off whatever was written after its checkpoint. Every record carries the hea
 as soon as they are written -- the lowest latency, but including records a crash will take
 back (and, after a crash, the same results written again).
 
+A flow split across workers (``workers=``, docs/concepts/scale-out.md) runs as tasks: task
+``p`` reads partition ``p`` of each source and writes partition ``p`` of each sink topic (the
+topic is created with a partition per task), so that each partition has one transactional
+writer.
+
 Records carrying the header ``rheos-control`` (epoch markers written by a replay) are not
 events: sources skip them.
 """

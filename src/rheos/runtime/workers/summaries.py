@@ -56,6 +56,8 @@ def to_json(summary: RunSummary) -> dict[str, Any]:
         "bad_events": summary.bad_events,
         "dead_letters_again": summary.dead_letters_again,
         "checkpoints": summary.checkpoints.count,
+        "checkpoint_s": summary.checkpoints.total_s,
+        "checkpoint_bytes": summary.checkpoints.total_bytes,
         "dead_lettered": [[s, k, n] for (s, k), n in summary.dead_lettered.items()],
         "skipped": [[s, k, n] for (s, k), n in summary.skipped.items()],
         "sources": {
@@ -76,6 +78,8 @@ def from_json(data: dict[str, Any]) -> RunSummary:
         setattr(summary, name, int(data.get(name, 0)))
     summary.dead_letters_again = int(data.get("dead_letters_again", 0))
     summary.checkpoints.count = int(data.get("checkpoints", 0))
+    summary.checkpoints.total_s = float(data.get("checkpoint_s", 0.0))
+    summary.checkpoints.total_bytes = int(data.get("checkpoint_bytes", 0))
     summary.dead_lettered = {(str(s), str(k)): int(n) for s, k, n in data.get("dead_lettered", [])}
     summary.skipped = {(str(s), str(k)): int(n) for s, k, n in data.get("skipped", [])}
     for name, (events, ooo, delay) in data.get("sources", {}).items():
