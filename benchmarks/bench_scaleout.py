@@ -52,6 +52,7 @@ from rheos.flows.expressions import col
 from rheos.runtime import Flow
 from rheos.runtime.workers.membership import read_events
 from rheos.transport import Log
+from rheos.transport.partitioner import partition_for_key
 from rheos.windowing import count, tumbling
 from rheos.windowing import sum as total_of
 
@@ -61,6 +62,8 @@ TOPIC = "scale"
 CITIES = [f"city-{i:02d}" for i in range(20)]
 CATEGORIES = ["books", "games", "food", "garden", "music", "sports", "toys", "travel"]
 START = 1_700_000_000_000
+STREAMING_LIMIT_S = 600
+"""A streaming run that has not written its output by then is reported, not waited for."""
 
 # -- the flows (module attributes: ``rheos run bench_scaleout.py:W1``) ------------------------
 
@@ -104,11 +107,15 @@ W2 = _w2()
 # -- the events --------------------------------------------------------------------------------
 
 
-def write_jsonl(path: Path, n: int, seed: int = 7) -> dict[str, int]:
-    """``n`` events 10 ms apart, 5% up to 5 s late; returns each flow's expected output."""
+def write_jsonl(path: Path, n: int, partitions: int, seed: int = 7) -> dict[str, int]:
+    """``n`` events 10 ms apart, 5% up to 5 s late; returns each run's expected output count:
+    ``W1``, ``W2`` (bounded: every window) and ``W2-streaming`` (the windows a streaming run
+    has surely closed once it has read everything: those ending a window or more before the
+    lowest partition's watermark; it is timed to that, and checked to have written them)."""
     rnd = random.Random(seed)
     over = 0
     windows: set[tuple[str, int]] = set()
+    latest = [0] * partitions
     with path.open("wb") as f:
         lines = []
         for i in range(n):
@@ -118,6 +125,8 @@ def write_jsonl(path: Path, n: int, seed: int = 7) -> dict[str, int]:
             amount = round(rnd.random() * 200, 2)
             over += amount > 100
             windows.add((city, ts // 60_000))
+            p = partition_for_key(user.encode(), partitions)
+            latest[p] = max(latest[p], ts)
             event = {
                 "ts": ts,
                 "user": user,
@@ -139,7 +148,9 @@ def write_jsonl(path: Path, n: int, seed: int = 7) -> dict[str, int]:
                 lines = []
         if lines:
             f.write(b"\n".join(lines) + b"\n")
-    return {"W1": over, "W2": len(windows)}
+    watermark = min(latest) - 5_000
+    closed = sum(1 for _, w in windows if (w + 2) * 60_000 <= watermark)
+    return {"W1": over, "W2": len(windows), "W2-streaming": closed}
 
 
 def cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -185,10 +196,13 @@ def run_streaming(data_dir: Path, flow: str, workers: int, mode: str, want: int)
     errors = data_dir / "stderr.txt"
     with errors.open("w") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=_env())
+    deadline = time.monotonic() + STREAMING_LIMIT_S
     try:
         while committed_count(data_dir, f"out-{flow}") < want:
             if proc.poll() is not None:
                 return _refusal(errors.read_text())
+            if time.monotonic() > deadline:
+                return f"not done after {STREAMING_LIMIT_S} s"
             time.sleep(0.02)
         finished = time.time()
     finally:
@@ -198,7 +212,8 @@ def run_streaming(data_dir: Path, flow: str, workers: int, mode: str, want: int)
     name = f"scale-{flow}"
     started = min(e["time_ms"] for e in read_events(str(data_dir), name) if e["event"] == "started")
     got = committed_count(data_dir, f"out-{flow}")
-    assert got == want, f"{flow} streaming with {workers} workers wrote {got}, expected {want}"
+    assert got >= want, f"{flow} streaming with {workers} workers wrote {got}, expected {want}"
+    assert flow != "W1" or got == want, f"W1 streaming with {workers} workers wrote {got}"
     return finished - started / 1000
 
 
@@ -256,7 +271,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rheos-scaleout-") as tmp:
         seed = Path(tmp) / "seed"
         lines = Path(tmp) / "events.jsonl"
-        want = write_jsonl(lines, args.events)
+        want = write_jsonl(lines, args.events, args.partitions)
         cli(seed, "topic", "create", TOPIC, "--partitions", str(args.partitions))
         cli(seed, "produce", TOPIC, "--file", str(lines), "--key", "user")
         ceilings = {n: round(parallel_ceiling(n), 2) for n in counts if n > 1}
@@ -278,7 +293,8 @@ def main() -> None:
                             run_dir = Path(tmp) / "run"
                             shutil.rmtree(run_dir, ignore_errors=True)
                             shutil.copytree(seed, run_dir)
-                            got = runs[kind](run_dir, flow, workers, mode, want[flow])
+                            expected = want.get(f"{flow}-{kind}", want[flow])
+                            got = runs[kind](run_dir, flow, workers, mode, expected)
                             if isinstance(got, str):
                                 best = got
                                 break
