@@ -94,6 +94,12 @@ def test_takeover_join_and_status(tmp_path: Path) -> None:
 
         want = N - sum(1 for i in range(N) if i % 97 == 13 or i % 89 == 5)
         wait_until(lambda: sum(committed(tmp_path, "out").values()) >= want, limit=120)
+
+        # the first command dies: its workers notice, stop, and the last worker takes all
+        kill(first.pid)
+        first.wait()
+        wait_until(lambda: shared(tmp_path, 1), "the last worker running every task")
+        assert [w["pid"] for w in workers(tmp_path)] == [second.pid]
     finally:
         for proc in (second, first):
             if proc is not None and proc.poll() is None:
