@@ -120,8 +120,15 @@ class Runner:
         checkpoint_interval_ms: int | None = None,
         keep: int = DEFAULT_KEEP,
         metrics: bool = True,
+        task: int | None = None,
+        tasks: int = 1,
     ) -> None:
         self.graph = graph
+        self.task = task
+        """The task this run is, of ``tasks``, in a flow split across workers (``None``: the
+        whole flow; see :mod:`rheos.runtime.workers`): its sources read partition ``task``
+        only, and its checkpoints, lock and metrics live in the task's folder."""
+        self.tasks = tasks
         self.metrics_on = metrics
         self.metrics: FlowMetrics | None = None
         """Live metrics of the current (or last) run (:mod:`rheos.runtime.metrics`)."""
@@ -138,6 +145,7 @@ class Runner:
         """Whether the data directory can be written (checked when a run starts)."""
         self._stop = threading.Event()
         self._stop_reason = "stopped"
+        self._stop_drain: bool | None = None
         self.flow_wm = MIN_WATERMARK
         self.timed = False
         self._discarded = False
@@ -151,9 +159,12 @@ class Runner:
         self.compiled: Compiled | None = None
 
     # -- control ------------------------------------------------------------------------------
-    def stop(self, reason: str = "stopped") -> None:
-        """Ask the run to stop (thread-safe); it finishes the current chunk and returns."""
+    def stop(self, reason: str = "stopped", *, drain: bool | None = None) -> None:
+        """Ask the run to stop (thread-safe); it finishes the current chunk and returns.
+        ``drain`` overrides the run's own ``drain`` for this stop (a task handed back to the
+        other workers of its flow stops at a checkpoint without closing its windows)."""
         self._stop_reason = reason
+        self._stop_drain = drain
         self._stop.set()
 
     # -- running ------------------------------------------------------------------------------
@@ -182,7 +193,7 @@ class Runner:
             )
         mode = "bounded" if bounded else "streaming"
         summary = RunSummary(self.graph.name, mode)
-        ctx = OpenContext(self.graph.name, self.data_dir, bounded, self.clock)
+        ctx = self._context(bounded)
         self._on_disk = usable_data_dir(self.data_dir, self.graph.name)
         late_topic = f"{self.graph.name}.late" if self._on_disk else None
         restore = self._install_signals()
@@ -199,7 +210,7 @@ class Runner:
                 self.metrics = FlowMetrics(self.graph, mode)
                 self.metrics.watch_sinks(self.compiled.sink_counters)
                 if self._on_disk:
-                    self.metrics.save_to = snapshot_path(self.data_dir, self.graph.name)
+                    self.metrics.save_to = snapshot_path(self.data_dir, self.graph.name, self.task)
                 self.metrics.sample(self)
             if bounded:
                 self._run_bounded(progress)
@@ -218,11 +229,18 @@ class Runner:
         summary.elapsed_s = time.perf_counter() - started
         self._fill(summary)
         if self.metrics is not None and self.metrics.latest is not None and self._on_disk:
-            save_snapshot(snapshot_path(self.data_dir, self.graph.name), self.metrics.latest)
+            save_snapshot(
+                snapshot_path(self.data_dir, self.graph.name, self.task), self.metrics.latest
+            )
         note = summary.bad_events_note()
         if note is not None:
             warnings.warn(note, BadEventsWarning, stacklevel=3)
         return summary
+
+    def _context(self, bounded: bool) -> OpenContext:
+        ctx = OpenContext(self.graph.name, self.data_dir, bounded, self.clock)
+        ctx.task, ctx.tasks = self.task, self.tasks
+        return ctx
 
     def _prepare(self, ctx: OpenContext, late_topic: str | None) -> None:
         """Compile the flow (:attr:`compiled`) and open its sources (:attr:`sources`)."""
@@ -257,7 +275,7 @@ class Runner:
             )
         started = time.perf_counter()
         summary = RunSummary(self.graph.name, "dead-letter replay")
-        ctx = OpenContext(self.graph.name, self.data_dir, False, self.clock)
+        ctx = self._context(False)
         lock = self._start_checkpoints(ctx, False, force=True)
         try:
             self.compiled = compile_flow(
@@ -359,10 +377,12 @@ class Runner:
         off = bounded or not self._on_disk or self.checkpoint_interval_ms is None
         if (off or not seekable) and not force:
             return None
-        lock = FlowLock(self.data_dir, self.graph.name)
+        lock = FlowLock(self.data_dir, self.graph.name, self.task)
         lock.acquire()
         try:
-            store = CheckpointStore.for_flow(self.data_dir, self.graph.name, keep=self.keep)
+            store = CheckpointStore.for_flow(
+                self.data_dir, self.graph.name, keep=self.keep, task=self.task
+            )
         except BaseException:
             lock.release()
             raise
@@ -592,6 +612,8 @@ class Runner:
             reason = "timeout"
         elif stop_requested:
             reason = self._stop_reason
+            if self._stop_drain is not None:
+                drain = self._stop_drain
         if reason is not None:
             if drain:
                 self._finish()
