@@ -61,11 +61,11 @@ def write_events(data_dir: str, n: int, seed: int = 7) -> None:
     log.close()
 
 
-def w2(partitions: list[int] | None, out: list[Any]) -> Graph:
+def w2(out: list[Any]) -> Graph:
     flow = Flow("w2")
     (
         flow.source(
-            log_source(TOPIC, partitions=partitions),
+            log_source(TOPIC),
             timestamp="ts",
             timestamp_unit="ms",
             out_of_orderness="5s",
@@ -80,16 +80,17 @@ def w2(partitions: list[int] | None, out: list[Any]) -> Graph:
 
 def run_task(data_dir: str, mode: str, task: int | None, through_topic: bool, done: Any) -> None:
     out: list[Any] = []
-    graph = w2(None if task is None else [task], out)
+    graph = w2(out)
     if through_topic:
         graph = repartitioned(graph, TASKS)
+    tasks = 1 if task is None else TASKS
     runner: Runner
     if mode == "micro-batch":
-        runner = MicroBatchRunner(graph, data_dir=data_dir, batch_size=100_000, metrics=False)
+        runner = MicroBatchRunner(
+            graph, data_dir=data_dir, batch_size=100_000, metrics=False, task=task, tasks=tasks
+        )
     else:
-        runner = Runner(graph, data_dir=data_dir, metrics=False)
-    if through_topic:
-        runner.task, runner.tasks = task, TASKS
+        runner = Runner(graph, data_dir=data_dir, metrics=False, task=task, tasks=tasks)
     runner.run(bounded=True, progress=False)
     done.put(sorted(json.dumps(r, sort_keys=True) for r in out))
 

@@ -1,9 +1,8 @@
 """Flows for the repartitioning tests, and one task of them run as a program.
 
-Each flow is built for one task -- reading partition ``task`` of the input topic, as a task
-of a flow split across workers does -- or as one run over every partition. Each task writes
-its results to a topic of its own, ``out.<task>`` (``out.single`` for one run), through a real
-log sink, so that the tasks' exactly-once output can be read back and compared.
+Each flow runs as one task of three -- reading partition ``task`` of the input topic and
+writing partition ``task`` of the output topic ``out``, as a task of a flow split across
+workers does -- or as one run over every partition.
 
     python repartition_app.py DATA_DIR KIND MODE TASK TASKS
 
@@ -19,26 +18,14 @@ import sys
 from typing import Any
 
 import rheos as rh
-from rheos.connectors.base import OpenContext, SinkWriter
 from rheos.runtime.microbatch import MicroBatchRunner
 from rheos.runtime.repartition import repartitioned
 from rheos.runtime.runner import Runner
 
 INPUT = "events"
+OUTPUT = "out"
 PARTITIONS = 3
 FLOWS = ("keyed", "join", "global")
-
-
-class TaskLogSink:
-    """A log sink writing the topic ``<prefix>.<task>``: one writer per topic, as each task
-    will be the one writer of its partition of a shared sink topic."""
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
-    def open(self, ctx: OpenContext) -> SinkWriter:
-        task = "single" if ctx.task is None else str(ctx.task)
-        return rh.log_sink(f"{self.prefix}.{task}").open(ctx)
 
 
 def event(i: int) -> dict[str, Any]:
@@ -83,12 +70,11 @@ def is_right(e: dict[str, Any]) -> bool:
     return e["side"] == "right"
 
 
-def build(kind: str, task: int | None) -> rh.Flow:
-    """Flow ``kind`` reading partition ``task`` of the input (every partition if None)."""
+def build(kind: str) -> rh.Flow:
+    """Flow ``kind`` (a task of it reads one partition of the input)."""
     flow = rh.Flow(f"rp-{kind}")
-    parts = None if task is None else [task]
     events = flow.source(
-        rh.log_source(INPUT, partitions=parts),
+        rh.log_source(INPUT),
         timestamp="ts",
         out_of_orderness="1s",
         idle_timeout=None,
@@ -105,7 +91,7 @@ def build(kind: str, task: int | None) -> rh.Flow:
         out = left.join(right, window=rh.tumbling("2s")).map(_joined)
     else:
         out = events.window(rh.tumbling("1s")).aggregate(n=rh.count(), total=rh.sum("amount"))
-    out.sink(TaskLogSink("out"))
+    out.sink(rh.log_sink(OUTPUT))
     return flow
 
 
@@ -127,30 +113,30 @@ def runner(
     checkpoint_ms: int | None = None,
 ) -> Runner:
     """A runner of task ``task`` of ``tasks`` (one run over everything if ``task`` is None)."""
-    graph = build(kind, task).graph()
+    graph = build(kind).graph()
     if task is not None:
         graph = repartitioned(graph, tasks)
-    run: Runner
     if mode == "micro-batch":
-        run = MicroBatchRunner(
+        return MicroBatchRunner(
             graph,
             data_dir=data_dir,
             batch_size=64,
             batch_interval_ms=20,
             checkpoint_interval_ms=checkpoint_ms,
+            task=task,
+            tasks=tasks,
         )
-    else:
-        run = Runner(graph, data_dir=data_dir, checkpoint_interval_ms=checkpoint_ms)
-    if task is not None:
-        run.task, run.tasks = task, tasks
-    return run
+    return Runner(
+        graph, data_dir=data_dir, checkpoint_interval_ms=checkpoint_ms, task=task, tasks=tasks
+    )
 
 
-def output(data_dir: str, topics: list[str]) -> collections.Counter[str]:
-    """The committed records of ``topics``, as a multiset of canonical JSON texts."""
+def output(data_dir: str, topics: list[str] | None = None) -> collections.Counter[str]:
+    """The committed records of ``topics`` (the output topic), as a multiset of canonical
+    JSON texts."""
     log = rh.Log(data_dir)
     out: collections.Counter[str] = collections.Counter()
-    for topic in topics:
+    for topic in topics or [OUTPUT]:
         if not log.has_topic(topic):
             continue
         with log.reader(topic) as reader:

@@ -33,7 +33,7 @@ MODES = ["stream-first", "micro-batch"]
 def single_run(kind: str, mode: str, data_dir: Path, events: int) -> object:
     app.produce(str(data_dir), 0, events)
     app.runner(kind, mode, str(data_dir), None, 1).run(bounded=True)
-    return app.output(str(data_dir), ["out.single"])
+    return app.output(str(data_dir))
 
 
 def in_threads(runners: list[Runner], run: Callable[[Runner], object]) -> list[threading.Thread]:
@@ -76,7 +76,7 @@ def join_all(threads: list[threading.Thread]) -> None:
 
 
 def task_output(data_dir: Path) -> object:
-    return app.output(str(data_dir), [f"out.{p}" for p in range(TASKS)])
+    return app.output(str(data_dir))
 
 
 def read_to_end(data_dir: Path, runner: Runner, task: int) -> bool:
@@ -123,7 +123,7 @@ def test_streaming_tasks_then_drained_equal_one_run(kind: str, mode: str, tmp_pa
 
 def checkpoint_position(data_dir: Path, flow: str, task: int) -> tuple[int, int]:
     """Task ``task``'s latest checkpoint: its id and its input position ((0, 0) if none)."""
-    path = store_path(data_dir, f"{flow}/task-{task}")
+    path = store_path(data_dir, flow, task)
     if not path.exists():
         return 0, 0
     with CheckpointStore(path) as store:
@@ -150,7 +150,7 @@ def committed_to_others(data_dir: Path, flow: str) -> bool:
 
 def latest_kind(data_dir: Path, flow: str, task: int) -> str | None:
     """What took task ``task``'s latest checkpoint (``"periodic"``, ``"drain"``...)."""
-    path = store_path(data_dir, f"{flow}/task-{task}")
+    path = store_path(data_dir, flow, task)
     if not path.exists():
         return None
     with CheckpointStore(path) as store:

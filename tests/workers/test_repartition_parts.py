@@ -257,15 +257,15 @@ def test_an_event_that_cannot_cross_is_a_dead_letter_naming_flow_and_step(
     for task in (0, 1):
         flow = rh.Flow("dl")
         (
-            flow.source(rh.log_source("in", partitions=[task]), timestamp="ts")
+            flow.source(rh.log_source("in"), timestamp="ts")
             .map(with_date)
             .key_by("k")
             .window(rh.tumbling("1s"))
             .aggregate(n=rh.count())
             .sink(rh.list_sink(out))
         )
-        runner = Runner(repartitioned(flow.graph(), 2), data_dir=str(tmp_path), metrics=False)
-        runner.task, runner.tasks = task, 2
+        graph = repartitioned(flow.graph(), 2)
+        runner = Runner(graph, data_dir=str(tmp_path), metrics=False, task=task, tasks=2)
         runners.append(runner)
     thread = threading.Thread(target=runners[1].run, kwargs={"bounded": True})
     thread.start()

@@ -18,6 +18,11 @@ cuts off whatever was written after its checkpoint. Every record carries the hea
 as soon as they are written -- the lowest latency, but including records a crash will take
 back (and, after a crash, the same results written again).
 
+A flow split across workers (``workers=``, docs/concepts/scale-out.md) runs as tasks: task
+``p`` reads partition ``p`` of each source and writes partition ``p`` of each sink topic (the
+topic is created with a partition per task), so that each partition has one transactional
+writer.
+
 Records carrying the header ``rheos-control`` (epoch markers written by a replay) are not
 events: sources skip them.
 """
@@ -29,7 +34,7 @@ from typing import Any
 
 from rheos.connectors.base import BaseReader, BaseWriter, Chunk, OpenContext
 from rheos.connectors.codecs import check_format, encoder, key_bytes, sift, value_decoder
-from rheos.errors import EventError, RecordTooLargeError
+from rheos.errors import ConfigError, EventError, RecordTooLargeError
 from rheos.transport import RecordBatch, Start
 from rheos.transport.log import Isolation, Reader
 from rheos.transport.partition import read_committed
@@ -77,10 +82,20 @@ class LogSource:
 
     def log_reader(self, ctx: OpenContext) -> Reader:
         """A reader of the log at what this source names: its topic, partitions, start,
-        consumer group and isolation (the records undecoded)."""
+        consumer group and isolation (the records undecoded). Task ``p`` of a flow split
+        across workers (``ctx.task``) reads partition ``p`` only."""
+        partitions = self.partitions
+        if ctx.task is not None:
+            if partitions is not None:
+                raise ConfigError(
+                    f"flow {ctx.flow!r}: log_source({self.topic!r}, partitions={partitions}) "
+                    "cannot be split across workers (each task reads one partition of every "
+                    "source); leave partitions= out"
+                )
+            partitions = [ctx.task]
         return ctx.log.reader(
             self.topic,
-            partitions=self.partitions,
+            partitions=partitions,
             start=self.start,
             group=self.group,
             isolation=self.isolation,
@@ -240,8 +255,14 @@ class LogWriter(BaseWriter):
     def __init__(self, sink: LogSink, ctx: OpenContext) -> None:
         self.sink = sink
         log = ctx.log
-        if not log.has_topic(sink.topic):
-            log.create_topic(sink.topic, sink.partitions or 1, exist_ok=True)
+        self._partition = ctx.task
+        """Task ``p`` of a flow split across workers writes partition ``p`` only: the one
+        writer of that partition, so its transactions stay exactly once."""
+        if ctx.task is None:
+            if not log.has_topic(sink.topic):
+                log.create_topic(sink.topic, sink.partitions or 1, exist_ok=True)
+        else:
+            ensure_task_topic(log, sink.topic, ctx.tasks, flow=ctx.flow, wanted=sink.partitions)
         self._in_checkpoints = ctx.transactional
         self._auto_commit = not ctx.transactional and _has_committed_mark(ctx, sink.topic)
         transactional = self._in_checkpoints or self._auto_commit
@@ -299,7 +320,11 @@ class LogWriter(BaseWriter):
     def _append(self) -> None:
         if self._values:
             self._producer.append(
-                self._values, keys=self._keys, timestamps=self._times, headers=self._headers
+                self._values,
+                keys=self._keys,
+                timestamps=self._times,
+                headers=self._headers,
+                partition=self._partition,
             )
             self._values = []
             self._times = []
@@ -318,7 +343,8 @@ class LogWriter(BaseWriter):
     def prepare(self, checkpoint: int) -> dict[str, Any]:
         self._append()
         self._producer.flush()
-        positions = self._producer.positions()
+        mine = None if self._partition is None else [self._partition]
+        positions = self._producer.positions(mine)
         self._prepared[checkpoint] = positions
         return {"topic": self.sink.topic, "positions": positions}
 
@@ -333,7 +359,10 @@ class LogWriter(BaseWriter):
             positions = _committed_marks(self._producer.log, self.sink.topic)
         else:
             positions = prepared["positions"]
-        self._producer.rollback_to({int(p): int(o) for p, o in positions.items()})
+        mine = self._partition
+        self._producer.rollback_to(
+            {int(p): int(o) for p, o in positions.items() if mine is None or int(p) == mine}
+        )
 
     def close(self) -> None:
         if self._in_checkpoints:
@@ -342,6 +371,25 @@ class LogWriter(BaseWriter):
         else:
             self.flush()
         self._producer.close()
+
+
+def ensure_task_topic(
+    log: Any, topic: str, tasks: int, *, flow: str, wanted: int | None = None
+) -> None:
+    """Create ``topic`` with a partition per task (``tasks``, or ``wanted`` if more) where it
+    is missing; refuse an existing one with fewer partitions than ``tasks``: task ``p`` of a
+    flow split across workers writes partition ``p``."""
+    if not log.has_topic(topic):
+        log.create_topic(topic, max(tasks, wanted or 1), exist_ok=True)
+        return
+    have = log.partitions(topic)
+    if have < tasks:
+        raise ConfigError(
+            f"flow {flow!r} runs as {tasks} tasks (its sources have {tasks} partitions) and "
+            f"each task writes its own partition of topic {topic!r}, which has {have}: "
+            f"recreate it with {tasks} partitions (rheos topic delete/create), or write to "
+            "another topic"
+        )
 
 
 def _has_committed_mark(ctx: OpenContext, topic: str) -> bool:
@@ -408,6 +456,7 @@ __all__ = [
     "LogSink",
     "LogSource",
     "LogWriter",
+    "ensure_task_topic",
     "log_sink",
     "log_source",
 ]

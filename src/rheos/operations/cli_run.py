@@ -44,6 +44,16 @@ def add_parser(subparsers: Subparsers) -> None:
         default=None,
         help="one event at a time (default) or columnar micro-batches",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help=(
+            "run the flow in N processes, one task per partition of its log sources; a "
+            "worker that dies is restarted and its tasks taken over (docs/concepts/scale-out.md)"
+        ),
+    )
     p.add_argument("--batch-size", type=int, default=None, help="micro-batch: events per batch")
     p.add_argument(
         "--batch-interval", default=None, help="micro-batch: longest wait to fill a batch (50ms)"
@@ -87,6 +97,7 @@ def _handle(args: argparse.Namespace) -> int:
         batch_size=getattr(args, "batch_size", None),
         batch_interval=getattr(args, "batch_interval", None),
         checkpoint_interval=getattr(args, "checkpoint_interval", None),
+        workers=getattr(args, "workers", None),
         dashboard=args.dashboard,
         host=args.host,
         port=args.port,

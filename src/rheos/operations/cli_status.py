@@ -30,6 +30,7 @@ from rheos.operations.cli_common import (
 from rheos.operations.dashboard import server_file
 from rheos.operations.metrics import human_duration
 from rheos.runtime.metrics import load_snapshot, snapshot_path, wall_ms
+from rheos.runtime.workers.status import split_status
 from rheos.state import CheckpointInfo, CheckpointStore, store_path
 
 FETCH_TIMEOUT_S = 2.0
@@ -72,7 +73,12 @@ def latest_checkpoint(data_dir: str, flow: str) -> CheckpointInfo | None:
 
 def flow_status(data_dir: str, flow: str) -> dict[str, Any]:
     """What ``rheos status FLOW --json`` prints: ``{"flow", "source", "url", "metrics",
-    "checkpoint"}`` with ``source`` one of ``live``, ``last run``, ``checkpoint``."""
+    "checkpoint"}`` with ``source`` one of ``live``, ``last run``, ``checkpoint``; for a flow
+    split across workers ``source`` is ``workers`` and ``split`` lists its workers, tasks
+    and recent worker events (:func:`rheos.runtime.workers.status.split_status`)."""
+    split = split_status(data_dir, flow)
+    if split is not None:
+        return _split(data_dir, flow, split)
     live = fetch_live(data_dir, flow)
     checkpoint = latest_checkpoint(data_dir, flow)
     cp = None
@@ -108,6 +114,23 @@ def flow_status(data_dir: str, flow: str) -> dict[str, Any]:
     }
 
 
+def _split(data_dir: str, flow: str, split: dict[str, Any]) -> dict[str, Any]:
+    """The status of a flow split across workers: its tasks' metrics added up."""
+    tasks = split["tasks"]
+    metrics = {
+        name: sum(t[name] or 0 for t in tasks)
+        for name in ("events_in", "events_out", "consumer_lag", "state_size", "dead_lettered")
+    }
+    return {
+        "flow": flow,
+        "source": "workers",
+        "url": None,
+        "metrics": metrics,
+        "checkpoint": None,
+        "split": split,
+    }
+
+
 def _alive(pid: Any) -> bool:
     """Whether process ``pid`` exists (on this machine)."""
     if not isinstance(pid, int) or pid <= 0:
@@ -136,6 +159,9 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2, default=str))
         return EXIT_OK
+    if "split" in status:
+        _print_split(status)
+        return EXIT_OK
     _print_flow(status)
     return EXIT_OK
 
@@ -157,6 +183,9 @@ def _all(data_dir: str, as_json: bool) -> int:
         state = {"live": "running", "running": "running", "died": "died"}.get(
             st["source"], m.get("stopped") or "stopped"
         )
+        if "split" in st:
+            n = len(st["split"]["workers"])
+            state = f"{n} workers" if n else "stopped"
         rows.append(
             [
                 st["flow"],
@@ -276,6 +305,77 @@ def _print_flow(status: dict[str, Any]) -> None:
             ],
             right=["in", "out", "late", "state"],
         )
+
+
+def _print_split(status: dict[str, Any]) -> None:
+    split = status["split"]
+    workers, tasks = split["workers"], split["tasks"]
+    m = status["metrics"]
+    head = (
+        f"flow {status['flow']}: {len(workers)} live workers, {len(tasks)} tasks "
+        f"({_num(m['events_in'])} in, {_num(m['events_out'])} out, lag "
+        f"{_num(m['consumer_lag'])}, {_num(m['state_size'])} state entries)"
+    )
+    now = wall_ms()
+    print_table(
+        head,
+        ["worker", "host", "pid", "tasks", "started", "heartbeat"],
+        [
+            [
+                w["id"],
+                w.get("host"),
+                w.get("pid"),
+                ",".join(map(str, w.get("tasks", []))) or "-",
+                iso_ms(w.get("started_ms"), "seconds"),
+                human_duration(max(0, now - int(w.get("heartbeat_ms") or 0)))
+                + (" ago (stalled)" if w.get("stalled") else " ago"),
+            ]
+            for w in workers
+        ],
+        right=["pid"],
+    )
+    print()
+    print_table(
+        "tasks (task p reads partition p of every source)",
+        ["task", "partition", "worker", "in", "out", "lag", "state", "dead"],
+        [
+            [
+                t["task"],
+                t["partition"],
+                t["worker"] or "(unclaimed)",
+                t["events_in"],
+                t["events_out"],
+                t["consumer_lag"],
+                t["state_size"],
+                t["dead_lettered"],
+            ]
+            for t in tasks
+        ],
+        right=["task", "partition", "in", "out", "lag", "state", "dead"],
+    )
+    if split["events"]:
+        print()
+        print_table(
+            "worker events",
+            ["time", "event", "worker", "detail"],
+            [
+                [
+                    iso_ms(e.get("time_ms"), "seconds"),
+                    e.get("event"),
+                    e.get("worker"),
+                    _event_detail(e),
+                ]
+                for e in split["events"]
+            ],
+        )
+
+
+def _event_detail(event: dict[str, Any]) -> str:
+    if event.get("event") == "took over":
+        return f"task {event.get('task')} from {event.get('previous')}"
+    if event.get("event") == "died":
+        return f"pid {event.get('pid')}, {event.get('signal')}"
+    return f"pid {event.get('pid')}" if event.get("pid") is not None else ""
 
 
 def _types(by_type: dict[str, int]) -> str:

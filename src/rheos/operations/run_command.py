@@ -106,6 +106,7 @@ def run_app(
     batch_size: int | None = None,
     batch_interval: str | None = None,
     checkpoint_interval: str | None = None,
+    workers: int | None = None,
     dashboard: bool = False,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
@@ -116,7 +117,8 @@ def run_app(
     closes every open window when a streaming run is stopped (Ctrl-C); otherwise the open
     windows are kept in the stop's checkpoint and close when the flow runs on. ``dashboard``
     serves the flow's dashboard, ``/api/metrics`` and ``/metrics`` on ``host:port`` while it
-    runs (:mod:`rheos.operations.dashboard`).
+    runs (:mod:`rheos.operations.dashboard`). ``workers`` runs it in that many processes
+    (:mod:`rheos.runtime.workers`).
     """
     path, name = split_target(target)
     flow = find_flow(load_module(path), name, path)
@@ -135,6 +137,7 @@ def run_app(
             mode=mode,
             batch_size=batch_size,
             batch_interval=batch_interval,
+            workers=workers,
         )
     else:
         if not isinstance(flow, Flow):
@@ -147,6 +150,7 @@ def run_app(
                 mode=mode,
                 batch_size=batch_size,
                 batch_interval=batch_interval,
+                workers=workers,
             )
     print(summary)
     if summary.stopped == "signal":

@@ -34,8 +34,10 @@ from rheos.flows.steps import OnError
 from rheos.runtime.checkpointing import FlowLock
 from rheos.runtime.deadletters import dlq_topic
 from rheos.runtime.metrics import empty_snapshot, summary_snapshot
+from rheos.runtime.repartition import repartitioned
 from rheos.runtime.runner import Runner, resolve_data_dir
 from rheos.runtime.summary import CheckpointStats, RunSummary, SourceStats, StepStats
+from rheos.runtime.workers import has_task_state, run_split, split_snapshot
 from rheos.state import DEFAULT_KEEP, CheckpointInfo, CheckpointStore, store_path
 from rheos.transport import Log
 from rheos.windowing import Clock
@@ -54,10 +56,15 @@ def make_runner(
     batch_interval: Any,
     clock: Clock | None,
     data_dir: str | None = None,
+    task: int | None = None,
+    tasks: int = 1,
 ) -> Runner:
-    """The runner of ``mode``: stream-first (default) or micro-batch."""
+    """The runner of ``mode``: stream-first (default) or micro-batch; of task ``task`` of
+    ``tasks`` for a flow split across workers (:mod:`rheos.runtime.workers`)."""
     chosen = mode or os.environ.get(MODE_ENV) or "stream-first"
     graph = flow.graph()
+    if task is not None:
+        graph = repartitioned(graph, tasks)
     directory = data_dir or flow.data_dir
     if chosen == "stream-first":
         return Runner(
@@ -69,6 +76,8 @@ def make_runner(
             ),
             keep=getattr(flow, "keep_checkpoints", DEFAULT_KEEP),
             metrics=getattr(flow, "metrics_enabled", True),
+            task=task,
+            tasks=tasks,
         )
     if chosen != "micro-batch":
         raise ConfigError(f"run mode must be 'stream-first' or 'micro-batch', got {chosen!r}")
@@ -87,6 +96,8 @@ def make_runner(
         ),
         keep=getattr(flow, "keep_checkpoints", DEFAULT_KEEP),
         metrics=getattr(flow, "metrics_enabled", True),
+        task=task,
+        tasks=tasks,
     )
 
 
@@ -103,8 +114,41 @@ def run_flow(
     mode: Mode | None = None,
     batch_size: int | None = None,
     batch_interval: Any = None,
+    workers: int | None = None,
+    stop: threading.Event | None = None,
 ) -> RunSummary:
     """Run ``flow`` once (see :meth:`Flow.run`)."""
+    directory = resolve_data_dir(data_dir or flow.data_dir)
+    if split_run(flow, directory, workers, bounded):
+        if stop_after is not None:
+            raise ConfigError(
+                f"flow {flow.name!r}: stop_after cannot be used with workers (each task "
+                "would stop on its own count); use timeout="
+            )
+
+        def make(task: int, tasks: int) -> Runner:
+            return make_runner(
+                flow,
+                mode=mode,
+                batch_size=batch_size,
+                batch_interval=batch_interval,
+                clock=clock,
+                data_dir=directory,
+                task=task,
+                tasks=tasks,
+            )
+
+        return run_split(
+            flow.graph(),
+            directory,
+            make,
+            workers=workers or 1,
+            bounded=bounded,
+            drain=drain,
+            timeout=timeout,
+            progress=progress,
+            stop=stop,
+        )
     runner = make_runner(
         flow,
         mode=mode,
@@ -116,6 +160,18 @@ def run_flow(
     return runner.run(
         bounded=bounded, stop_after=stop_after, timeout=timeout, drain=drain, progress=progress
     )
+
+
+def split_run(flow: FlowDescription, data_dir: str, workers: int | None, bounded: bool) -> bool:
+    """Whether a run of ``flow`` is split into tasks: whenever ``workers`` is given (1 is one
+    worker of a flow split across workers, as on each of several machines), and for a
+    streaming run of a flow whose state already lives per task (it goes on that way, in one
+    worker). Without ``workers`` a flow runs whole, its state in its own folder."""
+    if workers is not None and workers < 1:
+        raise ConfigError(f"flow {flow.name!r}: workers must be at least 1, got {workers}")
+    if workers is not None:
+        return True
+    return not bounded and has_task_state(data_dir, flow.name)
 
 
 def _ms(interval: Duration | None) -> int | None:
@@ -150,6 +206,7 @@ class Flow(FlowDescription):
             raise ConfigError(f"flow {name!r}: keep_checkpoints must be at least 1")
         self.keep_checkpoints = keep_checkpoints
         self._runner: Runner | None = None
+        self._split_stop: threading.Event | None = None
         self._lock = threading.Lock()
         self.last_summary: RunSummary | None = None
         self._last_metrics: dict[str, Any] | None = None
@@ -166,6 +223,7 @@ class Flow(FlowDescription):
         mode: Mode | None = None,
         batch_size: int | None = None,
         batch_interval: Any = None,
+        workers: int | None = None,
     ) -> RunSummary:
         """Run the flow and return its :class:`RunSummary`.
 
@@ -193,7 +251,38 @@ class Flow(FlowDescription):
         from the latest one, state included, and log sinks are exactly once. A stop takes a
         last checkpoint; with ``drain=True`` after closing every window -- which finishes the
         flow: a later run resumes with every window closed, so older events are late.
+
+        ``workers=N`` runs the flow in N processes (``1``: in this one), split into one task
+        per partition of its log sources (docs/concepts/scale-out.md): a worker that dies is
+        replaced and its tasks are taken over from their checkpoints; other workers of the
+        flow, started elsewhere on the same data directory, share the tasks; the summary
+        adds up every task's. A flow once run that way keeps its state per task: later
+        streaming runs go on split into tasks, in one worker unless ``workers`` says more.
         """
+        if split_run(self, self.resolved_data_dir, workers, bounded):
+            stop = threading.Event()
+            with self._lock:
+                self._split_stop = stop
+            try:
+                summary = run_flow(
+                    self,
+                    bounded=bounded,
+                    stop_after=stop_after,
+                    timeout=timeout,
+                    drain=drain,
+                    clock=clock,
+                    progress=progress,
+                    mode=mode,
+                    batch_size=batch_size,
+                    batch_interval=batch_interval,
+                    workers=workers,
+                    stop=stop,
+                )
+            finally:
+                with self._lock:
+                    self._split_stop = None
+            self.last_summary = summary
+            return summary
         runner = make_runner(
             self, mode=mode, batch_size=batch_size, batch_interval=batch_interval, clock=clock
         )
@@ -235,11 +324,14 @@ class Flow(FlowDescription):
             live = getattr(runner, "metrics", None) if runner is not None else None
             snap = live.latest if live is not None else None
             last = self._last_metrics
+            split = self._split_stop is not None
         if snap is not None:
             return copy.deepcopy(snap)
         graph = self.graph()
         if runner is not None:  # a run without live metrics, or not started yet
             return summary_snapshot(graph, RunSummary(self.name, "running"), running=True)
+        if split:  # split across workers: its tasks' saved metrics, added up
+            return split_snapshot(graph, self.resolved_data_dir)
         if last is not None:
             return copy.deepcopy(last)
         if self.last_summary is not None:
@@ -251,6 +343,8 @@ class Flow(FlowDescription):
         with self._lock:
             if self._runner is not None:
                 self._runner.stop()
+            if self._split_stop is not None:
+                self._split_stop.set()
 
     def replay_dead_letters(self, *, drain: bool = False) -> RunSummary:
         """Send the dead letters of ``<name>.dlq`` not replayed yet back through this flow --
@@ -266,6 +360,11 @@ class Flow(FlowDescription):
         in: dead letters are few, and checkpoints are the same in both modes, so a flow run in
         micro-batch mode replays from its latest checkpoint and goes on in micro-batch mode
         from the replay's, with the results of a flow run in stream-first mode throughout."""
+        if has_task_state(self.resolved_data_dir, self.name):
+            raise ConfigError(
+                f"flow {self.name!r} runs split across workers (its state lives per task): "
+                "replaying its dead letters is not supported yet"
+            )
         runner = make_runner(
             self, mode="stream-first", batch_size=None, batch_interval=None, clock=None
         )

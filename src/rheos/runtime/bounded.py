@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rheos.connectors.base import Chunk, RawReader, SourceReader
-from rheos.windowing import MIN_WATERMARK
+from rheos.windowing.watermarks import Disorder
 
 
 @dataclass
@@ -87,17 +87,9 @@ def read_all(reader: SourceReader, sift: Callable[[Chunk], list[int]]) -> Arriva
 
 def disorder(times: list[int]) -> tuple[int, int]:
     """How many events come after a later one, and by how much at most (ms)."""
-    top = MIN_WATERMARK
-    late = 0
-    most = 0
-    for t in times:
-        if t < top:
-            late += 1
-            if top - t > most:
-                most = top - t
-        else:
-            top = t
-    return late, most
+    counter = Disorder()
+    counter.observe_all(times)
+    return counter.out_of_order, counter.max_delay_ms
 
 
 def event_order(times: list[int]) -> list[int]:

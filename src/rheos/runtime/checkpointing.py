@@ -47,7 +47,7 @@ from rheos.errors import CheckpointError, LogError
 from rheos.flows.steps import Graph
 from rheos.runtime.compile import Compiled
 from rheos.runtime.summary import CheckpointStats
-from rheos.state import Change, CheckpointInfo, CheckpointStore, PendingWrite, store_path
+from rheos.state import Change, CheckpointInfo, CheckpointStore, PendingWrite, state_dir
 from rheos.transport import Log
 
 
@@ -64,19 +64,23 @@ class Run(Protocol):
 class FlowLock:
     """An exclusive lock on a flow's folder: one running (or replaying) process per flow."""
 
-    def __init__(self, data_dir: str, flow: str) -> None:
-        self.path = store_path(data_dir, flow).parent / "lock"
+    def __init__(self, data_dir: str, flow: str, task: int | None = None) -> None:
+        self.path = state_dir(data_dir, flow, task) / "lock"
+        self.what = f"flow {flow!r}" if task is None else f"task {task} of flow {flow!r}"
         self._file: IO[bytes] | None = None
 
-    def acquire(self) -> None:
+    def acquire(self, *, shared: bool = False) -> None:
+        """Take the lock, or raise :class:`CheckpointError` at once if another process holds
+        it. ``shared``: held together with other shared holders (the workers of a flow split
+        across workers), excluding the exclusive ones (a single-process run, a reset)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         f = open(self.path, "ab")  # noqa: SIM115 - held for the whole run
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f.fileno(), (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError:
             f.close()
             raise CheckpointError(
-                f"flow {self.path.parent.name!r} is running in another process (lock {self.path})"
+                f"{self.what} is running in another process (lock {self.path})"
             ) from None
         self._file = f
 

@@ -1,4 +1,4 @@
-"""Compile a flow description into push functions.
+"""Compile a flow description into push functions: the stream-first mode.
 
 Every step becomes a function ``push(key, value, ts)`` that calls the next step's function
 directly -- no queue between steps. A chain of stateless steps (``map``, ``filter``,
@@ -6,53 +6,41 @@ directly -- no queue between steps. A chain of stateless steps (``map``, ``filte
 function runs the whole chain, so an event pays one call for all of them. User code runs
 inside ``try`` blocks (free in CPython 3.11 when nothing is raised) that turn exceptions into
 :class:`~rheos.errors.UserFunctionError` naming the flow, the step and the function.
+
+The graph is walked by the one plan builder (:mod:`rheos.runtime.build`); this mode's part is
+its wiring, :class:`StreamWiring`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from rheos.connectors.base import OpenContext, SinkWriter
-from rheos.connectors.log import LogSink
-from rheos.errors import (
-    EventError,
-    FlowDefinitionError,
-    RheosError,
-)
+from rheos.errors import EventError
 from rheos.flows.steps import (
     LATE,
     OUT,
     Graph,
-    JoinStep,
     KeyByStep,
     Port,
-    ProcessStep,
     SinkStep,
     SourceStep,
     Step,
     TransformStep,
     UnionStep,
-    WindowStep,
 )
-from rheos.runtime.deadletters import IN_SUMMARY, DeadLetters
+from rheos.runtime.build import ChunkLoop, Compiled, SinkCounter, build, hold_back
 from rheos.runtime.nodes import (
     BAD_EVENT_ERRORS,
     JoinNode,
-    LateRouter,
     Node,
-    ProcessNode,
     Push,
     WindowNode,
-    output_context,
     user_error,
     where,
 )
-from rheos.runtime.summary import StepStats
-
-ChunkLoop = Callable[[list[Any], list[int], Any, Any], None]
-"""``loop(values, timestamps, source_run, runner)``: see :func:`source_loop`."""
+from rheos.windowing.watermarks import disorder_source
 
 
 def _noop(key: Any, value: Any, ts: int) -> None:
@@ -65,65 +53,6 @@ def _fanout(targets: list[Push]) -> Push:
             target(key, value, ts)
 
     return push
-
-
-class _SinkCounter:
-    """Counts what reaches a sink (for the run summary and live metrics)."""
-
-    def __init__(self, name: str = "") -> None:
-        self.name = name
-        self.count = 0
-
-
-@dataclass
-class Compiled:
-    """A flow ready to run: source entry points, stateful nodes, open sink writers."""
-
-    graph: Graph
-    entries: dict[int, Push] = field(default_factory=dict)
-    """Source step id -> the push function of its stream."""
-    loops: dict[int, ChunkLoop] = field(default_factory=dict)
-    """Source step id -> its generated chunk loop (single-partition sources)."""
-    nodes: list[Node] = field(default_factory=list)
-    """Stateful nodes in topological order."""
-    writers: list[SinkWriter] = field(default_factory=list)
-    sink_counters: list[_SinkCounter] = field(default_factory=list)
-    late_memory: list[Any] = field(default_factory=list)
-    named_writers: dict[str, SinkWriter] = field(default_factory=dict)
-    """Every open writer by a stable name (sink step name, or the late topic's name)."""
-    on_open: Callable[[str, SinkWriter], None] | None = None
-    """Called when a writer opens during the run (the late topic's): checkpoint recovery."""
-    dead: DeadLetters | None = None
-    """The run's bad-event policy and dead-letter writer (see :meth:`dead_letters`)."""
-
-    @property
-    def events_out(self) -> int:
-        return sum(c.count for c in self.sink_counters)
-
-    def dead_letters(self) -> DeadLetters | None:
-        """The run's :class:`DeadLetters` (set by the runner once it has opened them)."""
-        return self.dead
-
-    def close_failed(self, step: Step, error: RheosError, context: dict[str, Any], ts: int) -> None:
-        """User code failed while a node was advanced (a window closing, a timer firing), or
-        a step failed on a node's output: the failing step's ``on_error`` policy, with a dead
-        letter that has no source event."""
-        dead = self.dead_letters()
-        if dead is None or not isinstance(error, BAD_EVENT_ERRORS):
-            raise error
-        failing = error.step or step.name  # a step downstream of the node, or the node
-        dead.handle(error, source="", step=failing, event_time=ts, context=context)
-
-    def sink_failed(self, step: SinkStep, error: RheosError, key: Any, value: Any, ts: int) -> None:
-        """A sink refused an output (too large for its topic, no key field): the sink step's
-        policy, with a dead letter holding the key, the window when the output is a window's
-        result, and the output itself (its first characters when it is large)."""
-        error = error.located(flow=self.graph.name, step=step.name)
-        self.close_failed(step, error, output_context(key, value), ts)
-
-    def wire(self, node: Node) -> None:
-        """Send the errors of user code run while ``node`` is advanced to the policy."""
-        node.on_close_error = self.close_failed
 
 
 def _fusable(step: Step) -> bool:
@@ -193,34 +122,8 @@ def _chain_lines(
     if window is None:
         lines.append(f"{ind}tail(k, v, t)")
         return lines
-    # the window step's push, inlined (see WindowNode._make_push)
-    env.update(
-        wc=window.cell,
-        wproc=window.op.process,
-        wrows=window.emit_rows,
-        wlate=window.route_late,
-        werr=window.error,
-    )
-    lines.extend(
-        f"{ind}{line}"
-        for line in (
-            "wc[0] += 1",
-            "if t < wc[1]:",
-            "    wc[2] += 1",
-            "    if wc[1] - t > wc[3]:",
-            "        wc[3] = wc[1] - t",
-            "else:",
-            "    wc[1] = t",
-            "try:",
-            "    rows, late = wproc(k, v, t)",
-            "except Exception as e:",
-            "    raise werr(e) from e",
-            "if rows:",
-            "    wrows(rows)",
-            "if late is not None:",
-            "    wlate(late)",
-        )
-    )
+    # the window step's push, inlined
+    lines.extend(f"{ind}{line}" for line in window.push_source("k", "v", "t", env))
     return lines
 
 
@@ -264,16 +167,21 @@ def source_loop(
         "    ooo, maxd = 0, stats.max_delay_ms",
         "    failed = rt.event_failed",
         "    for i, (v, t) in enumerate(zip(values, tss)):",
-        "        if t < top:",
-        "            ooo += 1",
-        "            if top - t > maxd:",
-        "                maxd = top - t",
-        "        else:",
-        "            top = t",
-        "            if timed and t - bound > wm:",
-        "                wm = src.wm = t - bound",
-        "                if wm >= rt.due:",
-        "                    rt.advance_flow()",
+        *(
+            "        " + line
+            for line in disorder_source(
+                "t",
+                "top",
+                "ooo",
+                "maxd",
+                on_top=[
+                    "if timed and t - bound > wm:",
+                    "    wm = src.wm = t - bound",
+                    "    if wm >= rt.due:",
+                    "        rt.advance_flow()",
+                ],
+            ).splitlines()
+        ),
         "        k = None",
         "        try:",
     ]
@@ -289,20 +197,75 @@ def source_loop(
     return loop
 
 
-def hold_back(graph: Graph) -> dict[int, int]:
-    """Per step, the watermark hold: the largest allowed lateness summed along any path in."""
-    delay: dict[int, int] = {}
-    hold: dict[int, int] = {}
-    for step in graph.steps:
-        h = max((delay[sid] for sid, _ in step.inputs), default=0)
-        hold[step.id] = h
-        own = 0
-        if (isinstance(step, WindowStep) and step.time == "event") or (
-            isinstance(step, JoinStep) and step.mode == "window"
-        ):
-            own = step.allowed_lateness_ms
-        delay[step.id] = h + own
-    return hold
+class StreamWiring:
+    """The stream-first mode's :class:`~rheos.runtime.build.Wiring`: every step a push
+    function calling its consumers' directly; chains of stateless steps fused, with an
+    event-time window that follows inlined; a generated chunk loop per source."""
+
+    def __init__(self, compiled: Compiled) -> None:
+        self.compiled = compiled
+        self.flow = compiled.graph.name
+        self.consumers = compiled.graph.consumers()
+        self.inputs_of: dict[tuple[int, int], Push] = {}
+        """(step id, input index) -> the push function of that input."""
+        self.chains: dict[int, tuple[list[Step], Push, WindowNode | None]] = {}
+        self.windows: dict[int, WindowNode] = {}
+
+    def output(self, port: Port) -> Push:
+        targets = [self.inputs_of[(s.id, i)] for s, i in self.consumers.get(port, [])]
+        if not targets:
+            return _noop
+        return targets[0] if len(targets) == 1 else _fanout(targets)
+
+    def late(self, step: Step, default: Push) -> Push:
+        if self.consumers.get((step.id, LATE)):
+            return self.output((step.id, LATE))
+        return default
+
+    def sink(self, step: SinkStep, writer: SinkWriter, counter: SinkCounter) -> None:
+        self.inputs_of[(step.id, 0)] = _sink_push(step, writer, counter, self.compiled)
+
+    def node(self, step: Step, node: Node) -> None:
+        if isinstance(node, JoinNode):
+            self.inputs_of[(step.id, 0)] = node.push_left
+            self.inputs_of[(step.id, 1)] = node.push_right
+            return
+        if isinstance(node, WindowNode):
+            self.windows[step.id] = node
+        self.inputs_of[(step.id, 0)] = node.push
+
+    def stateless(self, step: Step) -> None:
+        flow, consumers = self.flow, self.consumers
+        if _fusable(step):
+            outs = consumers.get((step.id, OUT), [])
+            window = None
+            if len(outs) == 1 and _fusable(outs[0][0]) and len(outs[0][0].inputs) == 1:
+                rest, tail, window = self.chains[outs[0][0].id]
+                chain = [step, *rest]
+            else:
+                chain, tail = [step], self.output((step.id, OUT))
+                if len(outs) == 1 and outs[0][0].id in self.windows:
+                    window = self.windows[outs[0][0].id]
+                    if window.processing_time:
+                        window = None
+            self.chains[step.id] = (chain, tail, window)
+            self.inputs_of[(step.id, 0)] = fuse(flow, chain, tail, window)
+        elif isinstance(step, UnionStep):
+            out = self.output((step.id, OUT))
+            for i in range(len(step.inputs)):
+                self.inputs_of[(step.id, i)] = out
+        else:
+            assert isinstance(step, SourceStep)
+            entry = self.compiled.entries[step.id] = self.output((step.id, OUT))
+            outs = consumers.get((step.id, OUT), [])
+            chain, tail, window = [], entry, None
+            if len(outs) == 1 and len(outs[0][0].inputs) == 1:
+                first = outs[0][0]
+                if _fusable(first):
+                    chain, tail, window = self.chains[first.id]
+                elif first.id in self.windows and not self.windows[first.id].processing_time:
+                    window = self.windows[first.id]
+            self.compiled.loops[step.id] = source_loop(flow, chain, tail, window)
 
 
 def compile_flow(
@@ -313,119 +276,14 @@ def compile_flow(
     now: Callable[[], int],
 ) -> Compiled:
     """Build the push functions of every step, from the sinks back to the sources."""
-    flow = graph.name
-    consumers = graph.consumers()
-    holds = hold_back(graph)
     compiled = Compiled(graph)
-    inputs_of: dict[tuple[int, int], Push] = {}  # (step id, input index) -> push
-    chains: dict[int, tuple[list[Step], Push, WindowNode | None]] = {}
-    windows: dict[int, WindowNode] = {}
-    nodes: list[Node] = []
-
-    def emitter(port: Port) -> Push:
-        targets = [inputs_of[(s.id, i)] for s, i in consumers.get(port, [])]
-        if not targets:
-            return _noop
-        return targets[0] if len(targets) == 1 else _fanout(targets)
-
-    def late_emitter(step: Step) -> Push:
-        if consumers.get((step.id, LATE)):
-            return emitter((step.id, LATE))
-        memory = compiled.late_memory
-        if default_late_topic is None:
-
-            def keep(key: Any, value: Any, ts: int) -> None:
-                memory.append(value)
-
-            return keep
-        write = _lazy_log_writer(ctx, default_late_topic, compiled)
-
-        def keep_and_write(key: Any, value: Any, ts: int) -> None:
-            if len(memory) < IN_SUMMARY:
-                memory.append(value)
-            write(key, value, ts)
-
-        return keep_and_write
-
-    for step in reversed(graph.steps):
-        if isinstance(step, SinkStep):
-            inputs_of[(step.id, 0)] = _sink_push(step, ctx, compiled)
-        elif _fusable(step):
-            outs = consumers.get((step.id, OUT), [])
-            window = None
-            if len(outs) == 1 and _fusable(outs[0][0]) and len(outs[0][0].inputs) == 1:
-                rest, tail, window = chains[outs[0][0].id]
-                chain = [step, *rest]
-            else:
-                chain, tail = [step], emitter((step.id, OUT))
-                if len(outs) == 1 and outs[0][0].id in windows:
-                    window = windows[outs[0][0].id]
-                    if window.processing_time:
-                        window = None
-            chains[step.id] = (chain, tail, window)
-            inputs_of[(step.id, 0)] = fuse(flow, chain, tail, window)
-        elif isinstance(step, UnionStep):
-            out = emitter((step.id, OUT))
-            for i in range(len(step.inputs)):
-                inputs_of[(step.id, i)] = out
-        elif isinstance(step, WindowStep):
-            wnode = WindowNode(
-                flow,
-                step,
-                emitter((step.id, OUT)),
-                _router(flow, step, late_emitter(step)),
-                holds[step.id],
-                now,
-            )
-            wnode.stats.kind = "window"
-            windows[step.id] = wnode
-            nodes.append(wnode)
-            inputs_of[(step.id, 0)] = wnode.push
-        elif isinstance(step, ProcessStep):
-            pnode = ProcessNode(flow, step, emitter((step.id, OUT)), holds[step.id])
-            nodes.append(pnode)
-            inputs_of[(step.id, 0)] = pnode.push
-        elif isinstance(step, JoinStep):
-            jnode = JoinNode(
-                flow,
-                step,
-                emitter((step.id, OUT)),
-                _router(flow, step, late_emitter(step)),
-                holds[step.id],
-            )
-            nodes.append(jnode)
-            inputs_of[(step.id, 0)] = jnode.push_left
-            inputs_of[(step.id, 1)] = jnode.push_right
-        elif isinstance(step, SourceStep):
-            compiled.entries[step.id] = emitter((step.id, OUT))
-            outs = consumers.get((step.id, OUT), [])
-            chain, tail, window = [], compiled.entries[step.id], None
-            if len(outs) == 1 and len(outs[0][0].inputs) == 1:
-                first = outs[0][0]
-                if _fusable(first):
-                    chain, tail, window = chains[first.id]
-                elif first.id in windows and not windows[first.id].processing_time:
-                    window = windows[first.id]
-            compiled.loops[step.id] = source_loop(flow, chain, tail, window)
-        else:  # pragma: no cover - a new primitive without a runtime
-            raise FlowDefinitionError(f"{where(flow, step)}: this runtime cannot run it")
-    nodes.reverse()
-    compiled.nodes = nodes
-    for node in nodes:
-        compiled.wire(node)
-    return compiled
+    wiring = StreamWiring(compiled)
+    return build(compiled, ctx, wiring, default_late_topic=default_late_topic, now=now)
 
 
-def _router(flow: str, step: Step, out: Push) -> LateRouter:
-    return LateRouter(flow, step, out, StepStats(step.name, step.kind))  # node replaces stats
-
-
-def _sink_push(step: SinkStep, ctx: OpenContext, compiled: Compiled) -> Push:
-    writer = step.sink.open(ctx)
-    compiled.writers.append(writer)
-    compiled.named_writers[step.name] = writer
-    counter = _SinkCounter(step.name)
-    compiled.sink_counters.append(counter)
+def _sink_push(
+    step: SinkStep, writer: SinkWriter, counter: SinkCounter, compiled: Compiled
+) -> Push:
     write = writer.write
 
     def push(key: Any, value: Any, ts: int) -> None:
@@ -439,30 +297,12 @@ def _sink_push(step: SinkStep, ctx: OpenContext, compiled: Compiled) -> Push:
     return push
 
 
-def _lazy_log_writer(ctx: OpenContext, topic: str, compiled: Compiled) -> Push:
-    """The default late output: a log topic, opened when the first late event comes."""
-    opened: list[Push] = []
-
-    def push(key: Any, value: Any, ts: int) -> None:
-        if not opened:
-            writer = LogSink(topic).open(ctx)
-            compiled.writers.append(writer)
-            compiled.named_writers[topic] = writer
-            if compiled.on_open is not None:
-                compiled.on_open(topic, writer)
-            opened.append(_write(writer))
-        opened[0](key, value, ts)
-
-    return push
-
-
-def _write(writer: SinkWriter) -> Push:
-    write = writer.write
-
-    def push(key: Any, value: Any, ts: int) -> None:
-        write(value, ts)
-
-    return push
-
-
-__all__ = ["BAD_EVENT_ERRORS", "Compiled", "compile_flow", "fuse", "hold_back"]
+__all__ = [
+    "BAD_EVENT_ERRORS",
+    "ChunkLoop",
+    "Compiled",
+    "StreamWiring",
+    "compile_flow",
+    "fuse",
+    "hold_back",
+]

@@ -337,7 +337,7 @@ class DeadLetters:
         if not log.has_topic(dlq_topic(flow)):
             return set()
         start: dict[int, int] = {}
-        path = store_path(self.ctx.data_dir, flow)
+        path = store_path(self.ctx.data_dir, flow, self.ctx.task)
         if path.exists():
             with CheckpointStore(path) as store:
                 latest = store.latest()

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 from rheos.flows.steps import Graph
 from rheos.runtime.summary import RunSummary
+from rheos.state import state_dir
 from rheos.windowing import MAX_WATERMARK, MIN_WATERMARK
 
 SAMPLE_EVERY_S = 0.5
@@ -392,9 +393,10 @@ def summary_snapshot(graph: Graph, summary: RunSummary, *, running: bool) -> dic
     }
 
 
-def snapshot_path(data_dir: str | os.PathLike[str], flow: str) -> Path:
-    """``<data_dir>/flows/<flow>/metrics.json``: the last snapshot of the flow's last run."""
-    return Path(data_dir) / "flows" / flow / SNAPSHOT_FILE
+def snapshot_path(data_dir: str | os.PathLike[str], flow: str, task: int | None = None) -> Path:
+    """``<data_dir>/flows/<flow>/metrics.json``: the last snapshot of the flow's last run
+    (of one task's last run, in the task's folder, for a flow split across workers)."""
+    return state_dir(data_dir, flow, task) / SNAPSHOT_FILE
 
 
 def save_snapshot(path: Path, snapshot: dict[str, Any]) -> None:

@@ -31,7 +31,7 @@ from rheos.windowing import (
     WindowOperator,
 )
 from rheos.windowing.operator import CloseFailure, key_from_plain, key_to_plain
-from rheos.windowing.windows import CalendarWindows, SlidingWindows, TumblingWindows
+from rheos.windowing.watermarks import Disorder, disorder_source
 
 Push = Callable[[Any, Any, int], None]
 
@@ -160,41 +160,48 @@ class WindowNode:
         late.stats = self.stats
         self._flow = flow
         self._now = now
-        self._q = self._quantum()
         self.flow_watermark: Callable[[], int] = lambda: self.op.watermark
         """Set by the runner: the flow watermark now (for late records)."""
         self._due = MIN_WATERMARK + 1
         self.on_close_error: CloseErrorHandler = raise_close_error
         """Set by the runtime: where errors of user code at window close go."""
-        self.cell = [0, MIN_WATERMARK, 0, 0]
+        self.disorder = Disorder()
+        self.cell = self.disorder.cell
         """Hot-path counters: events in, largest time seen, out of order, largest delay."""
         self.push = self._make_push()
 
+    def push_source(self, k: str, v: str, t: str, env: dict[str, Any]) -> list[str]:
+        """The push of this node as Python lines over the names ``k``, ``v``, ``t`` (event
+        time windows): what :meth:`push` runs, for generated loops to inline; ``env``
+        receives the names the lines use."""
+        env.update(
+            wc=self.cell,
+            wproc=self.op.process,
+            wrows=self.emit_rows,
+            wlate=self.route_late,
+            werr=self.error,
+        )
+        return [
+            "wc[0] += 1",
+            *disorder_source(t, "wc[1]", "wc[2]", "wc[3]").splitlines(),
+            "try:",
+            f"    rows, late = wproc({k}, {v}, {t})",
+            "except Exception as e:",
+            "    raise werr(e) from e",
+            "if rows:",
+            "    wrows(rows)",
+            "if late is not None:",
+            "    wlate(late)",
+        ]
+
     def _make_push(self) -> Push:
-        process = self.op.process
-        cell, now = self.cell, self._now
-        proc = self.processing_time
-        emit_rows, route_late, error = self.emit_rows, self.route_late, self.error
-
-        def push(key: Any, value: Any, ts: int) -> None:
-            if proc:
-                ts = now()
-            cell[0] += 1
-            if ts < cell[1]:
-                cell[2] += 1
-                if cell[1] - ts > cell[3]:
-                    cell[3] = cell[1] - ts
-            else:
-                cell[1] = ts
-            try:
-                rows, late = process(key, value, ts)
-            except Exception as exc:
-                raise error(exc) from exc
-            if rows:
-                emit_rows(rows)
-            if late is not None:
-                route_late(late)
-
+        env: dict[str, Any] = {"now": self._now}
+        lines = ["def push(key, value, ts):"]
+        if self.processing_time:
+            lines.append("    ts = now()")
+        lines.extend("    " + line for line in self.push_source("key", "value", "ts", env))
+        exec(compile("\n".join(lines), f"<rheos window push {self.step.name}>", "exec"), env)
+        push: Push = env["push"]
         return push
 
     def emit_rows(self, rows: list[dict[str, Any]]) -> None:
@@ -238,17 +245,6 @@ class WindowNode:
         stats.state_size = self.op.state_size
         return stats
 
-    def _quantum(self) -> tuple[int, int] | None:
-        """``(period, phase)`` if the operator only changes when the watermark reaches
-        ``k * period + phase`` (tumbling and sliding windows), else ``None`` (sessions;
-        calendar windows, whose points are their periods' ends: see :meth:`_next`)."""
-        spec = self.step.spec
-        if isinstance(spec, TumblingWindows | SlidingWindows):
-            period = spec.every_ms if isinstance(spec, SlidingWindows) else spec.size_ms
-            delta = spec.size_ms + self.op.allowed_lateness_ms
-            return period, (spec.offset_ms + delta) % period
-        return None
-
     @property
     def next_due(self) -> int:
         """The lowest flow watermark at which :meth:`advance` can change anything."""
@@ -257,32 +253,16 @@ class WindowNode:
     def advance(self, watermark: int) -> None:
         """Advance to the flow watermark (event-time windows only).
 
-        Tumbling and sliding windows finalize, and decide lateness, only at watermarks
-        ``k * every + offset + size + allowed_lateness``, calendar windows at period ends plus
-        the allowed lateness; between two such points the operator is not called (the
-        result is the same).
+        Windows finalize, and decide lateness, only at the watermarks the event-time kernel
+        names (:meth:`~rheos.windowing.kernel.WindowKernel.next_change`); between two such
+        points the operator is not called (the result is the same).
         """
         if self.processing_time or watermark < self._due:
             return
         wm = held(watermark, self.hold_ms)
         self._close(wm)
-        self._due = self._next(wm)
-
-    def _next(self, wm: int) -> int:
-        if wm >= MAX_WATERMARK:
-            return MAX_WATERMARK
-        q = self._q
-        spec = self.step.spec
-        if isinstance(spec, CalendarWindows):
-            lateness = self.op.allowed_lateness_ms
-            end = spec.next_boundary(wm - lateness)
-            nxt = wm + 1 if end is None else end + lateness
-        elif q is None:
-            nxt = wm + 1
-        else:
-            period, phase = q
-            nxt = wm - (wm - phase) % period + period
-        return nxt + self.hold_ms
+        nxt = self.op.kernel.next_change(wm)
+        self._due = nxt if nxt >= MAX_WATERMARK else nxt + self.hold_ms
 
     def advance_processing(self, now_ms: int) -> None:
         """Advance a processing-time window to the clock."""
@@ -386,6 +366,7 @@ class ProcessNode:
         self.changed: set[Hashable] = set()
         """Keys whose state or timers may have changed since the last checkpoint."""
         self.seq = 0
+        self.disorder = Disorder()
         self.stats = StepStats(step.name, "process")
         self._flow = flow
         self._ctx = _Context(self)
@@ -404,20 +385,14 @@ class ProcessNode:
         return self.timers[0][0] + self.hold_ms if self.timers else MAX_WATERMARK
 
     def _make_push(self) -> Push:
-        ctx, process, stats = self._ctx, self.logic.process, self.stats
+        ctx, process = self._ctx, self.logic.process
         flow, step, logic = self._flow, self.step, self.logic
-        top = [MIN_WATERMARK]
+        observe = self.disorder.observe
         changed = self.changed.add  # in-place changes of ctx.state count too
 
         def push(key: Any, value: Any, ts: int) -> None:
-            stats.events_in += 1
+            observe(ts)
             changed(key)
-            if ts < top[0]:
-                stats.out_of_order += 1
-                if top[0] - ts > stats.max_delay_ms:
-                    stats.max_delay_ms = top[0] - ts
-            else:
-                top[0] = ts
             ctx.key = key
             ctx.timestamp = ts
             try:
@@ -456,8 +431,10 @@ class ProcessNode:
         self.advance(MAX_WATERMARK)
 
     def sync_stats(self) -> StepStats:
-        self.stats.state_size = len(self.states)
-        return self.stats
+        stats = self.stats
+        stats.events_in, _, stats.out_of_order, stats.max_delay_ms = self.disorder.cell
+        stats.state_size = len(self.states)
+        return stats
 
     def snapshot(self) -> dict[str, Any]:
         """Per-key state and pending timers as plain data."""

@@ -122,8 +122,15 @@ class Runner:
         checkpoint_interval_ms: int | None = None,
         keep: int = DEFAULT_KEEP,
         metrics: bool = True,
+        task: int | None = None,
+        tasks: int = 1,
     ) -> None:
         self.graph = graph
+        self.task = task
+        """The task this run is, of ``tasks``, in a flow split across workers (``None``: the
+        whole flow; see :mod:`rheos.runtime.workers`): its sources read partition ``task``
+        only, and its checkpoints, lock and metrics live in the task's folder."""
+        self.tasks = tasks
         self.metrics_on = metrics
         self.metrics: FlowMetrics | None = None
         """Live metrics of the current (or last) run (:mod:`rheos.runtime.metrics`)."""
@@ -140,6 +147,7 @@ class Runner:
         """Whether the data directory can be written (checked when a run starts)."""
         self._stop = threading.Event()
         self._stop_reason = "stopped"
+        self._stop_drain: bool | None = None
         self.flow_wm = MIN_WATERMARK
         self.timed = False
         self._discarded = False
@@ -151,18 +159,17 @@ class Runner:
         """The lowest flow watermark at which some node has something to do."""
         self.sources: list[SourceRun] = []
         self.compiled: Compiled | None = None
-        self.task: int | None = None
-        """In a flow split into tasks: the task this run is (see ``OpenContext.task``); its
-        checkpoints are kept apart from the other tasks'."""
-        self.tasks = 1
         self._draining: str | None = None
-        """Why a drained stop of a flow split into tasks is under way: its own sources have
-        ended and it reads its repartition topics to their end markers."""
+        """Why a drained stop of a flow split into tasks is under way: it no longer reads its
+        own sources and reads its repartition topics to their end markers."""
 
     # -- control ------------------------------------------------------------------------------
-    def stop(self, reason: str = "stopped") -> None:
-        """Ask the run to stop (thread-safe); it finishes the current chunk and returns."""
+    def stop(self, reason: str = "stopped", *, drain: bool | None = None) -> None:
+        """Ask the run to stop (thread-safe); it finishes the current chunk and returns.
+        ``drain`` overrides the run's own ``drain`` for this stop (a task handed back to the
+        other workers of its flow stops at a checkpoint without closing its windows)."""
         self._stop_reason = reason
+        self._stop_drain = drain
         self._stop.set()
 
     # -- running ------------------------------------------------------------------------------
@@ -208,7 +215,7 @@ class Runner:
                 self.metrics = FlowMetrics(self.graph, mode)
                 self.metrics.watch_sinks(self.compiled.sink_counters)
                 if self._on_disk:
-                    self.metrics.save_to = snapshot_path(self.data_dir, self._state_name())
+                    self.metrics.save_to = snapshot_path(self.data_dir, self.graph.name, self.task)
                 self.metrics.sample(self)
             if bounded:
                 self._run_bounded(progress)
@@ -227,25 +234,19 @@ class Runner:
         summary.elapsed_s = time.perf_counter() - started
         self._fill(summary)
         if self.metrics is not None and self.metrics.latest is not None and self._on_disk:
-            save_snapshot(snapshot_path(self.data_dir, self._state_name()), self.metrics.latest)
+            save_snapshot(
+                snapshot_path(self.data_dir, self.graph.name, self.task), self.metrics.latest
+            )
         note = summary.bad_events_note()
         if note is not None:
             warnings.warn(note, BadEventsWarning, stacklevel=3)
         return summary
 
     def _context(self, bounded: bool) -> OpenContext:
-        ctx = OpenContext(
-            self.graph.name, self.data_dir, bounded, self.clock, task=self.task, tasks=self.tasks
-        )
+        ctx = OpenContext(self.graph.name, self.data_dir, bounded, self.clock)
+        ctx.task, ctx.tasks = self.task, self.tasks
         ctx.shared[WATERMARK_OF] = self._watermark_of
         return ctx
-
-    def _state_name(self) -> str:
-        """The folder of this run's checkpoints and saved metrics under ``flows/``: the
-        flow's, or in a flow split into tasks, ``<flow>/task-<p>``."""
-        if self.task is None:
-            return self.graph.name
-        return f"{self.graph.name}/task-{self.task}"
 
     def _watermark_of(self, names: tuple[str, ...]) -> int:
         """The lowest watermark of the named sources now (a repartition topic's writing end
@@ -391,10 +392,12 @@ class Runner:
         off = bounded or not self._on_disk or self.checkpoint_interval_ms is None
         if (off or not seekable) and not force:
             return None
-        lock = FlowLock(self.data_dir, self._state_name())
+        lock = FlowLock(self.data_dir, self.graph.name, self.task)
         lock.acquire()
         try:
-            store = CheckpointStore.for_flow(self.data_dir, self._state_name(), keep=self.keep)
+            store = CheckpointStore.for_flow(
+                self.data_dir, self.graph.name, keep=self.keep, task=self.task
+            )
         except BaseException:
             lock.release()
             raise
@@ -653,6 +656,8 @@ class Runner:
             reason = "timeout"
         elif stop_requested:
             reason = self._stop_reason
+            if self._stop_drain is not None:
+                drain = self._stop_drain
         if reason is not None and drain and any(s.own_watermark for s in self.sources):
             self._drain_tasks(reason)
             return None

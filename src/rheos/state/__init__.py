@@ -12,6 +12,7 @@ from rheos.state.store import (
     CheckpointInfo,
     CheckpointStore,
     PendingWrite,
+    state_dir,
     store_path,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "CheckpointInfo",
     "CheckpointStore",
     "PendingWrite",
+    "state_dir",
     "store_path",
 ]

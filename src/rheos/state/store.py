@@ -161,9 +161,16 @@ def _setting(db: sqlite3.Connection, name: str, default: int) -> int:
     return default if row is None else int(row[0])
 
 
-def store_path(data_dir: str | os.PathLike[str], flow: str) -> Path:
-    """``<data_dir>/flows/<flow>/checkpoints.sqlite``."""
-    return Path(data_dir) / "flows" / flow / "checkpoints.sqlite"
+def state_dir(data_dir: str | os.PathLike[str], flow: str, task: int | None = None) -> Path:
+    """Where a flow keeps its checkpoints, lock and saved metrics: ``<data_dir>/flows/<flow>``,
+    or ``<data_dir>/flows/<flow>/tasks/<task>`` for one task of a flow split across workers."""
+    folder = Path(data_dir) / "flows" / flow
+    return folder if task is None else folder / "tasks" / str(task)
+
+
+def store_path(data_dir: str | os.PathLike[str], flow: str, task: int | None = None) -> Path:
+    """``<data_dir>/flows/<flow>/checkpoints.sqlite`` (a task's: in its :func:`state_dir`)."""
+    return state_dir(data_dir, flow, task) / "checkpoints.sqlite"
 
 
 class CheckpointStore:
@@ -217,9 +224,14 @@ class CheckpointStore:
 
     @classmethod
     def for_flow(
-        cls, data_dir: str | os.PathLike[str], flow: str, *, keep: int = DEFAULT_KEEP
+        cls,
+        data_dir: str | os.PathLike[str],
+        flow: str,
+        *,
+        keep: int = DEFAULT_KEEP,
+        task: int | None = None,
     ) -> CheckpointStore:
-        return cls(store_path(data_dir, flow), keep=keep)
+        return cls(store_path(data_dir, flow, task), keep=keep)
 
     def close(self) -> None:
         try:
@@ -475,5 +487,6 @@ __all__ = [
     "CheckpointInfo",
     "CheckpointStore",
     "PendingWrite",
+    "state_dir",
     "store_path",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -129,7 +130,10 @@ class TopicConfig(msgspec.Struct, frozen=True):
 
 
 def write_config(path: Path, config: TopicConfig) -> None:
-    tmp = path.with_suffix(".json.tmp")
+    """Write ``config`` atomically. Processes and threads creating one topic at once (the
+    tasks of a flow split across workers) each write a file of their own and rename it: a
+    reader sees one whole ``topic.json`` or none."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "wb") as f:
         f.write(msgspec.json.format(msgspec.json.encode(config)))
         f.flush()

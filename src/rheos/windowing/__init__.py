@@ -5,7 +5,11 @@ rows out, so every runtime (stream-first, micro-batch, bounded) shares the same 
 
 * :mod:`~rheos.windowing.timestamps` -- reading event time (epoch ms) out of events;
 * :mod:`~rheos.windowing.watermarks` -- how far event time has progressed on a source;
-* :mod:`~rheos.windowing.windows` -- tumbling, sliding and session window specifications;
+* :mod:`~rheos.windowing.windows` -- tumbling, sliding and session window specifications, and
+  the formulas of window assignment and lateness;
+* :mod:`~rheos.windowing.kernel` -- the event-time kernel both runtime modes call: which
+  windows an event is in, whether it is late, when the watermark can finalize a window next
+  (for one event, an array of events, and as source text for generated code);
 * :mod:`~rheos.windowing.calendars` -- calendar windows: days to years in a time zone;
 * :mod:`~rheos.windowing.aggregations` -- what a window computes;
 * :mod:`~rheos.windowing.operator` -- the keyed window operator: lateness, emission, state;
@@ -41,11 +45,13 @@ from rheos.windowing.aggregations import (
 )
 from rheos.windowing.clock import Clock, ManualClock, SystemClock
 from rheos.windowing.joins import IntervalJoinOperator, JoinResult, WindowJoinOperator
+from rheos.windowing.kernel import WindowKernel
 from rheos.windowing.operator import LateInfo, ProcessResult, WindowOperator
 from rheos.windowing.timestamps import parse_timestamp, timestamp_getter
 from rheos.windowing.watermarks import (
     MAX_WATERMARK,
     MIN_WATERMARK,
+    Disorder,
     WatermarkTracker,
     combine_watermarks,
 )
@@ -68,6 +74,7 @@ __all__ = [
     "BoundAggregation",
     "CalendarWindows",
     "Clock",
+    "Disorder",
     "IntervalJoinOperator",
     "JoinResult",
     "LateInfo",
@@ -79,6 +86,7 @@ __all__ = [
     "TumblingWindows",
     "WatermarkTracker",
     "WindowJoinOperator",
+    "WindowKernel",
     "WindowOperator",
     "WindowSpec",
     "aggregate_with",

@@ -55,6 +55,16 @@ lists). An aggregation whose accumulator is not plain data provides ``dump(acc) 
 ``load(plain) -> acc``. Every built-in accumulator is plain data (:func:`count_distinct` keeps
 a dict from a text form of each distinct value: ``1`` and ``1.0`` are one value, ``True`` is
 another, lists and dicts are compared by content).
+
+Two forms. Each built-in aggregation carries its *row form*, which folds one value at a time
+(:meth:`~BoundAggregation.add_value`; for ``count``, ``sum``, ``min``, ``max`` and ``mean``
+written once as Python source, :attr:`~BoundAggregation.ADD`, which :meth:`add_value` is
+compiled from and the generated hot path of tumbling windows inlines), and its *columnar form*,
+the partial aggregate of a group of rows as Polars expressions
+(:meth:`~BoundAggregation.partial_polars`) and the accumulator made from it
+(:meth:`~BoundAggregation.from_partial`) -- as expressions carry theirs
+(:meth:`rheos.flows.Expr.to_polars`). The micro-batch runtime runs the columnar form where an
+aggregation has one (:attr:`~BoundAggregation.columnar`).
 """
 
 from __future__ import annotations
@@ -121,6 +131,15 @@ def _label(kind: str, field: Field) -> str:
     return f"{kind}({getattr(field, '__qualname__', repr(field))})"
 
 
+def _method(name: str, args: str, body: str) -> Callable[..., Any]:
+    """A function compiled from source lines (the row forms written as :attr:`ADD`)."""
+    text = "\n".join("    " + line for line in body.splitlines())
+    env: dict[str, Any] = {}
+    exec(compile(f"def {name}({args}):\n{text}\n", f"<rheos aggregation {name}>", "exec"), env)
+    function: Callable[..., Any] = env[name]
+    return function
+
+
 class BoundAggregation:
     """An aggregation together with the way it reads events; what the operators execute.
 
@@ -132,6 +151,56 @@ class BoundAggregation:
     """
 
     kind = "aggregation"
+
+    INIT: str | None = None
+    """The row form's fresh accumulator as a Python expression (None: call :meth:`init`)."""
+    ADD: str | None = None
+    """The row form as Python statements folding ``{value}`` into ``{acc}`` (names filled in
+    with :meth:`add_source`); a subclass that sets it gets :meth:`init` and :meth:`add_value`
+    compiled from :attr:`INIT` and it. None: generated code calls :meth:`add_value`."""
+
+    columnar = False
+    """Whether the aggregation has a columnar form (:meth:`partial_polars`)."""
+    reads_value = True
+    """Whether the result depends on the values (not for ``count``)."""
+    sums_in_order = False
+    """A sum of floats (``sum``, ``mean``): a columnar run adds a group's values one by one,
+    in arrival order (:meth:`running_sum`, :meth:`with_sum`), to give the row form's bits."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("INIT") is not None:
+            cls.init = _method("init", "self", f"return {cls.INIT}")  # type: ignore[method-assign]
+        add = cls.__dict__.get("ADD")
+        if add is not None:
+            body = add.format(acc="acc", value="value") + "\nreturn acc"
+            cls.add_value = _method("add_value", "self, acc, value, ts, seq", body)  # type: ignore[method-assign]
+
+    def add_source(self, acc: str, value: str) -> str | None:
+        """:attr:`ADD` over the names given (None without a source form)."""
+        return None if self.ADD is None else self.ADD.format(acc=acc, value=value)
+
+    # -- the columnar form ------------------------------------------------------------------
+
+    def partial_polars(self, value: str, ts: str, seq: str, out: str, *, floats: bool) -> list[Any]:
+        """Polars expressions of the partial aggregate of a group of rows, whose value,
+        event time and arrival number are the columns ``value``, ``ts`` and ``seq``; their
+        names start with ``out``. ``floats``: the values are floats."""
+        raise NotImplementedError(f"{self.label} has no columnar form")
+
+    def from_partial(self, row: tuple[Any, ...], at: int, *, floats: bool) -> tuple[Any, int]:
+        """The accumulator of a group from its row of :meth:`partial_polars` results starting
+        at ``row[at]``, and how many columns they take."""
+        return row[at], 1
+
+    def running_sum(self, acc: Any) -> Any:
+        """The sum so far in ``acc`` (:attr:`sums_in_order` aggregations)."""
+        raise NotImplementedError
+
+    def with_sum(self, acc: Any, total: Any, n: int) -> Any:
+        """``acc`` (None: a new window) with its sum replaced by ``total``, after ``n`` more
+        values (:attr:`sums_in_order` aggregations)."""
+        raise NotImplementedError
 
     def __init__(self, field: Field = None) -> None:
         self.field = field
@@ -185,40 +254,67 @@ class BoundAggregation:
 
 class _Count(BoundAggregation):
     kind = "count"
-
-    def init(self) -> int:
-        return 0
-
-    def add_value(self, acc: Any, value: Any, ts: int, seq: int) -> Any:
-        return acc + 1
+    INIT = "0"
+    ADD = "{acc} += 1"
+    columnar = True
+    reads_value = False
 
     def merge(self, a: Any, b: Any) -> Any:
         return a + b
+
+    def partial_polars(self, value: str, ts: str, seq: str, out: str, *, floats: bool) -> list[Any]:
+        import polars as pl
+
+        return [pl.len().alias(out)]
 
 
 class _Sum(BoundAggregation):
     kind = "sum"
-
-    def init(self) -> int:
-        return 0
-
-    def add_value(self, acc: Any, value: Any, ts: int, seq: int) -> Any:
-        return acc if value is None else acc + value
+    INIT = "0"
+    ADD = "if {value} is not None:\n    {acc} += {value}"
+    columnar = True
+    sums_in_order = True
 
     def merge(self, a: Any, b: Any) -> Any:
         return a + b
 
+    def partial_polars(self, value: str, ts: str, seq: str, out: str, *, floats: bool) -> list[Any]:
+        import polars as pl
 
-class _Min(BoundAggregation):
+        return [pl.col(value).sum().alias(out)]
+
+    def running_sum(self, acc: Any) -> Any:
+        return acc
+
+    def with_sum(self, acc: Any, total: Any, n: int) -> Any:
+        return total
+
+
+class _Extreme(BoundAggregation):
+    """``min`` and ``max``: the smallest or largest value (the first to arrive among equals)."""
+
+    columnar = True
+
+    def partial_polars(self, value: str, ts: str, seq: str, out: str, *, floats: bool) -> list[Any]:
+        import polars as pl
+
+        v = pl.col(value)
+        extreme = v.min() if self.kind == "min" else v.max()
+        if floats:  # and the group's first zero: 0.0 and -0.0 are equal, the first is kept
+            return [extreme.alias(out), v.filter(v == 0).first().alias(out + "z")]
+        return [extreme.alias(out)]
+
+    def from_partial(self, row: tuple[Any, ...], at: int, *, floats: bool) -> tuple[Any, int]:
+        if floats:
+            value, zero = row[at], row[at + 1]
+            return (zero if value == 0 else value), 2
+        return row[at], 1
+
+
+class _Min(_Extreme):
     kind = "min"
-
-    def init(self) -> None:
-        return None
-
-    def add_value(self, acc: Any, value: Any, ts: int, seq: int) -> Any:
-        if value is None or (acc is not None and acc <= value):
-            return acc
-        return value
+    INIT = "None"
+    ADD = "if {value} is not None and ({acc} is None or {value} < {acc}):\n    {acc} = {value}"
 
     def merge(self, a: Any, b: Any) -> Any:
         if a is None:
@@ -226,16 +322,10 @@ class _Min(BoundAggregation):
         return a if b is None or a <= b else b
 
 
-class _Max(BoundAggregation):
+class _Max(_Extreme):
     kind = "max"
-
-    def init(self) -> None:
-        return None
-
-    def add_value(self, acc: Any, value: Any, ts: int, seq: int) -> Any:
-        if value is None or (acc is not None and acc >= value):
-            return acc
-        return value
+    INIT = "None"
+    ADD = "if {value} is not None and ({acc} is None or {value} > {acc}):\n    {acc} = {value}"
 
     def merge(self, a: Any, b: Any) -> Any:
         if a is None:
@@ -245,15 +335,10 @@ class _Max(BoundAggregation):
 
 class _Mean(BoundAggregation):
     kind = "mean"
-
-    def init(self) -> list[Any]:
-        return [0, 0]
-
-    def add_value(self, acc: Any, value: Any, ts: int, seq: int) -> Any:
-        if value is not None:
-            acc[0] += value
-            acc[1] += 1
-        return acc
+    INIT = "[0, 0]"
+    ADD = "if {value} is not None:\n    acc_ = {acc}\n    acc_[0] += {value}\n    acc_[1] += 1"
+    columnar = True
+    sums_in_order = True
 
     def merge(self, a: Any, b: Any) -> Any:
         return [a[0] + b[0], a[1] + b[1]]
@@ -261,9 +346,25 @@ class _Mean(BoundAggregation):
     def result(self, acc: Any) -> Any:
         return acc[0] / acc[1] if acc[1] else None
 
+    def partial_polars(self, value: str, ts: str, seq: str, out: str, *, floats: bool) -> list[Any]:
+        import polars as pl
+
+        v = pl.col(value)
+        return [v.sum().alias(out + "s"), v.count().alias(out + "n")]
+
+    def from_partial(self, row: tuple[Any, ...], at: int, *, floats: bool) -> tuple[Any, int]:
+        return [row[at], row[at + 1]], 2
+
+    def running_sum(self, acc: Any) -> Any:
+        return acc[0]
+
+    def with_sum(self, acc: Any, total: Any, n: int) -> Any:
+        return [total, (0 if acc is None else acc[1]) + n]
+
 
 class _First(BoundAggregation):
     kind = "first"
+    columnar = True
 
     def init(self) -> None:
         return None
@@ -283,9 +384,21 @@ class _First(BoundAggregation):
     def result(self, acc: Any) -> Any:
         return None if acc is None else acc[2]
 
+    def partial_polars(self, value: str, ts: str, seq: str, out: str, *, floats: bool) -> list[Any]:
+        import polars as pl
+
+        t = pl.col(ts)
+        at = t.arg_min()  # the smallest time, ties to the first arrival
+        return [t.min().alias(out + "t"), pl.col(seq).get(at).alias(out + "q"),
+                pl.col(value).get(at).alias(out)]  # fmt: skip
+
+    def from_partial(self, row: tuple[Any, ...], at: int, *, floats: bool) -> tuple[Any, int]:
+        return [row[at], row[at + 1], row[at + 2]], 3
+
 
 class _Last(BoundAggregation):
     kind = "last"
+    columnar = True
 
     def init(self) -> None:
         return None
@@ -304,6 +417,17 @@ class _Last(BoundAggregation):
 
     def result(self, acc: Any) -> Any:
         return None if acc is None else acc[2]
+
+    def partial_polars(self, value: str, ts: str, seq: str, out: str, *, floats: bool) -> list[Any]:
+        import polars as pl
+
+        t = pl.col(ts)
+        top = t == t.max()  # the largest time, ties to the last arrival
+        return [t.max().alias(out + "t"), pl.col(seq).filter(top).last().alias(out + "q"),
+                pl.col(value).filter(top).last().alias(out)]  # fmt: skip
+
+    def from_partial(self, row: tuple[Any, ...], at: int, *, floats: bool) -> tuple[Any, int]:
+        return [row[at], row[at + 1], row[at + 2]], 3
 
 
 class _Collect(BoundAggregation):

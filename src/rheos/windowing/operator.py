@@ -38,6 +38,11 @@ Errors at close. An aggregation's ``result`` runs when a window is finalized. If
 :class:`CloseFailure` to it, drops that (key, window) as finalized (no row) and goes on with
 the others.
 
+Event time. Which windows an event is in and whether it is late are the event-time kernel's
+answers (:class:`~rheos.windowing.kernel.WindowKernel`, :attr:`WindowOperator.kernel`); the
+tumbling and sliding paths are generated code that inlines the kernel's formulas as source
+text, so the micro-batch runtime, which asks the kernel for whole arrays, decides the same.
+
 Late events. An event is late for a window that was finalized when it arrived. It is not added
 to such windows, but it is still added to those of its windows that are open (sliding windows).
 :meth:`process` returns a :class:`LateInfo` naming the windows it missed and counts it in
@@ -88,6 +93,7 @@ from typing import Any, NamedTuple
 from rheos.durations import Duration, to_ms
 from rheos.errors import CheckpointError, ConfigError, EventError
 from rheos.windowing.aggregations import Aggregation, BoundAggregation, bind
+from rheos.windowing.kernel import WindowKernel
 from rheos.windowing.watermarks import MIN_WATERMARK
 from rheos.windowing.windows import (
     CalendarWindows,
@@ -210,27 +216,22 @@ class WindowOperator:
         """Events that missed at least one window."""
         self._changed: set[Hashable] = set()
         self._state_size = 0
+        # Which windows an event is in, and whether it is late: the event-time kernel.
+        kernel = self.kernel = WindowKernel(spec, self.allowed_lateness_ms)
+        self._windows_of = kernel.windows
+        self._is_late = kernel.late
         # Tumbling and sliding windows: start -> key -> [creation seq, acc, ...], plus a heap
         # of starts; windows of restored state may need sorting by creation seq.
         # Calendar windows are tumbling windows whose end is asked of the spec.
         self._kind: type[WindowSpec] = (
             TumblingWindows
-            if isinstance(spec, TumblingWindows | CalendarWindows)
+            if kernel.tumbling
             else SlidingWindows
-            if isinstance(spec, SlidingWindows)
+            if kernel.sliding
             else SessionWindows
         )
-        self._calendar = spec if isinstance(spec, CalendarWindows) else None
-        self._size = (
-            spec.gap_ms
-            if isinstance(spec, SessionWindows)
-            else 0
-            if isinstance(spec, CalendarWindows)
-            else spec.size_ms
-        )
-        self._every = spec.every_ms if isinstance(spec, SlidingWindows) else self._size
-        self._offset = 0 if isinstance(spec, SessionWindows | CalendarWindows) else spec.offset_ms
-        self._final_delta = self._size + self.allowed_lateness_ms
+        self._calendar = kernel.calendar
+        self._size = kernel.size
         self._windows: dict[int, dict[Hashable, list[Any]]] = {}
         self._starts: list[int] = []
         self._unsorted: set[int] = set()
@@ -244,9 +245,9 @@ class WindowOperator:
         self._pushes = 0
 
         if self._kind is TumblingWindows and not self._update:
-            fast = _compile_tumbling(self)
-            if fast is not None:
-                self.process = fast  # type: ignore[method-assign]
+            self.process = _compile_tumbling(self)  # type: ignore[method-assign]
+        elif self._kind is SlidingWindows:
+            self.process = _compile_sliding(self)  # type: ignore[method-assign]
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -348,19 +349,12 @@ class WindowOperator:
 
     def process(self, key: Hashable, event: Any, ts: int) -> ProcessResult:
         """Add ``event`` (event time ``ts``) to the windows of ``key`` it belongs to."""
-        if self._kind is not TumblingWindows:
-            if self._kind is SlidingWindows:
-                return self._process_sliding(key, event, ts)
+        if self._kind is SessionWindows:
             return self._process_session(key, event, ts)
-        calendar = self._calendar
-        if calendar is None:
-            size = self._size
-            start = ts - (ts - self._offset) % size
-            end = start + size
-        else:
-            start, end = calendar.window_of(ts)
-        if end + self.allowed_lateness_ms <= self._watermark:
-            return ProcessResult([], self._late(key, event, ts, ((start, end),)))
+        window = self._windows_of(ts)
+        start, end = window[0]
+        if self._is_late(end, self._watermark):
+            return ProcessResult([], self._late(key, event, ts, window))
         values = None
         if self._reads_fields:
             try:
@@ -394,52 +388,15 @@ class WindowOperator:
             return ProcessResult([row], None)
         return _new_result(ProcessResult, ([], None))
 
-    def _process_sliding(self, key: Hashable, event: Any, ts: int) -> ProcessResult:
-        size, every = self._size, self._every
-        last = ts - (ts - self._offset) % every
-        start = last - ((last - (ts - size) - 1) // every) * every
-        limit = self._watermark - self._final_delta
-        missed: list[tuple[int, int]] = []
-        outputs: list[Row] = []
-        seq = self._seq
-        added = False
-        windows = self._windows
-        values = self._read(event)
-        while start <= last:
-            if start <= limit:
-                missed.append((start, start + size))
-                start += every
-                continue
-            keys = windows.get(start)
-            if keys is None:
-                keys = windows[start] = {}
-                heappush(self._starts, start)
-            state = keys.get(key)
-            if state is None:
-                state = keys[key] = [seq]
-                state.extend([agg.init() for agg in self._aggs])
-                self._state_size += 1
-            self._add(state, 1, event, values, ts, seq)
-            added = True
-            if self._update:
-                row = self._row(key, start, start + size, state, 1)
-                row["final"] = False
-                outputs.append(row)
-            start += every
-        if added:
-            self._seq = seq + 1
-            self._changed.add(key)
-        late = self._late(key, event, ts, tuple(missed)) if missed else None
-        return ProcessResult(outputs, late)
-
     def _push_session(self, key: Hashable, state: list[Any]) -> None:
         self._pushes += 1
         heappush(self._session_heap, (state[1], state[0], state[2], self._pushes, key))
 
     def _process_session(self, key: Hashable, event: Any, ts: int) -> ProcessResult:
-        end = ts + self._size
-        if end + self.allowed_lateness_ms <= self._watermark:
-            return ProcessResult([], self._late(key, event, ts, ((ts, end),)))
+        proto = self._windows_of(ts)
+        end = proto[0][1]
+        if self._is_late(end, self._watermark):
+            return ProcessResult([], self._late(key, event, ts, proto))
         closed = self._closed.get(key)
         if closed is not None and ts < closed[1]:
             return ProcessResult([], self._late(key, event, ts, ((closed[0], closed[1]),)))
@@ -493,23 +450,14 @@ class WindowOperator:
         self._watermark = watermark
         if self._kind is SessionWindows:
             return self._advance_sessions(watermark, on_error)
-        limit = watermark - self._final_delta
         out: list[Row] = []
         heap = self._starts
-        size = self._size
-        calendar = self._calendar
-        if calendar is not None:  # periods of varying length: ask for each end
-            limit = watermark - self.allowed_lateness_ms
+        end_of, is_late = self.kernel.end_of, self._is_late
         while heap:
             start = heap[0]
-            if calendar is None:
-                if start > limit:
-                    break
-                end = start + size
-            else:
-                end = calendar.window_end(start)
-                if end > limit:
-                    break
+            end = end_of(start)
+            if not is_late(end, watermark):
+                break
             heappop(heap)
             keys = self._windows.pop(start, None)
             if keys is None:
@@ -527,10 +475,10 @@ class WindowOperator:
         return out
 
     def _advance_sessions(self, watermark: int, on_error: OnCloseError | None) -> list[Row]:
-        limit = watermark - self.allowed_lateness_ms
+        is_late = self._is_late
         out: list[Row] = []
         heap = self._session_heap
-        while heap and heap[0][0] <= limit:
+        while heap and is_late(heap[0][0], watermark):
             end, start, cseq, _, key = heappop(heap)
             sessions = self._sessions.get(key)
             if not sessions:
@@ -563,10 +511,7 @@ class WindowOperator:
         while closed_heap and closed_heap[0][0] <= watermark:
             _, _, key = heappop(closed_heap)
             closed = self._closed.get(key)
-            if (
-                closed is not None
-                and closed[1] + self._size + self.allowed_lateness_ms <= watermark
-            ):
+            if closed is not None and is_late(closed[1] + self._size, watermark):
                 del self._closed[key]
                 self._changed.add(key)
         return out
@@ -750,18 +695,12 @@ class WindowOperator:
         op.load(snapshot)
         return op
 
-    # -- micro-batch: partial aggregates (additive API) ----------------------------------------
+    # -- partial aggregates: many events merged at once (the micro-batch runtime) -------------
 
     @property
     def aggregations(self) -> tuple[BoundAggregation, ...]:
         """The bound aggregations, in result order."""
         return self._aggs
-
-    @property
-    def final_delta_ms(self) -> int:
-        """Window size plus allowed lateness: window ``start`` finalizes at ``start + this``
-        (not for calendar windows, whose sizes vary)."""
-        return self._final_delta
 
     def reserve_seq(self, n: int) -> int:
         """Reserve ``n`` arrival numbers for events added as partial aggregates (the first)."""
@@ -835,16 +774,86 @@ _NO_RESULT = ProcessResult([], None)
 """What the generated tumbling path returns for an on-time event (callers never mutate it)."""
 
 
-def _compile_tumbling(op: WindowOperator) -> Any:
-    """A ``process`` specialised for one tumbling operator in final mode, or None.
+def _compile_sliding(op: WindowOperator) -> Any:
+    """The ``process`` of a sliding window operator, with the event-time kernel's formulas
+    (the windows of an event, whether it is late for each) inlined as source text.
 
-    Built-in count/sum/min/max/mean with a field name (or no field, for count) are written
-    inline; every other aggregation calls its ``add_value``. The generated function does
-    exactly what :meth:`WindowOperator.process` does for tumbling windows: all values are read
-    before any state changes, the arrival number grows by one per event, and the key is
-    marked changed.
+    An event is added to each of its windows that is still open, with one arrival number;
+    the windows it is late for are reported together. In update mode each window it changed
+    gives an update row, by window start.
     """
-    reads, inits, adds = [], [], []
+    kernel = op.kernel
+    size, every = kernel.size, kernel.every
+    env: dict[str, Any] = {
+        "op": op,
+        "windows": op._windows,
+        "starts": op._starts,
+        "heappush": heappush,
+        "changed_add": op._changed.add,
+        "aggs": op._aggs,
+        "ProcessResult": ProcessResult,
+    }
+    lines = [
+        "def process(key, event, ts):",
+        f"    last = {kernel.start_source('ts')}",
+        f"    start = {kernel.first_start_source('last', 'ts')}",
+        "    watermark = op._watermark",
+        "    missed = None",
+        "    outputs = []",
+        "    seq = op._seq",
+        "    added = False",
+        "    values = op._read(event)",
+        "    while start <= last:",
+        f"        if {kernel.late_source('start', 'watermark')}:",
+        "            if missed is None:",
+        "                missed = []",
+        f"            missed.append((start, start + {size}))",
+        f"            start += {every}",
+        "            continue",
+        "        keys = windows.get(start)",
+        "        if keys is None:",
+        "            keys = windows[start] = {}",
+        "            heappush(starts, start)",
+        "        state = keys.get(key)",
+        "        if state is None:",
+        "            state = keys[key] = [seq]",
+        "            state.extend([agg.init() for agg in aggs])",
+        "            op._state_size += 1",
+        "        op._add(state, 1, event, values, ts, seq)",
+        "        added = True",
+    ]
+    if op._update:
+        lines += [
+            f"        row = op._row(key, start, start + {size}, state, 1)",
+            "        row['final'] = False",
+            "        outputs.append(row)",
+        ]
+    lines += [
+        f"        start += {every}",
+        "    if added:",
+        "        op._seq = seq + 1",
+        "        changed_add(key)",
+        "    late = None if missed is None else op._late(key, event, ts, tuple(missed))",
+        "    return ProcessResult(outputs, late)",
+    ]
+    code = compile("\n".join(lines), f"<rheos sliding window {op.spec!r}>", "exec")
+    exec(code, env)
+    return env["process"]
+
+
+def _compile_tumbling(op: WindowOperator) -> Any:
+    """A ``process`` specialised for one tumbling operator in final mode.
+
+    The window's start and lateness are the event-time kernel's formulas, as source text
+    (:class:`~rheos.windowing.kernel.WindowKernel`). Aggregations with a source form
+    (``BoundAggregation.ADD``: count/sum/min/max/mean) are inlined; every other aggregation
+    calls its ``add_value``. The generated function does exactly what
+    :meth:`WindowOperator.process` does for tumbling windows: all values are read before any
+    state changes, the arrival number grows by one per event, and the key is marked changed.
+    """
+    reads: list[str] = []
+    inits: list[str] = []
+    adds: list[str] = []
     env: dict[str, Any] = {
         "op": op,
         "windows": op._windows,
@@ -857,7 +866,6 @@ def _compile_tumbling(op: WindowOperator) -> Any:
     for i, agg in enumerate(op._aggs):
         at = i + 1
         field = agg.field
-        kind = agg.kind if type(agg).__module__ == _AGG_MODULE else "custom"
         if field is None:
             value = "event"
         elif isinstance(field, str):
@@ -867,45 +875,30 @@ def _compile_tumbling(op: WindowOperator) -> Any:
             env[f"read{i}"] = field
             reads.append(f"        v{i} = read{i}(event)")
             value = f"v{i}"
-        if kind == "count":
-            inits.append("0")
-            adds.append(f"    state[{at}] += 1")
-        elif kind == "sum":
-            inits.append("0")
-            adds.append(f"    if {value} is not None:\n        state[{at}] += {value}")
-        elif kind in ("min", "max"):
-            op_ = "<" if kind == "min" else ">"
-            inits.append("None")
-            adds.append(
-                f"    if {value} is not None and (state[{at}] is None or "
-                f"{value} {op_} state[{at}]):\n        state[{at}] = {value}"
-            )
-        elif kind == "mean":
-            inits.append("[0, 0]")
-            adds.append(
-                f"    if {value} is not None:\n        acc = state[{at}]\n"
-                f"        acc[0] += {value}\n        acc[1] += 1"
-            )
+        add = agg.add_source(f"state[{at}]", value)  # the aggregation's row form, inlined
+        if add is not None and agg.INIT is not None:
+            inits.append(agg.INIT)
+            adds.extend("    " + line for line in add.splitlines())
         else:
             env[f"init{i}"] = agg.init
             env[f"add{i}"] = agg.add_value
             inits.append(f"init{i}()")
             adds.append(f"    state[{at}] = add{i}(state[{at}], {value}, ts, seq)")
-    size, offset, final = op._size, op._offset, op._final_delta
+    kernel = op.kernel  # the formulas of event time, as source text
     if op._calendar is None:
         lines = [
             "def process(key, event, ts):",
-            f"    start = ts - (ts - {offset}) % {size}",
-            f"    if start + {final} <= op._watermark:",
+            f"    start = {kernel.start_source('ts')}",
+            f"    if {kernel.late_source('start', 'op._watermark')}:",
             f"        return ProcessResult([], op._late(key, event, ts, "
-            f"((start, start + {size}),)))",
+            f"((start, start + {kernel.size}),)))",
         ]
     else:  # the spec says which period
         env["window_of"] = op._calendar.window_of
         lines = [
             "def process(key, event, ts):",
             "    start, end = window_of(ts)",
-            f"    if end + {op.allowed_lateness_ms} <= op._watermark:",
+            f"    if {kernel.late_end_source('end', 'op._watermark')}:",
             "        return ProcessResult([], op._late(key, event, ts, ((start, end),)))",
         ]
     if reads:
@@ -932,6 +925,3 @@ def _compile_tumbling(op: WindowOperator) -> Any:
     code = compile("\n".join(lines), f"<rheos tumbling window {op.spec!r}>", "exec")
     exec(code, env)
     return env["process"]
-
-
-_AGG_MODULE = BoundAggregation.__module__

@@ -8,9 +8,11 @@ order has ``W = (max event ts seen) - B``. Before any event ``W`` is :data:`MIN_
 (minus infinity); :data:`MAX_WATERMARK` (plus infinity) means the input has ended.
 
 Out of order. An event is *out of order* when its timestamp is below the largest timestamp
-seen before it on the same source; :class:`WatermarkTracker` counts those events and keeps the
-largest delay (``max ts before - ts``). An out-of-order event is not necessarily *late*:
-lateness is decided by the window operator against the watermark.
+seen before it on the same stream; :class:`Disorder` counts those events and keeps the
+largest delay (``max ts before - ts``), for one event at a time, a list or an array of times
+(every runtime counts with it; generated loops inline its source, :func:`disorder_source`).
+An out-of-order event is not necessarily *late*: lateness is decided by the window operator
+against the watermark.
 
 Partitions. A source is read as several partitions. The source's watermark is the minimum, over
 its *active* partitions, of ``partition max ts - B``, so a slow partition holds event time back
@@ -60,12 +62,15 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
-from typing import Any
+from collections.abc import Callable, Collection, Hashable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from rheos.durations import Duration, to_ms
 from rheos.errors import CheckpointError, ConfigError, FlowDefinitionError
 from rheos.windowing.clock import Clock, SystemClock
+
+if TYPE_CHECKING:  # NumPy is needed only by the array form (the micro-batch runtime)
+    import numpy as np
 
 MIN_WATERMARK = -(2**63)
 """The watermark before anything is known: minus infinity."""
@@ -85,6 +90,122 @@ def combine_watermarks(*watermarks: int) -> int:
     if not watermarks:
         raise ConfigError("combine_watermarks: needs at least one watermark")
     return min(watermarks)
+
+
+def disorder_source(ts: str, top: str, late: str, most: str, on_top: Iterable[str] = ()) -> str:
+    """Python statements counting the event at time ``ts`` out of order or not: ``top``
+    names the largest time so far, ``late`` the count of out-of-order events, ``most`` the
+    largest delay; ``on_top`` are statements run when ``ts`` is a new largest time. The one
+    source of :meth:`Disorder.observe` and of the loops that inline it."""
+    lines = [
+        f"if {ts} < {top}:",
+        f"    {late} += 1",
+        f"    if {top} - {ts} > {most}:",
+        f"        {most} = {top} - {ts}",
+        "else:",
+        f"    {top} = {ts}",
+        *("    " + line for line in on_top),
+    ]
+    return "\n".join(lines)
+
+
+def _function(head: str, lines: list[str]) -> Callable[..., Any]:
+    text = "\n".join("    " + line for line in lines)
+    env: dict[str, Any] = {}
+    exec(compile(f"def {head}:\n{text}\n", "<rheos disorder>", "exec"), env)
+    function: Callable[..., Any] = next(v for k, v in env.items() if k != "__builtins__")
+    return function
+
+
+_observe: Callable[[list[int], int], bool] = _function(
+    "observe(c, ts)",
+    [
+        "c[0] += 1",
+        *disorder_source("ts", "c[1]", "c[2]", "c[3]", on_top=["return False"]).splitlines(),
+        "return True",
+    ],
+)
+_observe_all: Callable[[list[int], Collection[int]], None] = _function(
+    "observe_all(c, times)",
+    [
+        "top, late, most = c[1], c[2], c[3]",
+        "for ts in times:",
+        *("    " + line for line in disorder_source("ts", "top", "late", "most").splitlines()),
+        "c[0] += len(times)",
+        "c[1], c[2], c[3] = top, late, most",
+    ],
+)
+
+
+class Disorder:
+    """Out-of-order statistics of one stream of event times (see the module docs).
+
+    The counters live in :attr:`cell`, ``[events, largest time, out of order, largest
+    delay]``, a list that hot loops index directly.
+
+    >>> d = Disorder()
+    >>> d.observe(5), d.observe(3), d.observe(9)
+    (False, True, False)
+    >>> d.observe_all([8, 10]); d.events, d.out_of_order, d.max_delay_ms
+    (5, 2, 2)
+    >>> import numpy as np
+    >>> d.observe_array(np.array([4, 11, 11])).tolist()  # the largest time before each event
+    [10, 10, 11]
+    >>> d.out_of_order, d.max_delay_ms, d.top
+    (3, 6, 11)
+    """
+
+    __slots__ = ("cell",)
+
+    def __init__(self) -> None:
+        self.cell = [0, MIN_WATERMARK, 0, 0]
+
+    @property
+    def events(self) -> int:
+        return self.cell[0]
+
+    @property
+    def top(self) -> int:
+        """The largest time seen (:data:`MIN_WATERMARK` before any)."""
+        return self.cell[1]
+
+    @property
+    def out_of_order(self) -> int:
+        return self.cell[2]
+
+    @property
+    def max_delay_ms(self) -> int:
+        return self.cell[3]
+
+    def observe(self, ts: int) -> bool:
+        """Count one event at ``ts``; True if it is out of order."""
+        return _observe(self.cell, ts)
+
+    def observe_all(self, times: Collection[int]) -> None:
+        """Count events at ``times``, in order."""
+        _observe_all(self.cell, times)
+
+    def observe_array(self, ts: np.ndarray) -> np.ndarray:
+        """Count events at ``ts`` (an int64 array, in order); return the largest time seen
+        before each of them."""
+        import numpy as np  # an optional dependency: only the micro-batch runtime calls this
+
+        cell = self.cell
+        if not len(ts):
+            return ts
+        top = np.maximum(np.maximum.accumulate(ts), cell[1])
+        before = np.concatenate([np.asarray([cell[1]], dtype=np.int64), top[:-1]])
+        late = ts < before
+        cell[0] += len(ts)
+        if late.any():
+            cell[2] += int(late.sum())
+            cell[3] = max(cell[3], int((before - ts)[late].max()))
+        cell[1] = int(top[-1])
+        return before
+
+    def __repr__(self) -> str:
+        return f"Disorder(events={self.events}, out_of_order={self.out_of_order}, " \
+            f"max_delay_ms={self.max_delay_ms})"  # fmt: skip
 
 
 def _plain_to_hashable(value: Any) -> Any:
@@ -134,17 +255,32 @@ class WatermarkTracker:
             raise ConfigError("idle_timeout: must be greater than zero (or None for never)")
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._partitions: dict[Hashable, _Partition] = {}
-        self._max_ts: int | None = None
+        self.disorder = Disorder()
+        """The source's out-of-order statistics (over all its partitions)."""
         self._last_event_ms = self._clock.now_ms()
         # the hot path reads the clock only when idleness can matter
         self._reads_clock = self.idle_timeout_ms is not None
         self._watermark = MIN_WATERMARK
-        self.events = 0
+
+    @property
+    def events(self) -> int:
         """Events observed."""
-        self.out_of_order_count = 0
+        return self.disorder.events
+
+    @property
+    def out_of_order_count(self) -> int:
         """Events whose timestamp was below the largest one seen before them."""
-        self.max_delay_ms = 0
+        return self.disorder.out_of_order
+
+    @property
+    def max_delay_ms(self) -> int:
         """The largest ``max ts before - ts`` of an out-of-order event."""
+        return self.disorder.max_delay_ms
+
+    @property
+    def _max_ts(self) -> int | None:
+        top = self.disorder.top
+        return None if top == MIN_WATERMARK and not self.disorder.events else top
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -164,7 +300,6 @@ class WatermarkTracker:
             raise FlowDefinitionError(
                 f"watermarks: event observed on partition {partition!r} after it was ended"
             )
-        self.events += 1
         if self._reads_clock:
             now = self._clock.now_ms()
             part.last_seen_ms = now
@@ -172,14 +307,7 @@ class WatermarkTracker:
         part.idle = False
         if part.max_ts is None or ts > part.max_ts:
             part.max_ts = ts
-        top = self._max_ts
-        if top is None or ts >= top:
-            self._max_ts = ts
-            return False
-        self.out_of_order_count += 1
-        if top - ts > self.max_delay_ms:
-            self.max_delay_ms = top - ts
-        return True
+        return _observe(self.disorder.cell, ts)
 
     def end_partition(self, partition: Hashable) -> None:
         """Mark ``partition`` exhausted: it no longer holds the watermark back."""
@@ -282,13 +410,16 @@ class WatermarkTracker:
             part.max_ts = max_ts
             part.ended = bool(ended)
             self._partitions[_plain_to_hashable(p)] = part
-        self._max_ts = snapshot["max_ts"]
+        top = snapshot["max_ts"]
+        self.disorder.cell[:] = [
+            int(snapshot["events"]),
+            MIN_WATERMARK if top is None else top,
+            int(snapshot["out_of_order_count"]),
+            int(snapshot["max_delay_ms"]),
+        ]
         self._watermark = int(snapshot["watermark"])
         self._last_event_ms = now
         self._reads_clock = self.idle_timeout_ms is not None
-        self.events = int(snapshot["events"])
-        self.out_of_order_count = int(snapshot["out_of_order_count"])
-        self.max_delay_ms = int(snapshot["max_delay_ms"])
 
     @classmethod
     def restore(
@@ -315,6 +446,8 @@ class WatermarkTracker:
 __all__ = [
     "MAX_WATERMARK",
     "MIN_WATERMARK",
+    "Disorder",
     "WatermarkTracker",
     "combine_watermarks",
+    "disorder_source",
 ]

@@ -42,15 +42,80 @@ Completeness and lateness (watermark ``W``, allowed lateness ``L`` in ms, defaul
 * a window is **complete** when ``W >= end``;
 * it is **finalized** (final result emitted, state dropped) when ``W >= end + L``;
 * an event is **late** for a window that was already finalized when the event arrived.
+
+The formulas are written once, here, as source text (:data:`ALIGN`, :data:`FINALIZED`) and
+compiled into :func:`align` and :func:`finalized`, which take Python ints and NumPy arrays
+alike; code generated for the hot path inlines the same text (:func:`align_source`,
+:func:`finalized_source`). :class:`rheos.windowing.kernel.WindowKernel` applies them to one
+window step, for one event and for an array of events.
+
+>>> align(90_000, 60_000, 0), finalized(120_000, 5_000, 125_000)
+(60000, True)
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from rheos.durations import Duration, format_ms, to_ms
 from rheos.errors import ConfigError
 from rheos.windowing.calendars import CalendarWindows, calendar
+
+ALIGN = "{ts} - ({ts} - {offset}) % {every}"
+"""The start of the cell of the grid ``k * every + offset`` that holds ``ts``: the tumbling
+window of ``ts``, or the latest sliding window start at or below it (floor modulo: right for
+negative times, in Python and NumPy alike)."""
+
+FIRST = "{last} - (({last} - ({ts} - {size}) - 1) // {every}) * {every}"
+"""The earliest start of a sliding window of ``size`` (one every ``every``) that holds ``ts``,
+given ``last``, the latest (:data:`ALIGN`)."""
+
+FINALIZED = "{at} + {delta} <= {watermark}"
+"""A window is finalized -- and an event for it late -- when the watermark reaches its end
+plus the allowed lateness: ``at + delta`` with ``at`` the end and ``delta`` the lateness, or
+``at`` the start and ``delta`` size plus lateness."""
+
+
+def align_source(ts: str, every: int | str, offset: int | str) -> str:
+    """:data:`ALIGN` as a Python expression over the names or numbers given."""
+    return ALIGN.format(ts=ts, every=every, offset=offset)
+
+
+def first_source(last: str, ts: str, size: int | str, every: int | str) -> str:
+    """:data:`FIRST` as a Python expression over the names or numbers given."""
+    return FIRST.format(last=last, ts=ts, size=size, every=every)
+
+
+def finalized_source(at: str, delta: int | str, watermark: str) -> str:
+    """:data:`FINALIZED` as a Python expression over the names or numbers given."""
+    return FINALIZED.format(at=at, delta=delta, watermark=watermark)
+
+
+def _compiled(name: str, args: str, expression: str) -> Callable[..., Any]:
+    env: dict[str, Any] = {}
+    exec(compile(f"def {name}({args}):\n    return {expression}\n", f"<rheos {name}>", "exec"), env)
+    function: Callable[..., Any] = env[name]
+    return function
+
+
+align: Callable[[Any, int, int], Any] = _compiled(
+    "align", "ts, every, offset", align_source("ts", "every", "offset")
+)
+"""``align(ts, every, offset)``: :data:`ALIGN` (``ts`` an int or an int64 array)."""
+
+finalized: Callable[[Any, int, Any], Any] = _compiled(
+    "finalized", "at, delta, watermark", finalized_source("at", "delta", "watermark")
+)
+"""``finalized(at, delta, watermark)``: :data:`FINALIZED` (ints; arrays: see
+:meth:`rheos.windowing.kernel.WindowKernel.late_array`, which keeps the infinities)."""
+
+
+first_start: Callable[[Any, Any, int, int], Any] = _compiled(
+    "first_start", "last, ts, size, every", first_source("last", "ts", "size", "every")
+)
+"""``first_start(last, ts, size, every)``: :data:`FIRST` (ints or int64 arrays)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +127,7 @@ class TumblingWindows:
 
     def window_start(self, ts: int) -> int:
         """Start of the one window that holds ``ts``."""
-        return ts - (ts - self.offset_ms) % self.size_ms
+        return align(ts, self.size_ms, self.offset_ms)  # type: ignore[no-any-return]
 
     def windows_of(self, ts: int) -> tuple[tuple[int, int], ...]:
         """The windows ``(start, end)`` that hold ``ts``, by start."""
@@ -85,18 +150,15 @@ class SlidingWindows:
 
     def last_start(self, ts: int) -> int:
         """Start of the latest window that holds ``ts``."""
-        return ts - (ts - self.offset_ms) % self.every_ms
+        return align(ts, self.every_ms, self.offset_ms)  # type: ignore[no-any-return]
 
     def windows_of(self, ts: int) -> tuple[tuple[int, int], ...]:
         """The windows ``(start, end)`` that hold ``ts``, by start."""
-        start = self.last_start(ts)
-        lowest = ts - self.size_ms
-        out = []
-        while start > lowest:
-            out.append((start, start + self.size_ms))
-            start -= self.every_ms
-        out.reverse()
-        return tuple(out)
+        size, every = self.size_ms, self.every_ms
+        last = self.last_start(ts)
+        return tuple(
+            (s, s + size) for s in range(first_start(last, ts, size, every), last + 1, every)
+        )
 
     def __repr__(self) -> str:
         text = f"sliding({format_ms(self.size_ms)!r}, {format_ms(self.every_ms)!r}"
@@ -154,12 +216,21 @@ def session(gap: Duration) -> SessionWindows:
 
 
 __all__ = [
+    "ALIGN",
+    "FINALIZED",
+    "FIRST",
     "CalendarWindows",
     "SessionWindows",
     "SlidingWindows",
     "TumblingWindows",
     "WindowSpec",
+    "align",
+    "align_source",
     "calendar",
+    "finalized",
+    "finalized_source",
+    "first_source",
+    "first_start",
     "session",
     "sliding",
     "tumbling",

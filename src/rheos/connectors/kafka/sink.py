@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ class KafkaSink:
         create: bool = False,
         partitions: int = 1,
         connect_timeout: Duration = "10s",
+        commit_timeout: Duration = "30s",
     ) -> None:
         check_format(format)
         self.topic = topic
@@ -39,6 +41,7 @@ class KafkaSink:
         self.create = create
         self.partitions = partitions
         self.connect_timeout = seconds(connect_timeout)
+        self.commit_timeout = seconds(commit_timeout)
 
     def open(self, ctx: OpenContext) -> KafkaWriter:
         return KafkaWriter(self, ctx)
@@ -82,6 +85,8 @@ class KafkaWriter(BaseWriter):
         self._held: list[tuple[bytes | None, bytes, int]] = []
         """Records written between a checkpoint's prepare and its commit (see :meth:`write`)."""
         self._open = False
+        self._stuck = False
+        """A transactional call never returned: the producer is left alone from then on."""
         self._shared = ctx.shared
         self._group_offsets: list[tuple[list[Any], Any]] = []
         self._ensure_topic()
@@ -113,6 +118,38 @@ class KafkaWriter(BaseWriter):
                 f"{self._who}: {what} failed at {self.sink.bootstrap_servers}: {exc}",
                 topic=self.sink.topic,
             ) from exc
+
+    def _bounded(self, what: str, fn: Callable[[], Any]) -> Any:
+        """``fn`` (a transactional call given ``commit_timeout``), waited for at most a little
+        longer than that timeout. librdkafka can block in ``send_offsets_to_transaction`` and
+        ``commit_transaction`` well past their timeout when a coordinator went down
+        (confluentinc/librdkafka#5456 and #5511): rather than hang, the run stops with an
+        error naming the servers, and the next run recovers the checkpoint exactly once (its
+        producer fences this one)."""
+        box: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                box["result"] = self._call(what, fn)
+            except BaseException as exc:  # handed to the caller below
+                box["error"] = exc
+
+        worker = threading.Thread(target=call, name=f"rheos-kafka-{what}", daemon=True)
+        worker.start()
+        limit = self.sink.commit_timeout + 5
+        worker.join(limit)
+        if worker.is_alive():
+            self._stuck = True
+            raise KafkaError(
+                f"{self._who}: {what} did not return within {limit:.0f} s at "
+                f"{self.sink.bootstrap_servers} (the Kafka client waits for a transaction or "
+                "group coordinator that is gone): the run stops; run it again to resume from "
+                "its last checkpoint, exactly once",
+                topic=self.sink.topic,
+            )
+        if "error" in box:
+            raise box["error"]
+        return box.get("result")
 
     def _ensure_topic(self) -> None:
         sink = self.sink
@@ -221,21 +258,23 @@ class KafkaWriter(BaseWriter):
         """Commit the open transaction with ``checkpoint`` as the marker group's offset."""
         mark = [self._kafka.TopicPartition(self.sink.topic, 0, checkpoint)]
         meta = self._marker.consumer_group_metadata()
-        timeout = max(self.sink.connect_timeout, 30)
-        self._call(
+        timeout = self.sink.commit_timeout
+        self._bounded(
             "recording the checkpoint in the transaction",
             lambda: self._producer.send_offsets_to_transaction(mark, meta, timeout),
         )
         for offsets, group in self._group_offsets:  # the Kafka sources' consumed offsets
             self._send_offsets(offsets, group, timeout)
         self._group_offsets = []
-        self._call("committing the transaction", lambda: self._producer.commit_transaction(timeout))
+        self._bounded(
+            "committing the transaction", lambda: self._producer.commit_transaction(timeout)
+        )
 
     def _send_offsets(self, offsets: list[Any], group: Any, timeout: float) -> None:
         def send() -> None:
             self._producer.send_offsets_to_transaction(offsets, group, timeout)
 
-        self._call("committing consumed offsets in the transaction", send)
+        self._bounded("committing consumed offsets in the transaction", send)
 
     def committed_checkpoint(self) -> int | None:
         """The id of the last checkpoint whose transaction committed (None: none yet)."""
@@ -263,6 +302,10 @@ class KafkaWriter(BaseWriter):
         self._commit_transaction(checkpoint)
 
     def close(self) -> None:
+        if self._stuck:  # any call on the producer could block as well: leave it
+            if self._marker is not None:
+                self._marker.close()
+            return
         try:
             if not self._in_checkpoints:
                 self._flush()
@@ -307,6 +350,7 @@ def kafka_sink(
     create: bool = False,
     partitions: int = 1,
     connect_timeout: Duration = "10s",
+    commit_timeout: Duration = "30s",
 ) -> KafkaSink:
     """A sink producing to ``topic`` of a Kafka cluster, exactly once in checkpointed runs
     (see the module docs).
@@ -315,6 +359,9 @@ def kafka_sink(
     missing topic is a :class:`~rheos.errors.KafkaTopicNotFoundError`). ``name`` (default the
     topic) makes the ``transactional.id``: give two sinks of one flow on the same topic
     different names. ``config`` adds librdkafka producer settings (SASL/SSL...).
+    ``commit_timeout`` bounds each transactional call of a checkpoint's commit: past it (a
+    coordinator lost for longer) the run stops with a :class:`~rheos.errors.KafkaError`, and
+    running it again resumes from the last checkpoint, exactly once.
     """
     return KafkaSink(
         topic,
@@ -326,6 +373,7 @@ def kafka_sink(
         create=create,
         partitions=partitions,
         connect_timeout=connect_timeout,
+        commit_timeout=commit_timeout,
     )
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from rheos.errors import ConfigError
 from rheos.operations.metrics import CONTENT_TYPE, prometheus_registry, prometheus_text
 from rheos.runtime.metrics import wall_ms
+from rheos.runtime.workers.status import split_status
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8750
@@ -59,7 +60,7 @@ class _Handler(BaseHTTPRequestHandler):
             if path in ("/", "/index.html"):
                 self._send(200, "text/html; charset=utf-8", owner.page)
             elif path == "/api/metrics":
-                body = json.dumps(owner.snapshot(), default=str).encode()
+                body = json.dumps(owner.with_workers(owner.snapshot()), default=str).encode()
                 self._send(200, "application/json", body)
             elif path == "/metrics":
                 self._send(200, CONTENT_TYPE, prometheus_text(owner.registry))
@@ -116,6 +117,14 @@ class FlowServer:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._file: Path | None = None
+
+    def with_workers(self, snap: Snapshot) -> Snapshot:
+        """``snap`` with ``split`` (workers, tasks, worker events) for a flow split across
+        workers (:func:`rheos.runtime.workers.status.split_status`)."""
+        if self.data_dir is None:
+            return snap
+        split = split_status(os.fspath(self.data_dir), self.flow)
+        return snap if split is None else {**snap, "split": split}
 
     @property
     def port(self) -> int:

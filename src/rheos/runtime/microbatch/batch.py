@@ -67,6 +67,18 @@ class Batch:
             self._rows = self.frame.to_dicts()
         return self._rows
 
+    @property
+    def held_rows(self) -> list[Any] | None:
+        """The events as Python values if the batch holds them so (no conversion), else None."""
+        return self._rows
+
+    def value(self, i: int) -> Any:
+        """Event ``i`` as a Python value, without converting the whole batch."""
+        if self._rows is None:
+            assert self.frame is not None
+            return self.frame.row(i, named=True)
+        return self._rows[i]
+
     def key_list(self) -> list[Any]:
         """The keys as a Python list (``None`` for each event of an unkeyed stream)."""
         if self.keys is None:

@@ -12,41 +12,40 @@ from collections.abc import Callable
 from typing import Any
 
 from rheos.connectors.base import OpenContext, SinkWriter
-from rheos.connectors.log import LogSink
 from rheos.errors import FlowDefinitionError, RheosError
 from rheos.flows.steps import (
     LATE,
     OUT,
     Graph,
-    JoinStep,
     KeyByStep,
     Port,
-    ProcessStep,
     SinkStep,
     SourceStep,
     Step,
     TransformStep,
     UnionStep,
-    WindowStep,
 )
-from rheos.runtime.compile import BAD_EVENT_ERRORS, Compiled, _SinkCounter, hold_back
-from rheos.runtime.deadletters import IN_SUMMARY
+from rheos.runtime.build import Compiled, SinkCounter, build
 from rheos.runtime.microbatch.batch import Batch, merge_by_pos
 from rheos.runtime.microbatch.stateful import Collector, Driver, Round, make_driver
 from rheos.runtime.microbatch.stateless import OnBad, Row, run_key_by, run_transform
 from rheos.runtime.nodes import (
-    JoinNode,
-    LateRouter,
-    ProcessNode,
+    BAD_EVENT_ERRORS,
+    Node,
+    Push,
     WindowNode,
     output_context,
     where,
 )
-from rheos.runtime.summary import StepStats
 
 
 class Plan:
-    """A flow ready to run batch by batch (see the module docs)."""
+    """A flow ready to run batch by batch (see the module docs).
+
+    The graph is walked by the one plan builder (:mod:`rheos.runtime.build`); the plan is
+    this mode's wiring: a stateful node's output ports are collectors, and the other steps run
+    whole batches in :meth:`run_round`.
+    """
 
     def __init__(
         self,
@@ -65,41 +64,30 @@ class Plan:
         self.round: Round | None = None
         self.drivers: dict[int, Driver] = {}
         self.collectors: dict[Port, Collector] = {}
-        self.sinks: dict[int, tuple[SinkWriter, _SinkCounter]] = {}
-        self._late_topic = default_late_topic
-        self._late_writer: SinkWriter | None = None
+        self.sinks: dict[int, tuple[SinkWriter, SinkCounter]] = {}
+        self._late_default: Push | None = None
         self.on_bad: OnBad | None = None
         """Where events that fail in a per-event step go (the runner's bad-event policy)."""
-        holds = hold_back(graph)
-        flow = graph.name
-        for step in graph.steps:
-            if isinstance(step, SinkStep):
-                writer = step.sink.open(ctx)
-                counter = _SinkCounter(step.name)
-                self.compiled.writers.append(writer)
-                self.compiled.named_writers[step.name] = writer
-                self.compiled.sink_counters.append(counter)
-                self.sinks[step.id] = (writer, counter)
-                continue
-            if not isinstance(step, WindowStep | ProcessStep | JoinStep):
-                continue
-            out = self._collector((step.id, OUT))
-            node: WindowNode | ProcessNode | JoinNode
-            if isinstance(step, WindowStep):
-                late = self._collector((step.id, LATE))
-                router = LateRouter(flow, step, late, StepStats(step.name, step.kind))
-                node = WindowNode(flow, step, out, router, holds[step.id], now)
-                node.stats.kind = "window"
-            elif isinstance(step, ProcessStep):
-                node = ProcessNode(flow, step, out, holds[step.id])
-            else:
-                late = self._collector((step.id, LATE))
-                router = LateRouter(flow, step, late, StepStats(step.name, step.kind))
-                node = JoinNode(flow, step, out, router, holds[step.id])
-            node.flow_watermark = self._flow_watermark
-            self.compiled.wire(node)
-            self.compiled.nodes.append(node)
-            self.drivers[step.id] = make_driver(node, self.cur)
+        build(self.compiled, ctx, self, default_late_topic=default_late_topic, now=now)
+
+    # -- the wiring (see rheos.runtime.build.Wiring) ----------------------------------------------
+
+    def output(self, port: Port) -> Push:
+        return self._collector(port)
+
+    def late(self, step: Step, default: Push) -> Push:
+        self._late_default = default
+        return self._collector((step.id, LATE))
+
+    def sink(self, step: SinkStep, writer: SinkWriter, counter: SinkCounter) -> None:
+        self.sinks[step.id] = (writer, counter)
+
+    def node(self, step: Step, node: Node) -> None:
+        node.flow_watermark = self._flow_watermark
+        self.drivers[step.id] = make_driver(node, self.cur)
+
+    def stateless(self, step: Step) -> None:
+        """Sources, transforms, ``key_by`` and unions run in :meth:`run_round`."""
 
     def _collector(self, port: Port) -> Collector:
         collector = self.collectors[port] = Collector(self.cur)
@@ -189,20 +177,10 @@ class Plan:
         counter.count += len(batch) - refused
 
     def _default_late(self, batch: Batch) -> None:
-        memory = self.compiled.late_memory
-        if self._late_topic is None:
-            memory.extend(batch.rows)
-            return
-        if len(memory) < IN_SUMMARY:
-            memory.extend(batch.rows[: IN_SUMMARY - len(memory)])
-        if self._late_writer is None:
-            self._late_writer = LogSink(self._late_topic).open(self.ctx)
-            self.compiled.writers.append(self._late_writer)
-            self.compiled.named_writers[self._late_topic] = self._late_writer
-            if self.compiled.on_open is not None:
-                self.compiled.on_open(self._late_topic, self._late_writer)
-        for value, ts in zip(batch.rows, batch.ts.tolist(), strict=True):
-            self._late_writer.write(value, ts)
+        default = self._late_default
+        assert default is not None
+        for key, value, ts in zip(batch.key_list(), batch.rows, batch.ts.tolist(), strict=True):
+            default(key, value, ts)
 
 
 __all__ = ["Plan"]

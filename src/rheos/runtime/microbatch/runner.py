@@ -66,6 +66,8 @@ class MicroBatchRunner(Runner):
         checkpoint_interval_ms: int | None = None,
         keep: int = DEFAULT_KEEP,
         metrics: bool = True,
+        task: int | None = None,
+        tasks: int = 1,
     ) -> None:
         super().__init__(
             graph,
@@ -74,6 +76,8 @@ class MicroBatchRunner(Runner):
             checkpoint_interval_ms=checkpoint_interval_ms,
             keep=keep,
             metrics=metrics,
+            task=task,
+            tasks=tasks,
         )
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")

@@ -27,18 +27,23 @@ already passed (out-of-order events make this common). Stream-first mode fires i
 watermark next rises, so a node is advanced only where the watermark rises, and never at a
 crossing before the item that made it due.
 
-**Vectorised windows** (:class:`VectorWindow`, tumbling and sliding, ``emit="final"``, event
-time, aggregations ``count/sum/min/max/mean/first/last`` of fields or expressions): the
-watermark each event saw decides, vectorised, which of its windows it is late for (the operator
-finalizes a window ``[s, e)`` exactly when the held watermark reaches ``e + L``, so "late" is
-``s + size + L <= held(W)``). The other events are grouped by (window, key) with Polars, in
-first-arrival order, and merged into the operator as partial aggregates; then the node is
+**Vectorised windows** (:class:`VectorWindow`, tumbling, sliding and calendar windows,
+``emit="final"``, event time, aggregations with a columnar form -- ``count/sum/min/max/mean/
+first/last`` -- of fields or expressions): the event-time kernel of the step
+(:class:`~rheos.windowing.kernel.WindowKernel`) assigns the whole array of events to windows
+and, from the watermark each event saw, decides which of its windows it is late for -- the
+same answer the operator gives one event at a time. The other events are grouped by (window,
+key) with Polars, in first-arrival order, with each aggregation's columnar form
+(:meth:`~rheos.windowing.aggregations.BoundAggregation.partial_polars`), and merged into the
+operator as partial aggregates; then the node is
 advanced through the batch's crossings. A window that finalizes at a crossing inside the batch
 holds only events that arrived before that crossing -- any later one was late for it -- so
 merging the whole batch first emits the same rows, in the same order (by window end, start,
 then first arrival, which the merge preserves).
 
-**Float sums** (``sum``, and the sum of ``mean``) are not partial sums merged into the state:
+**Float sums** (``sum``, and the sum of ``mean``: the aggregations that
+:attr:`~rheos.windowing.aggregations.BoundAggregation.sums_in_order`) are not partial sums
+merged into the state:
 floating-point addition is not associative, and stream-first mode computes
 ``((state + v1) + v2) + ...`` in arrival order. Each group's non-null values (a list, in
 arrival order) are added one by one to the window's sum so far, vectorised with
@@ -63,10 +68,8 @@ from rheos.runtime.compile import BAD_EVENT_ERRORS
 from rheos.runtime.microbatch.batch import Batch, key_series, merge_by_pos
 from rheos.runtime.microbatch.stateless import OnBad
 from rheos.runtime.nodes import JoinNode, Node, ProcessNode, WindowNode
-from rheos.windowing import MAX_WATERMARK, MIN_WATERMARK, LateInfo
-from rheos.windowing.windows import CalendarWindows, SlidingWindows, TumblingWindows
-
-_VECTOR_KINDS = frozenset({"count", "sum", "min", "max", "mean", "first", "last"})
+from rheos.windowing import MAX_WATERMARK, MIN_WATERMARK, LateInfo, SessionWindows
+from rheos.windowing.aggregations import BoundAggregation
 
 
 class Round:
@@ -205,15 +208,12 @@ class Driver:
 
 def vectorizable(step: WindowStep) -> bool:
     """Whether a window step can run vectorised (see the module docs)."""
-    if step.time != "event" or step.emit != "final":
-        return False
-    if not isinstance(step.spec, TumblingWindows | SlidingWindows | CalendarWindows):
+    if step.time != "event" or step.emit != "final" or isinstance(step.spec, SessionWindows):
         return False
     for agg in step.aggregations.values():
-        if getattr(agg, "kind", None) not in _VECTOR_KINDS:
+        if not isinstance(agg, BoundAggregation) or not agg.columnar:
             return False
-        field = agg.field
-        if agg.kind != "count" and not isinstance(field, str | Expr):
+        if agg.reads_value and not isinstance(agg.field, str | Expr):
             return False
     return True
 
@@ -231,18 +231,13 @@ class VectorWindow(Driver):
     def __init__(self, node: WindowNode, cur: list[int]) -> None:
         super().__init__(node, [node.push], cur)
         self.window = node
-        step = node.step
-        spec = step.spec
-        self.calendar = spec if isinstance(spec, CalendarWindows) else None
-        self.size = 0 if isinstance(spec, CalendarWindows) else spec.size_ms
-        self.every = spec.every_ms if isinstance(spec, SlidingWindows) else self.size
-        self.offset = 0 if isinstance(spec, CalendarWindows) else spec.offset_ms
+        self.kernel = node.op.kernel
+        self.aggs = node.op.aggregations
         self.value_exprs: list[Any] = []
-        self.kinds: list[str] = []
-        for j, agg in enumerate(step.aggregations.values()):
-            self.kinds.append(agg.kind)
-            if agg.kind != "count":
+        for j, agg in enumerate(self.aggs):
+            if agg.reads_value:
                 field = agg.field
+                assert isinstance(field, str | Expr)  # see vectorizable
                 source = pl.col(field) if isinstance(field, str) else field.to_polars()
                 self.value_exprs.append(source.alias(f"__v{j}"))
 
@@ -278,31 +273,14 @@ class VectorWindow(Driver):
         prev = np.concatenate([np.asarray([rnd.start_wm], dtype=np.int64), rnd.wm[:-1]])
         seen = np.where(pos % 3 == 2, rnd.wm[idx], prev[idx])
         limit = _held(seen, self.window.hold_ms)
-        self._stats(ts)
-        # every (event, window) pair
-        lateness = op.allowed_lateness_ms
-        if self.calendar is not None:  # one period per event, asked of the spec
-            rep = None
-            starts, ends = self.calendar.windows_of_array(ts)
-        elif self.every == self.size:  # tumbling: one window per event
-            rep = None
-            starts = ts - (ts - self.offset) % self.every
-            ends = starts + self.size
-        else:
-            last = ts - (ts - self.offset) % self.every
-            first = last - ((last - (ts - self.size) - 1) // self.every) * self.every
-            counts = (last - first) // self.every + 1
-            rep = np.repeat(np.arange(n), counts)
-            k = np.arange(len(rep)) - np.repeat(np.cumsum(counts) - counts, counts)
-            starts = first[rep] + k * self.every
-            ends = starts + self.size
-        # late for ``[s, e)``: ``e + L <= held(W)``
-        bound = np.where(limit <= MIN_WATERMARK + lateness, MIN_WATERMARK, limit - lateness)
-        missed = ends <= (bound if rep is None else bound[rep])
+        self.window.disorder.observe_array(ts)
+        # every (event, window) pair, and whether the event is late for the window
+        rep, starts, ends = self.kernel.windows_array(ts)
+        missed = self.kernel.late_array(ends, limit if rep is None else limit[rep])
         any_missed = bool(missed.any())
         if any_missed:
             every = np.arange(n) if rep is None else rep
-            self._late(batch, frame, keys, every, starts, ends, missed)
+            self._late(batch, keys, every, starts, ends, missed)
         base = op.reserve_seq(n)
         seq = np.arange(base, base + n, dtype=np.int64)
         columns = [
@@ -319,21 +297,9 @@ class VectorWindow(Driver):
         self.cross(rnd, 3 * rnd.n + 2)
         return True
 
-    def _stats(self, ts: np.ndarray) -> None:
-        cell = self.window.cell
-        top = np.maximum(np.maximum.accumulate(ts), cell[1])
-        before = np.concatenate([np.asarray([cell[1]], dtype=np.int64), top[:-1]])
-        ooo = ts < before
-        cell[0] += len(ts)
-        if ooo.any():
-            cell[2] += int(ooo.sum())
-            cell[3] = max(cell[3], int((before - ts)[ooo].max()))
-        cell[1] = int(top[-1])
-
     def _late(
         self,
         batch: Batch,
-        frame: pl.DataFrame,
         keys: pl.Series,
         rep: np.ndarray,
         starts: np.ndarray,
@@ -348,28 +314,29 @@ class VectorWindow(Driver):
         for i, windows in late_pairs.items():
             op.late_events += 1
             cur[0] = int(batch.pos[i])
-            rows = batch._rows
-            event = rows[i] if rows is not None else frame.row(i, named=True)
+            event = batch.value(i)
             info = LateInfo(keys[i], int(batch.ts[i]), event, tuple(windows))
             self.window.route_late(info)
 
     def _merge(self, kept: pl.DataFrame) -> None:
-        kinds = self.kinds
+        aggs = self.aggs
         schema = kept.schema
         floats = frozenset(
-            j for j, kind in enumerate(kinds) if kind != "count" and schema[f"__v{j}"].is_float()
+            j for j, agg in enumerate(aggs) if agg.reads_value and schema[f"__v{j}"].is_float()
         )
         in_order = frozenset(
             j
-            for j, kind in enumerate(kinds)
-            if kind in ("sum", "mean") and (j in floats or schema[f"__v{j}"] == pl.Null)
+            for j, agg in enumerate(aggs)
+            if agg.sums_in_order and (j in floats or schema[f"__v{j}"] == pl.Null)
         )
         exprs = [pl.col("__seq").first()]
-        for j, kind in enumerate(kinds):
+        for j, agg in enumerate(aggs):
             if j in in_order:  # the values, for ``_sums_in_order``
                 exprs.append(pl.col(f"__v{j}").drop_nulls().alias(f"__a{j}"))
-            else:
-                exprs.extend(_partial_exprs(kind, f"__v{j}", f"__a{j}", floats=j in floats))
+            else:  # the aggregation's columnar form
+                exprs.extend(
+                    agg.partial_polars(f"__v{j}", "__ts", "__seq", f"__a{j}", floats=j in floats)
+                )
         # groups in first-arrival order (rows keep their order within a group); sorting the
         # few groups is cheaper than ``maintain_order``
         parts = kept.group_by(["__start", "__key"]).agg(exprs).sort(["__seq", "__start"])
@@ -378,7 +345,7 @@ class VectorWindow(Driver):
         states = [op.accumulators(row[0], row[1]) for row in rows]
         sums = {
             j: _sums_in_order(
-                parts.get_column(f"__a{j}"), [_state_sum(kinds[j], s, j) for s in states]
+                parts.get_column(f"__a{j}"), [_state_sum(aggs[j], s, j) for s in states]
             )
             for j in in_order
         }
@@ -387,43 +354,28 @@ class VectorWindow(Driver):
             accs: list[Any] = []
             totals = in_order
             at = 3
-            for j, kind in enumerate(kinds):
+            for j, agg in enumerate(aggs):
                 if j in in_order:
                     total, counts = sums[j]
-                    if kind == "sum":
-                        accs.append(total[g])
-                    else:
-                        before = 0 if state is None else state[j][1]
-                        accs.append([total[g], before + counts[g]])
-                elif kind in ("min", "max") and j in floats:
-                    # 0.0 and -0.0 are equal: the first zero to arrive is kept (stream-first)
-                    value, zero = row[at], row[at + 1]
-                    accs.append(zero if value == 0 else value)
-                    at += 2
-                elif kind in ("count", "sum", "min", "max"):
-                    accs.append(row[at])
-                    at += 1
-                elif kind == "mean":
-                    accs.append([row[at], row[at + 1]])
-                    at += 2
-                else:  # first / last: [ts, seq, value]
-                    accs.append([row[at], row[at + 1], row[at + 2]])
-                    at += 3
-                if (
-                    kind in ("sum", "mean")
-                    and j not in in_order
-                    and isinstance(_state_sum(kind, state, j), float)
-                ):  # a float sum goes on with integers (rare)
-                    accs[j] = _float_then_ints(kept, start, key, kind, j, state, accs[j])
+                    accs.append(
+                        agg.with_sum(None if state is None else state[j], total[g], counts[g])
+                    )
+                    continue
+                acc, width = agg.from_partial(row, at, floats=j in floats)
+                accs.append(acc)
+                at += width
+                if agg.sums_in_order and isinstance(_state_sum(agg, state, j), float):
+                    # a float sum goes on with integers (rare)
+                    accs[j] = _float_then_ints(kept, start, key, agg, j, state)
                     totals = totals | {j}
             op.merge_partial(start, key, row[2], accs, totals)
 
 
-def _state_sum(kind: str, state: list[Any] | None, j: int) -> Any:
-    """The sum so far of aggregation ``j`` (a ``sum`` or a ``mean``): 0 in a new window."""
+def _state_sum(agg: BoundAggregation, state: list[Any] | None, j: int) -> Any:
+    """The sum so far of aggregation ``j`` (one that sums in order): 0 in a new window."""
     if state is None:
         return 0
-    return state[j] if kind == "sum" else state[j][0]
+    return agg.running_sum(state[j])
 
 
 def _sums_in_order(values: pl.Series, inits: list[Any]) -> tuple[list[Any], list[int]]:
@@ -445,43 +397,19 @@ def _sums_in_order(values: pl.Series, inits: list[Any]) -> tuple[list[Any], list
 
 
 def _float_then_ints(
-    kept: pl.DataFrame, start: int, key: Any, kind: str, j: int, state: Any, partial: Any
+    kept: pl.DataFrame,
+    start: int,
+    key: Any,
+    agg: BoundAggregation,
+    j: int,
+    state: Any,
 ) -> Any:
     """The new accumulator of a ``sum`` or ``mean`` whose state is a float and whose values
     in this batch are integers (or booleans): each added to the float in turn."""
     hit = (pl.col("__start") == start) & pl.col("__key").eq_missing(key)
     values = kept.filter(hit).get_column(f"__v{j}").drop_nulls().to_list()
-    if kind == "sum":
-        return functools.reduce(operator.add, values, state[j])
-    return [functools.reduce(operator.add, values, state[j][0]), state[j][1] + partial[1]]
-
-
-def _partial_exprs(kind: str, value: str, out: str, *, floats: bool) -> list[Any]:
-    """The partial aggregate of ``kind`` per group (not for sums added in order: see
-    :func:`_sums_in_order`); the minimum and maximum of ``floats`` also give the group's first
-    zero (``0.0`` or ``-0.0``)."""
-    v, ts, seq = pl.col(value), pl.col("__ts"), pl.col("__seq")
-    if kind == "count":
-        return [pl.len().alias(out)]
-    if kind in ("min", "max"):
-        extreme = v.min() if kind == "min" else v.max()
-        if floats:
-            return [extreme.alias(out), v.filter(v == 0).first().alias(out + "z")]
-        return [extreme.alias(out)]
-    if kind == "sum":
-        return [v.sum().alias(out)]
-    if kind == "mean":
-        return [v.sum().alias(out + "s"), v.count().alias(out + "n")]
-    if kind == "first":
-        at = ts.arg_min()
-        return [ts.min().alias(out + "t"), seq.get(at).alias(out + "q"), v.get(at).alias(out)]
-    # last: the largest time, ties to the last arrival
-    top = ts == ts.max()
-    return [
-        ts.max().alias(out + "t"),
-        seq.filter(top).last().alias(out + "q"),
-        v.filter(top).last().alias(out),
-    ]
+    total = functools.reduce(operator.add, values, agg.running_sum(state[j]))
+    return agg.with_sum(state[j], total, len(values))
 
 
 def make_driver(node: Node, cur: list[int]) -> Driver:

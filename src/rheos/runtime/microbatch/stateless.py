@@ -182,7 +182,7 @@ def run_key_by(flow: str, step: KeyByStep, batch: Batch, on_bad: OnBad | None = 
 
 
 def _keyed(batch: Batch, keys: Any) -> Batch:
-    return Batch(batch.pos, batch.ts, frame=batch.frame, rows=batch._rows, keys=keys)
+    return Batch(batch.pos, batch.ts, frame=batch.frame, rows=batch.held_rows, keys=keys)
 
 
 __all__ = ["run_key_by", "run_transform"]
