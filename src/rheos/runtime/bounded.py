@@ -71,11 +71,19 @@ class Arrival:
         return self.chunks[k], position - self.starts[k]
 
 
-def read_all(reader: SourceReader, sift: Callable[[Chunk], list[int]]) -> Arrival:
+def read_all(
+    reader: SourceReader,
+    sift: Callable[[Chunk], list[int]],
+    stopped: Callable[[], None] | None = None,
+) -> Arrival:
     """Every event of ``reader`` up to its end; ``sift`` gives a chunk's good event times
-    (after dropping, and dead-lettering, the chunk's bad events)."""
+    (after dropping, and dead-lettering, the chunk's bad events). ``stopped`` is called while
+    the reader waits for more (it raises to give up: a repartition topic whose other tasks
+    failed)."""
     arrival = Arrival(reader.decode_all if isinstance(reader, RawReader) else None)
     while not reader.exhausted:
+        if stopped is not None:
+            stopped()
         chunks = reader.poll(0.0)
         for chunk in chunks:
             times = sift(chunk)

@@ -41,6 +41,7 @@ from rheos.errors import (
     BadEventsWarning,
     CheckpointError,
     EventError,
+    FlowError,
     NoDataDirWarning,
     RheosError,
     RheosWarning,
@@ -523,6 +524,19 @@ class Runner:
                 src.wm = src.current()
         self.advance_flow()
 
+    def _waiting(self, src: SourceRun) -> Callable[[], None]:
+        """For a bounded run reading a repartition topic to the other tasks' end markers:
+        raise if the run was stopped meanwhile (another task of the flow failed)."""
+
+        def check() -> None:
+            if self._stop.is_set():
+                raise FlowError(
+                    f"flow {self.graph.name!r}, task {self.task}: stopped ({self._stop_reason}) "
+                    f"while source {src.step.name!r} waited for the other tasks' end markers"
+                )
+
+        return check
+
     def _reading(self, src: SourceRun) -> bool:
         """Whether the run still reads ``src``: not ended, and not a source of the flow's own
         while a drain of its repartition topics is under way."""
@@ -831,7 +845,8 @@ class Runner:
             gc.unfreeze()
 
     def _read_all(self, src: SourceRun) -> Arrival:
-        arrival = read_all(src.reader, lambda chunk: self._sift(src, chunk))
+        check = self._waiting(src) if src.own_watermark is not None else None
+        arrival = read_all(src.reader, lambda chunk: self._sift(src, chunk), check)
         stats = src.stats
         stats.events = len(arrival.values)
         late, most = disorder(arrival.times)

@@ -449,7 +449,10 @@ class MicroBatchRunner(Runner):
         mine: list[list[Part]] = [[] for _ in sources]
         where_from: list[np.ndarray] = []  # per event: its part in ``kept``, and index there
         for index, src in enumerate(sources):
+            stopped = self._waiting(src) if src.own_watermark is not None else None
             while not src.reader.exhausted:
+                if stopped is not None:
+                    stopped()
                 parts = self._poll(src, 0.0)
                 for part in parts:
                     part, ts = self._good_times(src, part)
