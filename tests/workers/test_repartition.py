@@ -111,7 +111,10 @@ def test_streaming_tasks_then_drained_equal_one_run(kind: str, mode: str, tmp_pa
     runners = [app.runner(kind, mode, str(data_dir), p, TASKS, 100) for p in range(TASKS)]
     threads = in_threads(runners, lambda r: r.run(drain=True))
     try:
-        wait_until(lambda: sum(task_output(data_dir).values()) > 0, "results before a drain")
+        try:
+            wait_until(lambda: sum(task_output(data_dir).values()) > 0, "results")
+        except AssertionError:
+            raise AssertionError(f"no results before a drain: {where(threads)}") from None
         app.produce(str(data_dir), 450, 450)
         wait_until(lambda: all(read_to_end(data_dir, r, p) for p, r in enumerate(runners)))
     finally:

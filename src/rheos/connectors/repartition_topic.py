@@ -38,6 +38,7 @@ its positions are in its task's checkpoint (and in the consumer group
 from __future__ import annotations
 
 import fcntl
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,8 @@ MARK_EVERY_MS = 100
 """Watermark records are written at most this often, by the flow's clock (the end marker,
 and those of a checkpoint, at once)."""
 FLUSH_EVERY = 4096
+GROUP_COMMIT_EVERY_S = 5.0
+"""How often a checkpointed run stores a reading end's positions in the consumer group."""
 TARGETS_KEPT = 100_000
 """The writing end remembers the task of this many keys (then starts again)."""
 
@@ -363,6 +366,8 @@ class RepartitionReader(BaseReader):
         self._tracker.declare_partitions(range(tasks))
         self._marks = [MIN_WATERMARK] * tasks
         self._ended = [False] * tasks
+        self._in_checkpoints = ctx.transactional
+        self._group_committed = time.monotonic()
 
     # -- reading ------------------------------------------------------------------------------
     def poll(self, timeout: float) -> list[Chunk]:
@@ -493,6 +498,14 @@ class RepartitionReader(BaseReader):
         return {p: (positions[p], ends.get(p, positions[p])) for p in positions}
 
     def commit(self) -> None:
+        """Store the positions in the consumer group: at every call in a run without
+        checkpoints (it ends with one), at most every :data:`GROUP_COMMIT_EVERY_S` in a
+        checkpointed run (its positions are in its checkpoints; the group is where a later
+        run without a checkpoint starts), so that tasks do not queue on the group store."""
+        now = time.monotonic()
+        if self._in_checkpoints and now - self._group_committed < GROUP_COMMIT_EVERY_S:
+            return
+        self._group_committed = now
         self._reader.commit()
 
     def close(self) -> None:
