@@ -21,6 +21,7 @@ from tests.waiting import wait_until
 import rheos as rh
 from rheos.connectors.base import OpenContext
 from rheos.errors import KafkaTopicNotFoundError
+from rheos.runtime import MODE_ENV
 from rheos.state import CheckpointStore, store_path
 
 N = 100_000
@@ -162,9 +163,12 @@ def progress(data_dir: Path) -> tuple[int, int]:
     return latest.id, int(latest.meta["sources"]["source"]["positions"][0])
 
 
-def start(data_dir: Path, kafka: str, prefix: str, pause: Path, log: Path) -> Any:
+def start(
+    data_dir: Path, kafka: str, prefix: str, pause: Path, log: Path, mode: str = "stream-first"
+) -> Any:
     env = {
         **os.environ,
+        MODE_ENV: mode,
         "RHEOS_TEST_CHECKPOINT_PAUSE": str(pause),
         "RHEOS_TEST_CHECKPOINT_PAUSE_S": "0.05",
         "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent / "src"), str(HERE.parent.parent)]),
@@ -181,7 +185,7 @@ def start(data_dir: Path, kafka: str, prefix: str, pause: Path, log: Path) -> An
 def chaos_run(data_dir: Path, kafka: str, prefix: str, kills: int, seed: int) -> int:
     """Run the app, SIGKILL it ``kills`` times (some inside a checkpoint, between its
     store's commit and the Kafka commit), then let it finish and stop it; return how many
-    kills landed inside a checkpoint."""
+    kills landed inside a checkpoint. Runs alternate between stream-first and micro-batch."""
     rnd = random.Random(seed)
     data_dir.mkdir(exist_ok=True)
     pause = data_dir / "in-checkpoint"
@@ -191,7 +195,10 @@ def chaos_run(data_dir: Path, kafka: str, prefix: str, kills: int, seed: int) ->
     for k in range(kills):
         pause.unlink(missing_ok=True)
         last = progress(data_dir)
-        proc = start(data_dir, kafka, prefix, pause, errors)
+        # the runs alternate between the two runtime modes: both under kill -9, and a flow
+        # resuming from the other mode's checkpoints (docs/concepts/modes.md)
+        mode = "micro-batch" if k % 2 else "stream-first"
+        proc = start(data_dir, kafka, prefix, pause, errors, mode)
         # once this process has restored and checkpointed progress of its own:
         wait_until(
             lambda p=proc, seen=last: (
