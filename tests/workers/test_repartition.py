@@ -9,6 +9,7 @@ partition, as a multiset.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -22,6 +23,8 @@ from tests.waiting import wait_until
 from tests.workers import repartition_app as app
 
 import rheos as rh
+from rheos.runtime.microbatch import MicroBatchRunner
+from rheos.runtime.repartition import repartitioned
 from rheos.runtime.runner import Runner
 from rheos.state import CheckpointStore, store_path
 
@@ -259,3 +262,38 @@ def test_stop_after_counts_a_tasks_input_not_its_repartition_topics(
     threads = in_threads(runners, lambda r: r.run(stop_after=sizes[r.task or 0], drain=True))
     join_all(threads)
     assert task_output(data_dir) == expected
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_upstream_task_that_never_runs_stops_holding_back_after_idle_timeout(
+    mode: str, tmp_path: Path
+) -> None:
+    """Task 1 of 2 never runs: task 0's windows still close while it streams, once task 1
+    has been silent for the sources' idle timeout (as an idle partition would)."""
+    log = rh.Log(tmp_path)
+    log.create_topic(app.INPUT, 2)
+    with log.producer(app.INPUT) as producer:
+        events = [app.event(i) for i in range(300)]
+        producer.append([json.dumps(e).encode() for e in events], partition=0)
+    flow = rh.Flow("idle")
+    (
+        flow.source(rh.log_source(app.INPUT), timestamp="ts", idle_timeout="1s")
+        .key_by("item")
+        .window(rh.tumbling("1s"))
+        .aggregate(n=rh.count())
+        .sink(rh.log_sink(app.OUTPUT))
+    )
+    graph = repartitioned(flow.graph(), 2)
+    runner: Runner
+    if mode == "micro-batch":
+        runner = MicroBatchRunner(
+            graph, data_dir=str(tmp_path), batch_interval_ms=20, task=0, tasks=2
+        )
+    else:
+        runner = Runner(graph, data_dir=str(tmp_path), task=0, tasks=2)
+    threads = in_threads([runner], lambda r: r.run())
+    try:
+        wait_until(lambda: sum(app.output(str(tmp_path)).values()) > 0, "windows to close")
+    finally:
+        runner.stop()
+    join_all(threads)
