@@ -14,17 +14,23 @@ user would. Each run starts from a copy of that data directory and runs, as a us
   start (``workers/events.jsonl``) until the sink topic's *committed* records are all there
   (polled every 20 ms), then stopped with SIGTERM.
 
+``--source kafka`` reads the same events from a Kafka topic of ``--partitions`` partitions
+instead (produced with confluent-kafka, keyed by user, each record to the partition the
+embedded log would give its key), on a broker started with ``scripts/kafka`` (stopped at the
+end) or the one ``--bootstrap`` names; the output still goes to a log topic (Kafka source,
+exactly-once log sink), and each run starts from an empty data directory.
+
 Flows (``--flows``): **W1** filter + map (``amount > 100``, then ``v = amount * 2``) into a log
-topic; **W2** a 60 s tumbling window keyed by ``city`` (count, sum of ``amount``), which needs
-its events repartitioned by city across tasks: it is reported as refused while the flow cannot
-run split. Every run's output is checked: its committed record count equals the expected one.
+topic; **W2** a 60 s tumbling window keyed by ``city`` (count, sum of ``amount``), which reads
+its events through a repartition topic by city across tasks (docs/concepts/repartitioning.md).
+Every run's output is checked: its committed record count equals the expected one.
 
 The table gives events read per second, best of ``--repeat``, and the ratio to 1 worker in
 the same run of this script (compare ratios, not figures across machines or runs).
 
     python benchmarks/bench_scaleout.py [--events N] [--partitions P] [--workers 1,2,4,8,16]
         [--flows W1,W2] [--modes stream-first,micro-batch] [--kinds bounded,streaming]
-        [--repeat R]
+        [--repeat R] [--source log|kafka] [--bootstrap HOST:PORT]
 
 Results are also written as JSON to ``benchmarks/results/scaleout.json`` (``--out``).
 """
@@ -47,7 +53,7 @@ from typing import Any
 
 import msgspec
 
-from rheos.connectors import log_sink, log_source
+from rheos.connectors import kafka_source, log_sink, log_source
 from rheos.flows.expressions import col
 from rheos.runtime import Flow
 from rheos.runtime.workers.membership import read_events
@@ -62,6 +68,9 @@ TOPIC = "scale"
 CITIES = [f"city-{i:02d}" for i in range(20)]
 CATEGORIES = ["books", "games", "food", "garden", "music", "sports", "toys", "travel"]
 START = 1_700_000_000_000
+KAFKA_ENV = "RHEOS_BENCH_KAFKA"
+"""``--source kafka``: the bootstrap servers and topic the flows read, for the runs' processes."""
+KAFKA_TOPIC_ENV = "RHEOS_BENCH_KAFKA_TOPIC"
 STREAMING_LIMIT_S = 600
 """A streaming run that has not written its output by then is reported, not waited for."""
 
@@ -69,8 +78,14 @@ STREAMING_LIMIT_S = 600
 
 
 def _source(flow: Flow) -> Any:
+    servers = os.environ.get(KAFKA_ENV)
+    source = (
+        kafka_source(os.environ[KAFKA_TOPIC_ENV], bootstrap_servers=servers)
+        if servers
+        else log_source(TOPIC)
+    )
     return flow.source(
-        log_source(TOPIC),
+        source,
         timestamp="ts",
         timestamp_unit="ms",
         out_of_orderness="5s",
@@ -217,6 +232,53 @@ def run_streaming(data_dir: Path, flow: str, workers: int, mode: str, want: int)
     return finished - started / 1000
 
 
+# -- Kafka (--source kafka) ---------------------------------------------------------------------
+
+
+def start_broker(folder: Path) -> str:
+    script = str(HERE.parent.parent / "scripts" / "kafka")
+    subprocess.run([sys.executable, script, "fetch"], check=True, capture_output=True)
+    done = subprocess.run(
+        [sys.executable, script, "start", str(folder)], check=True, capture_output=True, text=True
+    )
+    return done.stdout.strip()
+
+
+def stop_broker(folder: Path) -> None:
+    script = str(HERE.parent.parent / "scripts" / "kafka")
+    subprocess.run([sys.executable, script, "stop", str(folder)], check=True)
+
+
+def produce_to_kafka(servers: str, lines: Path, partitions: int) -> str:
+    """A new topic of ``partitions`` partitions holding the events of ``lines``, keyed by
+    user; each record goes to the partition the embedded log gives its key (the same split
+    into tasks as from the log). Returns the topic's name."""
+    from confluent_kafka import Producer  # rheos[kafka]
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = f"scale-{os.getpid()}-{random.randrange(10**9)}"
+    admin = AdminClient({"bootstrap.servers": servers})
+    for future in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
+        future.result()
+    producer = Producer({"bootstrap.servers": servers, "linger.ms": 20})
+    user = re.compile(rb'"user":"([^"]*)"')
+    with lines.open("rb") as f:
+        for line in f:
+            value = line.rstrip(b"\n")
+            found = user.search(value)
+            assert found is not None
+            key = found.group(1)
+            p = partition_for_key(key, partitions)
+            while True:
+                try:
+                    producer.produce(topic, value, key, partition=p)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+    assert producer.flush(60) == 0
+    return topic
+
+
 def _spin() -> None:
     x = 0
     for i in range(10_000_000):
@@ -262,64 +324,99 @@ def main() -> None:
     parser.add_argument("--kinds", default="bounded,streaming")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--source", choices=["log", "kafka"], default="log")
+    parser.add_argument("--bootstrap", help="--source kafka: a running broker (default: start one)")
     args = parser.parse_args()
     counts = sorted({int(w) for w in args.workers.split(",")} | {1})
     if max(counts) > 16 or min(counts) < 1:
         parser.error("--workers: between 1 and 16")
-    runs = {"bounded": run_bounded, "streaming": run_streaming}
-    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rheos-scaleout-") as tmp:
         seed = Path(tmp) / "seed"
         lines = Path(tmp) / "events.jsonl"
         want = write_jsonl(lines, args.events, args.partitions)
-        cli(seed, "topic", "create", TOPIC, "--partitions", str(args.partitions))
-        cli(seed, "produce", TOPIC, "--file", str(lines), "--key", "user")
-        ceilings = {n: round(parallel_ceiling(n), 2) for n in counts if n > 1}
-        print(
-            f"{args.events:,} events in {args.partitions} partitions; {os.cpu_count()} CPUs; "
-            f"workers {counts}; CPU-bound processes now: "
-            + ", ".join(f"{n} do {c}x the work of 1" for n, c in ceilings.items()),
-            flush=True,
-        )
-        header = f"{'flow':4} {'run':9} {'mode':12} {'workers':>7} {'events/s':>11} {'vs 1':>6}"
-        print(header)
-        for flow in args.flows.split(","):
-            for kind in args.kinds.split(","):
-                for mode in args.modes.split(","):
-                    base = None
-                    for workers in counts:
-                        best: float | str = "no run"
-                        for _ in range(args.repeat):
-                            run_dir = Path(tmp) / "run"
-                            shutil.rmtree(run_dir, ignore_errors=True)
-                            shutil.copytree(seed, run_dir)
-                            expected = want.get(f"{flow}-{kind}", want[flow])
-                            got = runs[kind](run_dir, flow, workers, mode, expected)
-                            if isinstance(got, str):
-                                best = got
-                                break
-                            best = got if isinstance(best, str) else min(best, got)
-                        row = _row(flow, kind, mode, workers, best, args.events, base)
-                        if workers == 1 and isinstance(best, float):
-                            base = row["events_per_s"]
-                        rows.append(row)
-                        if isinstance(best, str):
-                            print(f"{flow:4} {kind:9} {mode:12} {workers:>7}  refused: {best}")
-                            break
-                        print(
-                            f"{flow:4} {kind:9} {mode:12} {workers:>7} "
-                            f"{row['events_per_s']:>11,.0f} {row['ratio']:>5.2f}x",
-                            flush=True,
-                        )
+        if args.source == "kafka":
+            broker = Path(tmp) / "broker"
+            servers = args.bootstrap or start_broker(broker)
+            os.environ[KAFKA_ENV] = servers
+            os.environ[KAFKA_TOPIC_ENV] = produce_to_kafka(servers, lines, args.partitions)
+            seed.mkdir()
+        else:
+            cli(seed, "topic", "create", TOPIC, "--partitions", str(args.partitions))
+            cli(seed, "produce", TOPIC, "--file", str(lines), "--key", "user")
+        try:
+            rows, ceilings = _runs(args, counts, Path(tmp), seed, want)
+        finally:
+            if args.source == "kafka" and not args.bootstrap:
+                stop_broker(broker)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
             {"events": args.events, "partitions": args.partitions, "cpus": os.cpu_count()}
-            | {"parallel_ceiling": ceilings, "rows": rows},
+            | {"source": args.source, "parallel_ceiling": ceilings, "rows": rows},
             indent=2,
         )
     )
+
+
+def _runs(
+    args: argparse.Namespace, counts: list[int], tmp: Path, seed: Path, want: dict[str, int]
+) -> tuple[list[dict[str, Any]], dict[int, float]]:
+    """Every run of the table, printed as it ends; the rows and the parallel ceilings."""
+    rows: list[dict[str, Any]] = []
+    ceilings = {n: round(parallel_ceiling(n), 2) for n in counts if n > 1}
+    where = "a Kafka topic of " if args.source == "kafka" else ""
+    print(
+        f"{args.events:,} events in {where}{args.partitions} partitions; {os.cpu_count()} CPUs; "
+        f"workers {counts}; CPU-bound processes now: "
+        + ", ".join(f"{n} do {c}x the work of 1" for n, c in ceilings.items()),
+        flush=True,
+    )
+    print(f"{'flow':4} {'run':9} {'mode':12} {'workers':>7} {'events/s':>11} {'vs 1':>6}")
+    for flow in args.flows.split(","):
+        for kind in args.kinds.split(","):
+            for mode in args.modes.split(","):
+                base = None
+                for workers in counts:
+                    expected = want.get(f"{flow}-{kind}", want[flow])
+                    best = _best(tmp, seed, flow, kind, mode, workers, expected, args.repeat)
+                    row = _row(flow, kind, mode, workers, best, args.events, base)
+                    if workers == 1 and isinstance(best, float):
+                        base = row["events_per_s"]
+                    rows.append(row)
+                    if isinstance(best, str):
+                        print(f"{flow:4} {kind:9} {mode:12} {workers:>7}  refused: {best}")
+                        break
+                    print(
+                        f"{flow:4} {kind:9} {mode:12} {workers:>7} "
+                        f"{row['events_per_s']:>11,.0f} {row['ratio']:>5.2f}x",
+                        flush=True,
+                    )
+    return rows, ceilings
+
+
+def _best(
+    tmp: Path,
+    seed: Path,
+    flow: str,
+    kind: str,
+    mode: str,
+    workers: int,
+    expected: int,
+    repeat: int,
+) -> float | str:
+    """The best time of ``repeat`` runs, each from a fresh copy of ``seed`` (or a refusal)."""
+    runs = {"bounded": run_bounded, "streaming": run_streaming}
+    best: float | str = "no run"
+    for _ in range(repeat):
+        run_dir = tmp / "run"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.copytree(seed, run_dir)
+        got = runs[kind](run_dir, flow, workers, mode, expected)
+        if isinstance(got, str):
+            return got
+        best = got if isinstance(best, str) else min(best, got)
+    return best
 
 
 def _row(

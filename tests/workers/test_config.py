@@ -33,7 +33,7 @@ def test_sources_with_different_partition_counts(tmp_path: Path) -> None:
 def test_a_source_that_is_not_a_log_topic(tmp_path: Path) -> None:
     flow = rh.Flow("cfg", data_dir=str(tmp_path))
     flow.source(rh.iterable_source([1, 2, 3])).sink(rh.list_sink([]))
-    with pytest.raises(ConfigError, match="only log sources can be split across workers"):
+    with pytest.raises(ConfigError, match="only log and Kafka sources can be split across workers"):
         flow.run(workers=2)
 
 

@@ -154,6 +154,17 @@ class RawReader(Protocol):
         ...
 
 
+@runtime_checkable
+class SplittableSource(Protocol):
+    """A source outside the embedded log whose topics' partitions can be split into tasks
+    (``workers=``): task ``p`` reads partition ``p`` of each of its topics (Kafka sources)."""
+
+    def partition_counts(self, flow: str) -> dict[str, int]:
+        """The partition count of each of its topics, asked of the system that keeps them
+        (errors name ``flow``)."""
+        ...
+
+
 class Source(Protocol):
     """A source description: ``open`` it to read."""
 
@@ -258,6 +269,7 @@ __all__ = [
     "SinkWriter",
     "Source",
     "SourceReader",
+    "SplittableSource",
     "TransactionalWriter",
     "WatermarkReader",
 ]

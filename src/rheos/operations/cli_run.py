@@ -50,8 +50,9 @@ def add_parser(subparsers: Subparsers) -> None:
         default=None,
         metavar="N",
         help=(
-            "run the flow in N processes, one task per partition of its log sources; a "
-            "worker that dies is restarted and its tasks taken over (docs/concepts/scale-out.md)"
+            "run the flow in N processes, one task per partition of its log or Kafka sources; "
+            "a worker that dies is restarted and its tasks taken over "
+            "(docs/concepts/scale-out.md)"
         ),
     )
     p.add_argument("--batch-size", type=int, default=None, help="micro-batch: events per batch")

@@ -253,9 +253,9 @@ class Flow(FlowDescription):
         flow: a later run resumes with every window closed, so older events are late.
 
         ``workers=N`` runs the flow in N processes (``1``: in this one), split into one task
-        per partition of its log sources (docs/concepts/scale-out.md): a worker that dies is
-        replaced and its tasks are taken over from their checkpoints; other workers of the
-        flow, started elsewhere on the same data directory, share the tasks; the summary
+        per partition of its log or Kafka sources (docs/concepts/scale-out.md): a worker that
+        dies is replaced and its tasks are taken over from their checkpoints; other workers of
+        the flow, started elsewhere on the same data directory, share the tasks; the summary
         adds up every task's. A flow once run that way keeps its state per task: later
         streaming runs go on split into tasks, in one worker unless ``workers`` says more.
         """

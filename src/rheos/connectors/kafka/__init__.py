@@ -18,18 +18,25 @@ tools show the group's lag.
 ``key`` names a field or is a function giving the record key (Kafka's partitioner picks the
 partition from it).
 
+Split across workers (``workers=``, docs/concepts/scale-out.md), task ``p`` of a flow reads
+partition ``p`` of every topic of its Kafka sources (which must all have the same partition
+count) and has its own producer per Kafka sink, ``transactional.id``
+``rheos.<flow>.<sink name>.<p>``; Kafka transactions allow several producers on one
+partition, so the output stays partitioned by ``key``.
+
 Exactly once. In a run with checkpoints the sink is a transactional producer whose
-``transactional.id`` is ``rheos.<flow>.<sink name>``: opening it fences a predecessor of the
-same flow (a crashed process) and aborts its open transaction. Everything written between two
-checkpoints is one Kafka transaction, and the protocol around a checkpoint is:
+``transactional.id`` is ``rheos.<flow>.<sink name>`` (with ``.<p>`` in task ``p``): opening it
+fences a predecessor of the same flow (a crashed process) and aborts its open transaction.
+Everything written between two checkpoints is one Kafka transaction, and the protocol around a
+checkpoint is:
 
 1. *prepare*: flush the transaction's records to the brokers (delivered, not committed) and
    keep them, encoded, in the checkpoint (SQLite);
 2. the checkpoint commits;
 3. *commit*: commit the Kafka transaction, which also commits, atomically with the records,
-   the checkpoint's id as the offset of a marker group ``rheos.<flow>.<sink name>.progress``
-   and the positions of the flow's Kafka sources (with a ``group``, on the same cluster) as
-   their groups' offsets (``send_offsets_to_transaction``).
+   the checkpoint's id as the offset of a marker group ``<transactional.id>.progress`` and
+   the positions of the flow's Kafka sources (with a ``group``, on the same cluster; in a
+   task, its partitions') as their groups' offsets (``send_offsets_to_transaction``).
 
 A crash before 2 leaves the transaction open; the restarted flow's producer aborts it and the
 sources rewind to the previous checkpoint. A crash between 2 and 3 (Kafka cannot commit a

@@ -61,7 +61,7 @@ class KafkaWriter(BaseWriter):
         self.sink = sink
         self._who = f"kafka_sink {sink.topic!r}"
         self._in_checkpoints = ctx.transactional
-        self.transactional_id = sink.config.get("transactional.id", f"rheos.{ctx.flow}.{sink.name}")
+        self.transactional_id = transactional_id(sink, ctx)
         settings: dict[str, Any] = {
             "bootstrap.servers": sink.bootstrap_servers,
             "enable.idempotence": True,
@@ -316,6 +316,14 @@ class KafkaWriter(BaseWriter):
             if self._marker is not None:
                 self._marker.close()
             self._producer.flush(0)
+
+
+def transactional_id(sink: KafkaSink, ctx: OpenContext) -> str:
+    """The sink's ``transactional.id``: ``config``'s, else ``rheos.<flow>.<sink name>``; in
+    task ``p`` of a flow split across workers, that followed by ``.<p>``: one producer per
+    task, stable, so that a task restarted (or taken over) fences its dead predecessor."""
+    base = sink.config.get("transactional.id", f"rheos.{ctx.flow}.{sink.name}")
+    return base if ctx.task is None else f"{base}.{ctx.task}"
 
 
 def _is_connection_setting(name: str) -> bool:

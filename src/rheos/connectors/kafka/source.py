@@ -66,6 +66,39 @@ class KafkaSource:
     def open(self, ctx: OpenContext) -> KafkaReader:
         return KafkaReader(self, ctx)
 
+    def settings(self, flow: str) -> dict[str, Any]:
+        """The librdkafka settings of this source's consumers in ``flow``."""
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            "group.id": self.group or f"rheos.{flow}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+            **self.config,
+        }
+
+    def partition_counts(self, flow: str) -> dict[str, int]:
+        """The partition count of each topic, asked of the cluster (a flow split across
+        workers runs a task per partition index, see
+        :class:`~rheos.connectors.base.SplittableSource`)."""
+        consumer = client_module().Consumer(self.settings(flow))
+        try:
+            pairs = topic_partitions(
+                consumer,
+                self.topics,
+                self.bootstrap_servers,
+                self.connect_timeout,
+                f"flow {flow!r}, {self!r}",
+            )
+        finally:
+            consumer.close()
+        counts: dict[str, int] = {}
+        for topic, _ in pairs:
+            counts[topic] = counts.get(topic, 0) + 1
+        return counts
+
     def __repr__(self) -> str:
         topics = self.topics[0] if len(self.topics) == 1 else self.topics
         group = f", group={self.group!r}" if self.group else ""
@@ -73,10 +106,11 @@ class KafkaSource:
 
 
 class KafkaReader(BaseReader):
-    """An open :class:`KafkaSource`: one consumer assigned every partition of its topics.
+    """An open :class:`KafkaSource`: one consumer assigned every partition of its topics
+    (in task ``p`` of a flow split across workers: partition ``p`` of each topic).
 
-    The runtime's partitions are indexes into the sorted (topic, partition) pairs: for one
-    topic, its partition numbers.
+    The runtime's partitions are indexes into the sorted (topic, partition) pairs of all the
+    topics: for one topic, its partition numbers.
     """
 
     def __init__(self, source: KafkaSource, ctx: OpenContext) -> None:
@@ -86,16 +120,7 @@ class KafkaReader(BaseReader):
         self.topic = ",".join(source.topics)
         self._who = f"kafka_source {self.topic!r}"
         self._decode = value_decoder(source.format, source.schema, as_dict=source.as_dict)
-        settings = {
-            "bootstrap.servers": source.bootstrap_servers,
-            "group.id": source.group or f"rheos.{ctx.flow}",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-            **source.config,
-        }
+        settings = source.settings(ctx.flow)
         self._settings = settings
         self._lost_since: float | None = None
         """When librdkafka last said no broker could be reached (None: since answered)."""
@@ -109,7 +134,7 @@ class KafkaReader(BaseReader):
                 self._who,
             )
             self._index = {pair: i for i, pair in enumerate(self._pairs)}
-            self.partitions = list(range(len(self._pairs)))
+            self.partitions = self._task_partitions(ctx)
             self._pos = self._start_offsets()
             self._ends: dict[int, int] | None = self._end_offsets() if ctx.bounded else None
         except BaseException:
@@ -119,6 +144,23 @@ class KafkaReader(BaseReader):
         self._check_done()
         if source.group is not None:
             ctx.shared.setdefault(READERS, []).append(self)
+
+    def _task_partitions(self, ctx: OpenContext) -> list[int]:
+        """The partitions (indexes) this reader reads: all of them, or in task ``p`` of a
+        flow split across workers, partition ``p`` of every topic (which each must have:
+        the topics' partition counts were checked equal when the run started)."""
+        if ctx.task is None:
+            return list(range(len(self._pairs)))
+        mine = [i for i, (_, partition) in enumerate(self._pairs) if partition == ctx.task]
+        have = {topic for topic, partition in self._pairs if partition == ctx.task}
+        missing = sorted(set(self.source.topics) - have)
+        if missing:
+            raise ConfigError(
+                f"flow {ctx.flow!r}, {self._who}: task {ctx.task} of {ctx.tasks} reads "
+                f"partition {ctx.task} of every source topic, but {missing} has none (its "
+                "partition count changed since the run started?)"
+            )
+        return mine
 
     def _on_error(self, err: Any) -> None:
         lost = (self._kafka.KafkaError._ALL_BROKERS_DOWN, self._kafka.KafkaError._TRANSPORT)
@@ -176,14 +218,20 @@ class KafkaReader(BaseReader):
                 "reading the group's committed offsets",
                 lambda: self._consumer.committed(tps, timeout=timeout),
             )
-            return {i: tp.offset if tp.offset >= 0 else marks[i][0] for i, tp in enumerate(got)}
+            return {
+                i: tp.offset if tp.offset >= 0 else marks[i][0]
+                for i, tp in zip(self.partitions, got, strict=True)
+            }
         ms = int(start.timestamp() * 1000) if isinstance(start, datetime) else int(start)
         tps = [self._tp(i, ms) for i in self.partitions]
         got = self._call(
             "looking up offsets by time",
             lambda: self._consumer.offsets_for_times(tps, timeout=timeout),
         )
-        return {i: tp.offset if tp.offset >= 0 else marks[i][1] for i, tp in enumerate(got)}
+        return {
+            i: tp.offset if tp.offset >= 0 else marks[i][1]
+            for i, tp in zip(self.partitions, got, strict=True)
+        }
 
     def _end_offsets(self) -> dict[int, int]:
         """The partitions' high watermarks: a read_committed consumer's ends stop before

@@ -1,9 +1,10 @@
 """Running one flow in several processes: tasks, workers, takeovers.
 
-A flow over log sources splits into **tasks**, one per partition index (:mod:`.tasks`): task
-``p`` runs the whole flow (:func:`rheos.runtime.repartition.repartitioned`) over partition
-``p`` of every source, writes partition ``p`` of the topics it writes, and keeps its state --
-checkpoints, lock, saved metrics -- in ``<data_dir>/flows/<flow>/tasks/<p>/``. **Workers**
+A flow over log or Kafka sources splits into **tasks**, one per partition index
+(:mod:`.tasks`): task ``p`` runs the whole flow
+(:func:`rheos.runtime.repartition.repartitioned`) over partition ``p`` of every source, writes
+partition ``p`` of the log topics it writes, and keeps its state -- checkpoints, lock, saved
+metrics -- in ``<data_dir>/flows/<flow>/tasks/<p>/``. **Workers**
 (:mod:`.worker`) are processes that claim tasks through files in the data directory
 (:mod:`.membership`) and run each claimed task in a thread; ``Flow.run(workers=N)`` and
 ``rheos run --workers N`` start N of them and restart those that die (:mod:`.supervisor`).
