@@ -1,5 +1,8 @@
 import msgspec
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rheos.errors import CheckpointError, ConfigError, FlowDefinitionError
 from rheos.windowing import (
@@ -182,3 +185,43 @@ def test_marking_all_idle_without_timeout_counts_quiet_time_from_then() -> None:
     assert t.current() == 990
     clock.advance(100)
     assert t.current() == 1_090
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3),
+            st.lists(st.integers(-50, 1_000), min_size=1, max_size=20),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    st.integers(0, 100),
+)
+def test_observe_array_is_observe_then_current_for_each_event(
+    parts: list[tuple[int, list[int], bool]], bound: int
+) -> None:
+    """The array form (the micro-batch runtime, one part of one partition at a time) gives
+    the watermark after each event and the same statistics as observing them one by one."""
+    clock = ManualClock(0)
+    one = WatermarkTracker(out_of_orderness_ms=bound, clock=clock)
+    many = WatermarkTracker(out_of_orderness_ms=bound, clock=clock)
+    for tracker in (one, many):
+        tracker.declare_partitions(range(4))
+    for partition, times, idle_after in parts:
+        expected = []
+        for t in times:
+            one.observe(partition, t)
+            expected.append(one.current())
+        got = many.observe_array(partition, np.asarray(times, dtype=np.int64)).tolist()
+        assert got == expected
+        if idle_after:  # another partition goes quiet: it stops holding the watermark
+            for tracker in (one, many):
+                tracker.mark_idle((partition + 1) % 4)
+    assert (many.out_of_order_count, many.max_delay_ms) == (
+        one.out_of_order_count,
+        one.max_delay_ms,
+    )
+    assert many.current() == one.current()

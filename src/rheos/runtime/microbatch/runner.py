@@ -243,18 +243,10 @@ class MicroBatchRunner(Runner):
             src.wm = int(wm[-1])
             src.tracker.observe(part.partition, src.top)
         else:
-            observe, current = src.tracker.observe, src.tracker.current
-            out = np.empty(len(ts), dtype=np.int64)
-            w = src.wm
-            for i, t in enumerate(ts.tolist()):
-                observe(part.partition, t)
-                if t - src.bound > w:
-                    w = max(w, current())
-                out[i] = w
-            src.wm = w
+            wm = np.maximum(src.tracker.observe_array(part.partition, ts), src.wm)
+            src.wm = int(wm[-1])
             stats.out_of_order = src.tracker.out_of_order_count
             stats.max_delay_ms = src.tracker.max_delay_ms
-            wm = out
         end = src.tracker.current()
         if end > src.wm:
             src.wm = end
