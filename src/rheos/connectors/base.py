@@ -204,7 +204,10 @@ class TransactionalWriter(Protocol):
     A periodic checkpoint commits in a thread beside the flow, which goes on meanwhile:
     :meth:`write` may be called between :meth:`prepare` and :meth:`commit` of a checkpoint,
     and what it writes then belongs to the next checkpoint, not to this one's commit. The
-    next :meth:`prepare` comes only after this one's :meth:`commit`.
+    next :meth:`prepare` comes only after this one's :meth:`commit` -- unless the checkpoint
+    could not be stored (a forked snapshot failed, :mod:`rheos.runtime.snapshot`): then
+    :meth:`prepare` comes again, with no :meth:`commit` between, and must cover everything
+    since the last commit (what the first one covered too).
 
     When a run starts, :meth:`recover` gets the restored checkpoint's id and what
     :meth:`prepare` returned for it (``None`` and ``None`` with no checkpoint): discard

@@ -119,6 +119,8 @@ class PostgresWriter(BaseWriter):
     # -- checkpoints (TransactionalWriter) ----------------------------------------------------
     def prepare(self, checkpoint: int) -> dict[str, Any]:
         rows, self._rows = self._rows, []
+        if self._prepared is not None:  # that checkpoint was not stored: this one covers it
+            rows = self._prepared[1] + rows
         self._prepared = (checkpoint, rows)
         return {"rows": rows}
 

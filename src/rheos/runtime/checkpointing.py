@@ -12,11 +12,13 @@ is in flight. Taking one (:meth:`Checkpointer.take`):
    positions, in one SQLite transaction (:class:`~rheos.state.CheckpointStore`);
 3. then commit the transactional sinks: their output becomes visible to committed readers.
 
-The flow stops only for step 1 and for reading and encoding the state; a periodic checkpoint's
-SQLite transaction (2) is written in a thread beside the flow (SQLite works without the GIL),
-and its sinks commit (3) as soon as the loop next finds it committed. Output written
-meanwhile belongs to the next checkpoint. A stop's, a drain's and a dead-letter replay's
-checkpoint is finished before the run goes on.
+A periodic checkpoint stops the flow only for step 1 and a ``fork()``: its state is read and
+encoded in the child process (:mod:`rheos.runtime.snapshot`; ``RHEOS_SNAPSHOT=inline``, or a
+platform without ``fork``, reads it on the flow's thread instead). Its SQLite transaction (2)
+is written in a thread beside the flow (SQLite works without the GIL), and its sinks commit
+(3) as soon as the loop next finds it committed. Output written meanwhile belongs to the next
+checkpoint. A stop's, a drain's and a dead-letter replay's checkpoint reads the state on the
+flow's thread and is finished before the run goes on.
 
 A crash before 2 completes leaves the previous checkpoint as the latest; a crash between 2
 and 3 leaves a checkpoint whose output is written but not yet marked committed. Either way,
@@ -46,8 +48,9 @@ from rheos.connectors.base import SeekableReader, SinkWriter, TransactionalWrite
 from rheos.errors import CheckpointError, LogError
 from rheos.flows.steps import Graph
 from rheos.runtime.compile import Compiled
+from rheos.runtime.snapshot import SNAPSHOT_ENV, ForkedWrite, forking, node_changes, remove_staged
 from rheos.runtime.summary import CheckpointStats
-from rheos.state import Change, CheckpointInfo, CheckpointStore, PendingWrite, state_dir
+from rheos.state import CheckpointInfo, CheckpointStore, PendingWrite, state_dir
 from rheos.transport import Log
 
 
@@ -59,6 +62,7 @@ class Run(Protocol):
     compiled: Compiled | None
     sources: list[Any]
     flow_wm: int
+    task: int | None
 
 
 class FlowLock:
@@ -109,6 +113,12 @@ class Checkpointer:
         }
         self.last = time.monotonic()
         self._pending: _Pending | None = None
+        self.fork = forking() and runner.task is None
+        """Periodic checkpoints read the state in a forked process (:mod:`.snapshot`); not
+        yet in the tasks of a flow split across workers, which read it in-process."""
+        self.failures = 0
+        """Forked snapshots failed in a row."""
+        remove_staged(store.path.parent)  # what a crashed run's snapshot process left
         self.pause_hook = os.environ.get("RHEOS_TEST_CHECKPOINT_PAUSE")
         """Crash tests: a file that exists while a checkpoint is between its transaction's
         start and the sinks' commit (each checkpoint pauses there a moment)."""
@@ -254,26 +264,39 @@ class Checkpointer:
                 "top": src.top,
                 "wm": src.wm,
             }
-        operators: dict[str, Any] = {}
-        changes: list[Change] = []
-        for node in compiled.nodes:
-            node_meta, keys = node.checkpoint()
-            name = node.step.name
-            operators[name] = node_meta
-            changes.extend((name, k, v) for k, v in keys)
-        meta = {
-            "flow": runner.graph.name,
-            "sources": sources,
-            "flow_wm": runner.flow_wm,
-            "operators": operators,
-            "sinks": self.sink_infos,
-            **self.extra,
-        }
-        write = self.store.write_beside(
-            meta, changes, epoch=self.epoch, kind=kind, inside=self._pause_inside
-        )
-        self.stats.record_pause(time.perf_counter() - started)
-        self._pending = _Pending(write, transactional, started)
+        nodes = [(node.step.name, node) for node in compiled.nodes]
+
+        def build_meta(operators: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "flow": runner.graph.name,
+                "sources": sources,
+                "flow_wm": runner.flow_wm,
+                "operators": operators,
+                "sinks": self.sink_infos,
+                **self.extra,
+            }
+
+        write: PendingWrite | ForkedWrite | None = None
+        if kind == "periodic" and self.fork:
+            # the state is read in a child process; the flow stops only for the fork
+            created = int(time.time() * 1000)
+            info = CheckpointInfo(cid, created, self.epoch, kind, build_meta({}), 0)
+            try:
+                write = ForkedWrite(self.store, info, nodes, build_meta, self._pause_inside)
+            except OSError as exc:  # no fork this time: the state is read here
+                self.stats.record_failure(f"fork failed: {exc}")
+        if write is None:
+            operators, changes = node_changes(nodes)
+            write = self.store.write_beside(
+                build_meta(operators),
+                changes,
+                epoch=self.epoch,
+                kind=kind,
+                inside=self._pause_inside,
+            )
+        pause = time.perf_counter() - started
+        self.stats.record_pause(pause)
+        self._pending = _Pending(write, transactional, started, pause)
         if kind != "periodic":
             self._finish()
         return write.info
@@ -285,6 +308,11 @@ class Checkpointer:
         if pending is None:
             return
         info = pending.write.result()
+        if info is None:  # a forked snapshot failed: its keys go in the next checkpoint
+            assert isinstance(pending.write, ForkedWrite)
+            self._snapshot_failed(pending.write)
+            return
+        self.failures = 0
         if self.pause_hook:  # and between the store's commit and the sinks'
             time.sleep(float(os.environ.get("RHEOS_TEST_CHECKPOINT_PAUSE_S", "0.05")))
         for tw in pending.sinks:
@@ -295,8 +323,25 @@ class Checkpointer:
             src.reader.commit()  # consumer groups: secondary to the checkpoint
         self.last = time.monotonic()
         self.stats.record(
-            info.size_bytes, time.perf_counter() - pending.started, info.id, info.kind
+            info.size_bytes,
+            time.perf_counter() - pending.started,
+            info.id,
+            info.kind,
+            pending.pause,
         )
+
+    def _snapshot_failed(self, write: ForkedWrite) -> None:
+        """Record a failed forked snapshot; the flow goes on (its sinks stay prepared: the
+        next checkpoint covers their output too), unless snapshots keep failing."""
+        self.failures += 1
+        self.stats.record_failure(write.error or "")
+        self.last = time.monotonic()
+        if self.failures >= MAX_FAILURES:
+            raise CheckpointError(
+                f"flow {self.runner.graph.name!r}: {self.failures} checkpoints in a row failed "
+                f"(checkpoint {write.info.id}, {self.store.path}): {write.error}; set "
+                f"{SNAPSHOT_ENV}=inline to read the state on the flow's thread instead"
+            )
 
     def _pause_inside(self) -> None:
         if self.pause_hook:  # inside the store's transaction
@@ -307,7 +352,9 @@ class Checkpointer:
         """Close the store once a checkpoint being written is stored. Its sinks, closed by
         now, are not committed here: the next run's recovery finishes that, as after a crash
         between the two (a run ends with a stop's checkpoint, finished, unless it failed)."""
-        self._pending = None
+        pending, self._pending = self._pending, None
+        if pending is not None and isinstance(pending.write, ForkedWrite):
+            pending.write.cancel()
         self.store.close()
 
 
@@ -315,9 +362,13 @@ class Checkpointer:
 class _Pending:
     """A periodic checkpoint being written beside the flow, and the sinks to commit then."""
 
-    write: PendingWrite
+    write: PendingWrite | ForkedWrite
     sinks: list[TransactionalWriter]
     started: float
+    pause: float
 
+
+MAX_FAILURES = 3
+"""Forked snapshots that may fail in a row before the run stops with an error."""
 
 __all__ = ["Checkpointer", "FlowLock"]

@@ -292,6 +292,14 @@ class WindowNode:
         self.op.clear_changed()
         self._due = MIN_WATERMARK + 1
 
+    def take_changed(self) -> Any:
+        """Hand over the keys changed since the last checkpoint (constant time): a forked
+        snapshot checkpoints its copy of them. :meth:`merge_changed` gives them back."""
+        return self.op.take_changed()
+
+    def merge_changed(self, taken: Any) -> None:
+        self.op.merge_changed(taken)
+
 
 class _Context:
     """The :class:`~rheos.flows.ProcessContext` of a :class:`ProcessNode`."""
@@ -388,11 +396,11 @@ class ProcessNode:
         ctx, process = self._ctx, self.logic.process
         flow, step, logic = self._flow, self.step, self.logic
         observe = self.disorder.observe
-        changed = self.changed.add  # in-place changes of ctx.state count too
+        node = self  # the set of changed keys is replaced at each forked snapshot
 
         def push(key: Any, value: Any, ts: int) -> None:
             observe(ts)
-            changed(key)
+            node.changed.add(key)  # in-place changes of ctx.state count too
             ctx.key = key
             ctx.timestamp = ts
             try:
@@ -469,6 +477,14 @@ class ProcessNode:
         self.changed.clear()
         snap = getattr(self.logic, "snapshot", None)
         return {"logic": snap() if snap is not None else None}, changes
+
+    def take_changed(self) -> Any:
+        """Hand over the keys changed since the last checkpoint (constant time)."""
+        taken, self.changed = self.changed, set()
+        return taken
+
+    def merge_changed(self, taken: Any) -> None:
+        self.changed |= taken
 
     def restore(self, meta: dict[str, Any], keys: Iterable[tuple[Any, Any]]) -> None:
         """Load what :meth:`checkpoint` wrote."""
@@ -610,6 +626,20 @@ class JoinNode:
         changes = [(key_to_plain(k), op.snapshot_key(k)) for k in op.changed_keys()]
         op.clear_changed()
         return {"window": op.snapshot(include_keys=False)}, changes
+
+    def take_changed(self) -> Any:
+        """Hand over the keys changed since the last checkpoint (constant time)."""
+        if self.interval_op is not None:
+            return self.interval_op.take_changed()
+        assert self.window_op is not None
+        return self.window_op.take_changed()
+
+    def merge_changed(self, taken: Any) -> None:
+        if self.interval_op is not None:
+            self.interval_op.merge_changed(taken)
+        else:
+            assert self.window_op is not None
+            self.window_op.merge_changed(taken)
 
     def restore(self, meta: dict[str, Any], keys: Iterable[tuple[Any, Any]]) -> None:
         if self.interval_op is not None:

@@ -51,16 +51,28 @@ class CheckpointStats:
     last_at: float | None = None
     """``time.monotonic()`` of the last checkpoint."""
     max_pause_s: float = 0.0
-    """The longest the flow stopped for a checkpoint: reading and encoding its state (the
-    rest of a periodic checkpoint is written beside the flow)."""
+    """The longest the flow stopped for a checkpoint: preparing its sinks and forking a
+    snapshot process (a periodic one), or reading and encoding its state (a stop's, a
+    drain's, or any with ``RHEOS_SNAPSHOT=inline``); the rest is written beside the flow."""
     history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
     """The latest checkpoints of this run: ``{"id", "time_ms", "kind", "duration_s",
-    "bytes"}``, oldest first."""
+    "pause_s", "bytes"}`` (``pause_s``: how long the flow stopped for it), oldest first."""
+
+    failures: int = 0
+    """Forked snapshots that failed (their keys went into the next checkpoint)."""
+    last_failure: str | None = None
+    """Why the last one failed."""
+
+    def record_failure(self, why: str) -> None:
+        self.failures += 1
+        self.last_failure = why
 
     def record_pause(self, seconds: float) -> None:
         self.max_pause_s = max(self.max_pause_s, seconds)
 
-    def record(self, size: int, seconds: float, checkpoint: int, kind: str = "") -> None:
+    def record(
+        self, size: int, seconds: float, checkpoint: int, kind: str = "", pause: float = 0.0
+    ) -> None:
         self.count += 1
         self.total_s += seconds
         self.last_s = seconds
@@ -75,6 +87,7 @@ class CheckpointStats:
                 "time_ms": time.time_ns() // 1_000_000,
                 "kind": kind,
                 "duration_s": round(seconds, 6),
+                "pause_s": round(pause, 6),
                 "bytes": size,
             }
         )

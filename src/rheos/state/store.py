@@ -116,6 +116,25 @@ _raw_list = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
 Change = tuple[str, Any, Any]
 """``(operator, key, state or None)``: one changed key; ``None`` deletes the key."""
 
+Row = tuple[str, bytes, bytes | None]
+"""One changed key as stored: ``(operator, msgpack key, msgpack state or None)``."""
+
+
+def encode_changes(changes: list[Change]) -> tuple[list[Row], int]:
+    """The rows of ``changes`` and their size in bytes. One msgpack array each for keys and
+    values (about 10x faster than one call per key), cut back into each one's bytes
+    without decoding them."""
+    keys = _raw_list(_encode([key for _, key, _ in changes]))
+    values = _raw_list(_encode([value for _, _, value in changes]))
+    size = 0
+    rows: list[Row] = []
+    for (op, _, value), kr, vr in zip(changes, keys, values, strict=True):
+        kb = bytes(kr)
+        blob = None if value is None else bytes(vr)
+        size += len(kb) + (len(blob) if blob is not None else 0)
+        rows.append((op, kb, blob))
+    return rows, size
+
 
 @dataclass(frozen=True)
 class CheckpointInfo:
@@ -280,45 +299,74 @@ class CheckpointStore:
         created = int(time.time() * 1000) if created_ms is None else created_ms
         cid = self._next_id()
         changes = changes if isinstance(changes, list) else list(changes)
-        # one msgpack array each for keys and values (about 10x faster than one call per
-        # key), cut back into each one's bytes without decoding them
-        keys = _raw_list(_encode([key for _, key, _ in changes]))
-        values = _raw_list(_encode([value for _, _, value in changes]))
-        size = 0
-        rows = []
-        for (op, _, value), kr, vr in zip(changes, keys, values, strict=True):
-            kb = bytes(kr)
-            blob = None if value is None else bytes(vr)
-            size += len(kb) + (len(blob) if blob is not None else 0)
-            rows.append((op, kb, cid, blob))
+        rows, size = encode_changes(changes)
         meta_blob = _encode(meta)
         size += len(meta_blob)
         pending = PendingWrite(self.path, CheckpointInfo(cid, created, epoch, kind, meta, size))
         record = (cid, created, epoch, kind, meta_blob, size)
+        self._start(db, [rows], record, pending, inside)
+        return pending
+
+    def write_rows_beside(
+        self,
+        info: CheckpointInfo,
+        meta_blob: bytes,
+        slices: Iterable[list[Row]],
+        *,
+        inside: Callable[[], None] | None = None,
+        then: Callable[[], None] | None = None,
+    ) -> PendingWrite:
+        """Write a checkpoint encoded elsewhere (a snapshot process: see
+        :mod:`rheos.state.staging`) in a thread beside the caller, as :meth:`write_beside`
+        does: ``info`` (its id from :meth:`next_id`), its meta as msgpack, its rows a slice at
+        a time. ``then`` runs in that thread once the transaction has ended."""
+        db = self._db
+        if info.id != self._next_id():
+            raise CheckpointError(
+                f"checkpoint store {self.path}: checkpoint {info.id} is not the next one"
+            )
+        pending = PendingWrite(self.path, info)
+        record = (info.id, info.created_ms, info.epoch, info.kind, meta_blob, info.size_bytes)
+        self._start(db, slices, record, pending, inside, then)
+        return pending
+
+    def _start(
+        self,
+        db: sqlite3.Connection,
+        slices: Iterable[list[Row]],
+        record: tuple[int, int, int, str, bytes, int],
+        pending: PendingWrite,
+        inside: Callable[[], None] | None,
+        then: Callable[[], None] | None = None,
+    ) -> None:
         self._busy = threading.Thread(
             target=self._write_then_collect,
-            args=(db, rows, record, pending, inside),
+            args=(db, slices, record, pending, inside, then),
             name=f"rheos-checkpoint-{self.path.parent.name}",
             daemon=True,
         )
         self._busy.start()
-        return pending
 
     def _write_then_collect(
         self,
         db: sqlite3.Connection,
-        rows: list[tuple[str, bytes, int, bytes | None]],
+        slices: Iterable[list[Row]],
         record: tuple[int, int, int, str, bytes, int],
         pending: PendingWrite,
         inside: Callable[[], None] | None,
+        then: Callable[[], None] | None,
     ) -> None:
         """The checkpoint's transaction, then the collection's (beside the caller: SQLite
         works without holding the GIL). A crash in the middle of either leaves it undone:
         the previous checkpoint stays the latest; the next collection does this one's."""
+        cid = record[0]
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?)", rows)
+                for rows in slices:
+                    db.executemany(
+                        f"INSERT OR REPLACE INTO state VALUES (?, ?, {int(cid)}, ?)", rows
+                    )
                 db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)", record)
                 if inside is not None:
                     inside()
@@ -330,6 +378,8 @@ class CheckpointStore:
             pending.error = exc
             return
         finally:
+            if then is not None:
+                then()
             pending.committed.set()
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -487,6 +537,8 @@ __all__ = [
     "CheckpointInfo",
     "CheckpointStore",
     "PendingWrite",
+    "Row",
+    "encode_changes",
     "state_dir",
     "store_path",
 ]

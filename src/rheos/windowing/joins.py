@@ -186,6 +186,15 @@ class IntervalJoinOperator:
         """Forget which keys changed."""
         self._changed.clear()
 
+    def take_changed(self) -> set[Hashable]:
+        """Hand over the keys changed so far and start an empty set (constant time)."""
+        taken, self._changed = self._changed, set()
+        return taken
+
+    def merge_changed(self, taken: set[Hashable]) -> None:
+        """Count ``taken`` (from :meth:`take_changed`) as changed again."""
+        self._changed |= taken
+
     def snapshot(self) -> dict[str, Any]:
         """The operator's state as plain data."""
         return {
@@ -316,6 +325,14 @@ class WindowJoinOperator:
     def clear_changed(self) -> None:
         """Forget which keys changed."""
         self._op.clear_changed()
+
+    def take_changed(self) -> set[Hashable]:
+        """Hand over the keys changed so far and start an empty set (constant time)."""
+        return self._op.take_changed()
+
+    def merge_changed(self, taken: set[Hashable]) -> None:
+        """Count ``taken`` (from :meth:`take_changed`) as changed again."""
+        self._op.merge_changed(taken)
 
     def snapshot_key(self, key: Hashable) -> dict[str, Any] | None:
         """The state of ``key`` as plain data, or None."""

@@ -215,6 +215,8 @@ class WindowOperator:
         self.late_events = 0
         """Events that missed at least one window."""
         self._changed: set[Hashable] = set()
+        self._env: dict[str, Any] | None = None
+        """The globals of a generated ``process`` (it binds ``_changed.add``)."""
         self._state_size = 0
         # Which windows an event is in, and whether it is late: the event-time kernel.
         kernel = self.kernel = WindowKernel(spec, self.allowed_lateness_ms)
@@ -525,6 +527,19 @@ class WindowOperator:
     def clear_changed(self) -> None:
         """Forget which keys changed (call after writing an incremental checkpoint)."""
         self._changed.clear()
+
+    def take_changed(self) -> set[Hashable]:
+        """Hand over the keys changed so far and start an empty set, in constant time (a
+        forked snapshot reads its copy of them; :meth:`merge_changed` gives them back if
+        it fails)."""
+        taken, self._changed = self._changed, set()
+        if self._env is not None:  # the generated hot path adds to the new set
+            self._env["changed_add"] = self._changed.add
+        return taken
+
+    def merge_changed(self, taken: set[Hashable]) -> None:
+        """Count ``taken`` (from :meth:`take_changed`) as changed again."""
+        self._changed |= taken
 
     def _dump(self, state: list[Any], at: int) -> list[Any]:
         return [copy_plain(agg.dump(acc)) for agg, acc in zip(self._aggs, state[at:], strict=True)]
@@ -838,6 +853,7 @@ def _compile_sliding(op: WindowOperator) -> Any:
     ]
     code = compile("\n".join(lines), f"<rheos sliding window {op.spec!r}>", "exec")
     exec(code, env)
+    op._env = env
     return env["process"]
 
 
@@ -924,4 +940,5 @@ def _compile_tumbling(op: WindowOperator) -> Any:
     ]
     code = compile("\n".join(lines), f"<rheos tumbling window {op.spec!r}>", "exec")
     exec(code, env)
+    op._env = env
     return env["process"]

@@ -230,8 +230,17 @@ class KafkaWriter(BaseWriter):
 
     # -- checkpoints (TransactionalWriter) ----------------------------------------------------
     def prepare(self, checkpoint: int) -> dict[str, Any]:
+        if self._prepared is not None:  # that checkpoint was not stored: this one covers it
+            held, self._held = self._held, []  # and what was held back since, in its transaction
+            if held and not self._open:
+                self._call("beginning a transaction", self._producer.begin_transaction)
+                self._open = True
+            for key, data, timestamp in held:
+                self._produce(key, data, timestamp)
         self._flush()
         rows, self._rows = self._rows, []
+        if self._prepared is not None:  # that checkpoint was not stored: this one covers it
+            rows = self._prepared[1] + rows
         self._prepared = (checkpoint, rows)
         self._group_offsets = [
             reader.group_offsets()
