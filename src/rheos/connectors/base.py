@@ -153,6 +153,13 @@ class RawReader(Protocol):
         """The events of ``raw``, decoded as :meth:`SourceReader.poll` decodes them."""
         ...
 
+    def times_only(self, field: str) -> None:
+        """From now on, chunks may hold each event as ``{field: its value}`` only, as long as
+        they carry the record bytes (:meth:`decode_all` decodes the whole events later) --
+        a bounded run reads every event for its time first and pushes it later. A chunk
+        whose records do not all decode that way holds whole events, as before."""
+        ...
+
 
 @runtime_checkable
 class SplittableSource(Protocol):

@@ -32,6 +32,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from rheos.connectors.base import BaseReader, BaseWriter, Chunk, OpenContext
 from rheos.connectors.codecs import check_format, encoder, key_bytes, sift, value_decoder
 from rheos.errors import ConfigError, EventError, RecordTooLargeError
@@ -117,7 +119,25 @@ class LogReader(BaseReader):
         self._reader = source.log_reader(ctx)
         self.partitions = list(self._reader.partitions)
         self._ends: dict[int, int] | None = self._reader.end_offsets() if ctx.bounded else None
+        self._times: Callable[[list[bytes]], list[Any]] | None = None
+        """Decodes only the event-time field (see :meth:`times_only`), else None."""
         self._check_done()
+
+    def times_only(self, field: str) -> None:
+        """Decode only ``field`` of each JSON record into the chunks (a bounded run reads every
+        event for its time, then decodes it whole from its bytes when it pushes it: JSON is
+        still parsed whole, but only one value is built). Records without the field, or not
+        a JSON object, make their chunk decode whole, as before: errors are reported the same."""
+        source = self.source
+        if source.format != "json" or source.schema is not None:
+            return
+        only = msgspec.defstruct("EventTime", [("time", Any)], rename={"time": field})
+        decode = msgspec.json.Decoder(only).decode
+
+        def times(raw: list[bytes]) -> list[Any]:
+            return [{field: decode(v).time} for v in raw]  # type: ignore[attr-defined]
+
+        self._times = times
 
     def _check_done(self) -> None:
         if self._ends is not None:
@@ -157,7 +177,14 @@ class LogReader(BaseReader):
         try:
             if limit is not None and raw and max(map(len, raw)) > limit:
                 raise RecordTooLargeError("a record is over max_record_bytes")
-            values = [dec(v) for v in raw]
+            values = None
+            if self._times is not None and raw:
+                try:
+                    values = self._times(raw)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    values = None  # some record is not an object with the field: decode whole
+            if values is None:
+                values = [dec(v) for v in raw]
         except Exception:
             chunk = self._sift(batch.partition, raw, list(offsets), timestamps)
         else:

@@ -35,7 +35,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from rheos.connectors.base import Chunk, OpenContext, SeekableReader
+from rheos.connectors.base import Chunk, OpenContext, RawReader, SeekableReader
 from rheos.connectors.repartition_topic import WATERMARK_OF
 from rheos.errors import (
     BadEventsWarning,
@@ -846,6 +846,9 @@ class Runner:
 
     def _read_all(self, src: SourceRun) -> Arrival:
         check = self._waiting(src) if src.own_watermark is not None else None
+        field = src.step.timestamp
+        if isinstance(field, str) and isinstance(src.reader, RawReader):
+            src.reader.times_only(field)  # each event is decoded whole when it is pushed
         arrival = read_all(src.reader, lambda chunk: self._sift(src, chunk), check)
         stats = src.stats
         stats.events = len(arrival.values)
