@@ -137,6 +137,22 @@ def sift(
     return chunk
 
 
+def key_getter(key: str | Callable[[Any], Any] | None, who: str) -> Callable[[Any], Any] | None:
+    """A sink's ``key=`` as a function of the event: a field name becomes a lookup whose
+    miss is an :class:`EventError` naming the sink (``who``) and the field."""
+    if not isinstance(key, str):
+        return key
+    field = key
+
+    def by_field(value: Any) -> Any:
+        try:
+            return value[field]
+        except (KeyError, TypeError, IndexError):
+            raise EventError(f"{who}: the event has no key field {field!r}") from None
+
+    return by_field
+
+
 def key_bytes(key: Any) -> bytes | None:
     """A record key as bytes: ``None`` stays, str is UTF-8, bytes as is, others JSON."""
     if key is None or isinstance(key, bytes):

@@ -35,8 +35,15 @@ from typing import Any
 import msgspec
 
 from rheos.connectors.base import BaseReader, BaseWriter, Chunk, OpenContext
-from rheos.connectors.codecs import check_format, encoder, key_bytes, sift, value_decoder
-from rheos.errors import ConfigError, EventError, RecordTooLargeError
+from rheos.connectors.codecs import (
+    check_format,
+    encoder,
+    key_bytes,
+    key_getter,
+    sift,
+    value_decoder,
+)
+from rheos.errors import ConfigError, RecordTooLargeError
 from rheos.transport import RecordBatch, Start
 from rheos.transport.log import Isolation, Reader
 from rheos.transport.partition import read_committed
@@ -303,22 +310,7 @@ class LogWriter(BaseWriter):
         self._headers: list[Any] | None = [] if self._in_checkpoints else None
         self._prepared: dict[int, dict[int, int]] = {}
         """The positions each prepared checkpoint covers, until it commits."""
-        key = sink.key
-        self._key_of: Callable[[Any], Any] | None
-        if isinstance(key, str):
-            field = key
-
-            def by_field(value: Any) -> Any:
-                try:
-                    return value[field]
-                except (KeyError, TypeError, IndexError):
-                    raise EventError(
-                        f"log_sink {sink.topic!r}: the event has no key field {field!r}"
-                    ) from None
-
-            self._key_of = by_field
-        else:
-            self._key_of = key
+        self._key_of = key_getter(sink.key, f"log_sink {sink.topic!r}")
 
     def write(self, value: Any, timestamp: int) -> None:
         """Buffer one event. An event this sink cannot write -- no key field, a record over

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 from rheos.connectors.base import BaseWriter, OpenContext
-from rheos.connectors.codecs import check_format, encoder, key_bytes
+from rheos.connectors.codecs import check_format, encoder, key_bytes, key_getter
 from rheos.connectors.kafka.client import READERS, client_module, seconds, topic_partitions
 from rheos.durations import Duration
-from rheos.errors import EventError, KafkaError, KafkaTopicNotFoundError
+from rheos.errors import KafkaError, KafkaTopicNotFoundError
 
 
 class KafkaSink:
@@ -79,7 +79,7 @@ class KafkaWriter(BaseWriter):
         self._producer = kafka.Producer(settings)
         self._marker: Any = None
         self._encode = encoder(sink.format)
-        self._key_of = _key_function(sink)
+        self._key_of = key_getter(sink.key, f"kafka_sink {sink.topic!r}")
         self._rows: list[tuple[bytes | None, bytes, int]] = []
         self._prepared: tuple[int, list[tuple[bytes | None, bytes, int]]] | None = None
         self._held: list[tuple[bytes | None, bytes, int]] = []
@@ -337,23 +337,6 @@ def transactional_id(sink: KafkaSink, ctx: OpenContext) -> str:
 
 def _is_connection_setting(name: str) -> bool:
     return name.startswith(("security.", "sasl.", "ssl.", "client."))
-
-
-def _key_function(sink: KafkaSink) -> Callable[[Any], Any] | None:
-    key = sink.key
-    if not isinstance(key, str):
-        return key
-    field = key
-
-    def by_field(value: Any) -> Any:
-        try:
-            return value[field]
-        except (KeyError, TypeError, IndexError):
-            raise EventError(
-                f"kafka_sink {sink.topic!r}: the event has no key field {field!r}"
-            ) from None
-
-    return by_field
 
 
 def kafka_sink(
