@@ -4,7 +4,6 @@ moments, in both runtime modes, commits exactly what one uninterrupted run commi
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import signal
@@ -22,6 +21,7 @@ from confluent_kafka import Consumer, TopicPartition
 from tests.kafka import workers_app
 from tests.kafka.helpers import committed_offset, new_topic, produce, read_committed
 from tests.waiting import wait_until
+from tests.workers.helpers import kill, tasks_read_to
 
 import rheos as rh
 from rheos.errors import ConfigError, KafkaTopicNotFoundError
@@ -225,25 +225,9 @@ def live(data_dir: Path) -> list[dict[str, Any]]:
     return worker_statuses(str(data_dir), workers_app.FLOW)
 
 
-def kill(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-
-
 def caught_up(data_dir: Path, end: dict[int, int]) -> bool:
     """Whether every task's latest checkpoint has read its partition to ``end``."""
-    for task, offset in end.items():
-        path = store_path(data_dir, workers_app.FLOW, task)
-        if not path.exists():
-            return False
-        with CheckpointStore(path) as store:
-            latest = store.latest()
-        if latest is None:
-            return False
-        positions = latest.meta["sources"]["source"]["positions"]
-        if int(positions.get(str(task), positions.get(task, 0))) < offset:
-            return False
-    return True
+    return tasks_read_to(data_dir, workers_app.FLOW, end)
 
 
 def newest(data_dir: Path, known: set[str], tasks: bool) -> int:

@@ -96,8 +96,14 @@ def caught_up(data_dir: Path) -> bool:
             ends = reader.end_offsets()
     finally:
         log.close()
+    return tasks_read_to(data_dir, app.FLOW, ends)
+
+
+def tasks_read_to(data_dir: Path, flow: str, ends: dict[int, int]) -> bool:
+    """Whether the latest checkpoint of each task ``p`` of ``ends`` has read its source's
+    partition ``p`` to ``ends[p]``."""
     for task, end in ends.items():
-        path = store_path(data_dir, app.FLOW, task)
+        path = store_path(data_dir, flow, task)
         if not path.exists():
             return False
         with CheckpointStore(path) as store:
