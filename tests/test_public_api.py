@@ -12,7 +12,7 @@ EXPECTED = {
     "Log", "Record", "RecordBatch", "default_data_dir",
     # flows and running them
     "Flow", "Stream", "KeyedStream", "WindowedStream", "ProcessContext", "ProcessLogic",
-    "RunSummary", "Duration",
+    "RunSummary", "Duration", "disk_state",
     # windows, aggregations, time
     "tumbling", "sliding", "session", "calendar", "count", "sum", "min", "max", "mean", "first",
     "last", "collect", "count_distinct", "aggregate_with", "Aggregation", "Clock", "SystemClock",

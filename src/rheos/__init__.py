@@ -41,6 +41,7 @@ from rheos.errors import (
     UserFunctionError,
 )
 from rheos.flows import KeyedStream, ProcessContext, ProcessLogic, Stream, WindowedStream
+from rheos.flows.backends import disk_state
 from rheos.flows.expressions import Expr, col, expr, lit
 from rheos.runtime import Flow, RunSummary
 from rheos.transport import Log, Record, RecordBatch, default_data_dir
@@ -104,6 +105,7 @@ __all__ = [
     "count_distinct",
     "csv_source",
     "default_data_dir",
+    "disk_state",
     "expr",
     "first",
     "iterable_source",

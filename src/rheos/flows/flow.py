@@ -27,6 +27,7 @@ from typing import Any, Self
 
 from rheos.durations import Duration, to_ms
 from rheos.errors import FlowDefinitionError
+from rheos.flows.backends import StateOption, state_backend
 from rheos.flows.expressions import Expr, WithColumns, as_expr, as_function
 from rheos.flows.logic import OverPrevious, RunningAggregate, RunningReduce, as_logic
 from rheos.flows.steps import (
@@ -83,7 +84,10 @@ class Flow:
     cannot process (undecodable, failing the schema, without a usable timestamp, or making a
     user function raise): ``"dead-letter"`` (default: to the topic ``<name>.dlq``),
     ``"skip"`` (dropped, counted) or ``"fail"`` (the run stops with the error); one step can
-    override it with :meth:`Stream.on_error`.
+    override it with :meth:`Stream.on_error`. ``state`` is where keyed state lives:
+    ``"memory"`` (default), ``"disk"`` or :func:`~rheos.disk_state` (windows and keyed
+    ``process`` state in SQLite with a bounded cache of hot keys; see
+    docs/concepts/state.md).
     """
 
     def __init__(
@@ -93,10 +97,12 @@ class Flow:
         data_dir: str | os.PathLike[str] | None = None,
         clock: Any = None,
         on_error: OnError = "dead-letter",
+        state: StateOption = "memory",
     ) -> None:
         if not name or not isinstance(name, str):
             raise FlowDefinitionError(f"a flow needs a non-empty name, got {name!r}")
         _check_policy(name, on_error)
+        self.state = state_backend(name, state)
         self.on_error: OnError = on_error
         self.name = name
         self.data_dir = os.fspath(data_dir) if data_dir is not None else None
@@ -174,7 +180,7 @@ class Flow:
 
     def graph(self) -> Graph:
         """A frozen snapshot of the flow's steps."""
-        return Graph(self.name, tuple(self._steps), self.on_error)
+        return Graph(self.name, tuple(self._steps), self.on_error, self.state)
 
     def describe(self) -> str:
         """The flow as text: one step per line with the ports it reads from."""

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rheos.durations import format_ms
+from rheos.flows.backends import DiskState
 
 Port = tuple[int, str]
 """A step's output: ``(step_id, port_name)``."""
@@ -215,6 +216,8 @@ class Graph:
     steps: tuple[Step, ...] = field(default=())
     on_error: str = "dead-letter"
     """The flow's policy for bad events (see :data:`ON_ERROR`); steps may override it."""
+    state: DiskState | None = None
+    """Where keyed state lives: ``None`` in memory, else on disk (:mod:`rheos.flows.backends`)."""
 
     def consumers(self) -> dict[Port, list[tuple[Step, int]]]:
         """Map each port to the ``(step, input_index)`` pairs that read it."""

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from rheos.durations import Duration, to_ms
 from rheos.errors import ConfigError
 from rheos.flows import Flow as FlowDescription
+from rheos.flows.backends import StateOption
 from rheos.flows.steps import OnError
 from rheos.runtime.checkpointing import FlowLock
 from rheos.runtime.deadletters import dlq_topic
@@ -195,11 +196,12 @@ class Flow(FlowDescription):
         data_dir: Any = None,
         clock: Clock | None = None,
         on_error: OnError = "dead-letter",
+        state: StateOption = "memory",
         checkpoint_interval: Duration | None = DEFAULT_CHECKPOINT_INTERVAL,
         keep_checkpoints: int = DEFAULT_KEEP,
         metrics: bool = True,
     ) -> None:
-        super().__init__(name, data_dir=data_dir, clock=clock, on_error=on_error)
+        super().__init__(name, data_dir=data_dir, clock=clock, on_error=on_error, state=state)
         self.metrics_enabled = metrics
         self.checkpoint_interval_ms = _ms(checkpoint_interval)
         if keep_checkpoints < 1:

@@ -40,6 +40,7 @@ from rheos.flows.steps import (
     WindowStep,
 )
 from rheos.runtime.deadletters import IN_SUMMARY, DeadLetters
+from rheos.runtime.disk_nodes import DiskProcessNode, DiskWindowNode, check_disk_state
 from rheos.runtime.nodes import (
     BAD_EVENT_ERRORS,
     JoinNode,
@@ -52,6 +53,7 @@ from rheos.runtime.nodes import (
     where,
 )
 from rheos.runtime.summary import StepStats
+from rheos.state.disk import StateDB
 
 ChunkLoop = Callable[[list[Any], list[int], Any, Any], None]
 """``loop(values, timestamps, source_run, runner)``: see
@@ -86,6 +88,8 @@ class Compiled:
     """Called when a writer opens during the run (the late topic's): checkpoint recovery."""
     dead: DeadLetters | None = None
     """The run's bad-event policy and dead-letter writer (see :meth:`dead_letters`)."""
+    disk: StateDB | None = None
+    """The run's disk state (a flow with ``state="disk"``): committed with each checkpoint."""
 
     @property
     def events_out(self) -> int:
@@ -159,16 +163,30 @@ def hold_back(graph: Graph) -> dict[int, int]:
 
 
 def make_node(
-    flow: str, step: Step, out: Push, late: Callable[[], Push], hold_ms: int, now: Callable[[], int]
+    flow: str,
+    step: Step,
+    out: Push,
+    late: Callable[[], Push],
+    hold_ms: int,
+    now: Callable[[], int],
+    disk: StateDB | None = None,
+    cache_keys: int = 0,
 ) -> Node:
     """The stateful node of ``step`` (a window, process or join step), pushing its output to
-    ``out`` and its late records to ``late()``."""
+    ``out`` and its late records to ``late()``; with ``disk``, windows and process steps
+    keep their keys there (``cache_keys`` of them in memory)."""
     if isinstance(step, WindowStep):
         router = LateRouter(flow, step, late(), StepStats(step.name, step.kind))
-        wnode = WindowNode(flow, step, out, router, hold_ms, now)
+        wnode = (
+            WindowNode(flow, step, out, router, hold_ms, now)
+            if disk is None
+            else DiskWindowNode(flow, step, out, router, hold_ms, now, disk, cache_keys)
+        )
         wnode.stats.kind = "window"
         return wnode
     if isinstance(step, ProcessStep):
+        if disk is not None:
+            return DiskProcessNode(flow, step, out, hold_ms, disk, cache_keys)
         return ProcessNode(flow, step, out, hold_ms)
     assert isinstance(step, JoinStep)
     router = LateRouter(flow, step, late(), StepStats(step.name, step.kind))
@@ -217,34 +235,65 @@ def build(
     holds = hold_back(graph)
     late_default = default_late(ctx, default_late_topic, compiled)
     nodes: list[Node] = []
-    for step in reversed(graph.steps):
-        if isinstance(step, SinkStep):
-            writer = step.sink.open(ctx)
-            counter = SinkCounter(step.name)
-            compiled.writers.append(writer)
-            compiled.named_writers[step.name] = writer
-            compiled.sink_counters.append(counter)
-            wiring.sink(step, writer, counter)
-        elif isinstance(step, WindowStep | ProcessStep | JoinStep):
-            node = make_node(
-                flow,
-                step,
-                wiring.output((step.id, OUT)),
-                partial(wiring.late, step, late_default),
-                holds[step.id],
-                now,
-            )
-            nodes.append(node)
-            wiring.node(step, node)
-        elif isinstance(step, SourceStep | TransformStep | KeyByStep | UnionStep):
-            wiring.stateless(step)
-        else:  # pragma: no cover - a new primitive without a runtime
-            raise FlowDefinitionError(f"{where(flow, step)}: this runtime cannot run it")
+    disk, cache_keys = None, 0
+    if graph.state is not None and any(
+        isinstance(s, WindowStep | ProcessStep) for s in graph.steps
+    ):
+        check_disk_state(graph)
+        disk = compiled.disk = StateDB.open(ctx.data_dir, flow, ctx.task, durable=ctx.transactional)
+        compiled.writers.append(_DiskCloser(disk))
+        cache_keys = graph.state.cache_keys
+    try:
+        for step in reversed(graph.steps):
+            if isinstance(step, SinkStep):
+                writer = step.sink.open(ctx)
+                counter = SinkCounter(step.name)
+                compiled.writers.append(writer)
+                compiled.named_writers[step.name] = writer
+                compiled.sink_counters.append(counter)
+                wiring.sink(step, writer, counter)
+            elif isinstance(step, WindowStep | ProcessStep | JoinStep):
+                node = make_node(
+                    flow,
+                    step,
+                    wiring.output((step.id, OUT)),
+                    partial(wiring.late, step, late_default),
+                    holds[step.id],
+                    now,
+                    disk,
+                    cache_keys,
+                )
+                nodes.append(node)
+                wiring.node(step, node)
+            elif isinstance(step, SourceStep | TransformStep | KeyByStep | UnionStep):
+                wiring.stateless(step)
+            else:  # pragma: no cover - a new primitive without a runtime
+                raise FlowDefinitionError(f"{where(flow, step)}: this runtime cannot run it")
+    except BaseException:
+        if disk is not None:
+            disk.close()
+        raise
     nodes.reverse()
     compiled.nodes = nodes
     for node in nodes:
         compiled.wire(node)
     return compiled
+
+
+class _DiskCloser:
+    """Closes the run's disk state with its writers (what was not committed is dropped)."""
+
+    def __init__(self, disk: StateDB) -> None:
+        self.disk = disk
+
+    def write(self, value: Any, timestamp: int) -> None:  # pragma: no cover - never fed
+        return None
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.disk.close()
 
 
 __all__ = [

@@ -51,6 +51,8 @@ from rheos.runtime.compile import Compiled
 from rheos.runtime.snapshot import SNAPSHOT_ENV, ForkedWrite, forking, node_changes, remove_staged
 from rheos.runtime.summary import CheckpointStats
 from rheos.state import CheckpointInfo, CheckpointStore, PendingWrite, state_dir
+from rheos.state.disk import StateDB
+from rheos.state.store import decode_value, encode_value
 from rheos.transport import Log
 
 
@@ -137,6 +139,8 @@ class Checkpointer:
         runner = self.runner
         compiled = runner.compiled
         assert compiled is not None
+        if compiled.disk is not None:
+            self._roll_forward(compiled.disk)
         info = self.restored
         for name, writer in compiled.named_writers.items():
             self.recover_writer(name, writer)
@@ -178,6 +182,48 @@ class Checkpointer:
                     f"checkpoint {info.id}: {exc}"
                 ) from exc
         runner.flow_wm = meta.get("flow_wm", runner.flow_wm)
+
+    def _roll_forward(self, disk: StateDB) -> None:
+        """Bring the store level with the flow's disk state (see :mod:`rheos.state.disk`):
+        a crash between the state file's commit of a checkpoint and the store's leaves the
+        file one checkpoint ahead, and that checkpoint is written into the store from the
+        record the file keeps. A state file with no checkpoint the store knows of (the
+        store was reset) starts empty."""
+        flow = self.runner.graph.name
+        latest = self.restored
+        committed = disk.committed()
+        if committed is None:
+            if latest is not None:
+                raise CheckpointError(
+                    f"flow {flow!r}: the checkpoint store {self.store.path} has checkpoint "
+                    f"{latest.id}, but the disk state {disk.path} has none: the state file "
+                    "was removed or replaced"
+                )
+            return
+        cid, record = committed
+        if latest is not None and cid == latest.id:
+            return
+        if cid != self.store.next_id():
+            if latest is None:  # a state file left from before the store was reset
+                disk.reset()
+                return
+            raise CheckpointError(
+                f"flow {flow!r}: the disk state {disk.path} is of checkpoint {cid}, the "
+                f"checkpoint store {self.store.path}'s latest is {latest.id}: a flow with "
+                "state='disk' keeps only its latest state, so it cannot be rolled back to "
+                "an older checkpoint (rheos replay)"
+            )
+        _, created, epoch, kind, meta, changes = decode_value(record)
+        info = self.store.write(
+            meta, [tuple(c) for c in changes], epoch=epoch, kind=kind, created_ms=created
+        )
+        self.restored = info
+        self.epoch = info.epoch
+        self.sink_infos = dict(meta.get("sinks", {}))
+        self.extra = {
+            "dlq_replayed": meta.get("dlq_replayed", {}),
+            "replay": meta.get("replay", {}),
+        }
 
     def _recover_unopened(self, opened: set[str]) -> None:
         """Finish the commit of the log topics the restored checkpoint prepared that this run
@@ -277,7 +323,8 @@ class Checkpointer:
             }
 
         write: PendingWrite | ForkedWrite | None = None
-        if kind == "periodic" and self.fork:
+        disk = compiled.disk
+        if kind == "periodic" and self.fork and disk is None:
             # the state is read in a child process; the flow stops only for the fork
             created = int(time.time() * 1000)
             info = CheckpointInfo(cid, created, self.epoch, kind, build_meta({}), 0)
@@ -287,11 +334,16 @@ class Checkpointer:
                 self.stats.record_failure(f"fork failed: {exc}")
         if write is None:
             operators, changes = node_changes(nodes)
+            meta = build_meta(operators)
+            created = int(time.time() * 1000)
+            if disk is not None:  # the state file first: see _roll_forward
+                disk.commit(cid, encode_value([cid, created, self.epoch, kind, meta, changes]))
             write = self.store.write_beside(
-                build_meta(operators),
+                meta,
                 changes,
                 epoch=self.epoch,
                 kind=kind,
+                created_ms=created,
                 inside=self._pause_inside,
             )
         pause = time.perf_counter() - started

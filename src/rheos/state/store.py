@@ -111,6 +111,9 @@ def _encode(value: Any) -> bytes:
 
 
 _decode = msgspec.msgpack.Decoder(ext_hook=_ext).decode
+encode_value = _encode
+"""msgpack of plain data, as checkpoints store it (the disk state uses it too)."""
+decode_value = _decode
 _raw_list = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
 
 Change = tuple[str, Any, Any]
@@ -538,7 +541,9 @@ __all__ = [
     "CheckpointStore",
     "PendingWrite",
     "Row",
+    "decode_value",
     "encode_changes",
+    "encode_value",
     "state_dir",
     "store_path",
 ]

@@ -167,6 +167,22 @@ def copy_plain(value: Any) -> Any:
     return value
 
 
+SINK_ROWS = 4096
+"""Rows :meth:`WindowOperator.advance` hands its ``sink`` at a time."""
+
+
+def _new_dict(start: int) -> dict[Hashable, list[Any]]:
+    return {}
+
+
+class _NoChanges(set[Hashable]):
+    """The changed keys of an operator whose keys live in a disk-backed store (nothing to
+    track: the store writes what changed)."""
+
+    def add(self, key: Hashable) -> None:
+        return None
+
+
 def _by_creation(item: tuple[Hashable, list[Any]]) -> int:
     return item[1][0]  # type: ignore[no-any-return]
 
@@ -245,6 +261,9 @@ class WindowOperator:
         self._closed: dict[Hashable, list[int]] = {}
         self._closed_heap: list[tuple[int, int, Hashable]] = []
         self._pushes = 0
+        self._new_keys: Callable[[int], Any] = _new_dict
+        """Makes the container of one window's keys (a dict; a disk-backed one: see
+        :meth:`keep_keys_in`)."""
 
         if self._kind is TumblingWindows and not self._update:
             self.process = _compile_tumbling(self)  # type: ignore[method-assign]
@@ -365,7 +384,7 @@ class WindowOperator:
                 raise self._bad_event(event, exc) from None
         keys = self._windows.get(start)
         if keys is None:
-            keys = self._windows[start] = {}
+            keys = self._windows[start] = self._new_keys(start)
             heappush(self._starts, start)
         seq = self._seq
         self._seq = seq + 1
@@ -440,12 +459,20 @@ class WindowOperator:
 
     # -- event time ----------------------------------------------------------------------------
 
-    def advance(self, watermark: int, on_error: OnCloseError | None = None) -> list[Row]:
+    def advance(
+        self,
+        watermark: int,
+        on_error: OnCloseError | None = None,
+        sink: Callable[[list[Row]], None] | None = None,
+    ) -> list[Row]:
         """Move event time to ``watermark``; return the rows of the windows it finalizes.
 
         A watermark lower than (or equal to) the current one changes nothing. Advance to
         :data:`MAX_WATERMARK` at the end of input to finalize every window. An aggregation's
         ``result`` that raises goes to ``on_error`` when given (see the module docs).
+        Given ``sink``, tumbling and sliding windows hand it their rows
+        :data:`SINK_ROWS` at a time as they are made (the rest are returned, in order): a
+        window of millions of keys is never held as one list of rows.
         """
         if watermark <= self._watermark:
             return []
@@ -472,6 +499,9 @@ class WindowOperator:
                 row = self._final_row(key, start, end, state, 1, on_error)
                 if row is not None:
                     out.append(row)
+                    if sink is not None and len(out) >= SINK_ROWS:
+                        sink(out)
+                        out = []
                 self._changed.add(key)
             self._state_size -= len(keys)
         return out
@@ -520,6 +550,33 @@ class WindowOperator:
 
     # -- checkpoints ---------------------------------------------------------------------------
 
+    def keep_keys_in(self, new_keys: Callable[[int], Any]) -> None:
+        """Keep each window's keys in ``new_keys(start)`` (tumbling and sliding windows): a
+        mutable mapping ``key -> [creation seq, accumulators...]`` whose ``items()`` give the
+        keys by creation seq, such as a disk-backed store's
+        (:class:`rheos.state.disk.WindowTable`). The store then holds what changed: the
+        operator stops tracking changed keys, and :meth:`snapshot_changed` is empty."""
+        if self._kind is SessionWindows:
+            raise ConfigError(
+                f"window operator {self.spec!r}: session windows keep their keys in memory"
+            )
+        self._new_keys = new_keys
+        self._changed = _NoChanges()
+        if self._env is not None:
+            self._env["changed_add"] = self._changed.add
+
+    def open_windows(self, starts: Mapping[int, Any]) -> None:
+        """After :meth:`load`: the open windows of a disk-backed store, ``start -> keys``
+        (their containers from :meth:`keep_keys_in`'s ``new_keys``, with their counts)."""
+        for start, keys in starts.items():
+            self._windows[start] = keys
+            heappush(self._starts, start)
+            self._state_size += len(keys)
+
+    def window_sizes(self) -> list[tuple[int, int]]:
+        """``(start, keys)`` of every open tumbling or sliding window."""
+        return [(start, len(keys)) for start, keys in self._windows.items()]
+
     def changed_keys(self) -> set[Hashable]:
         """Keys whose state changed since the last :meth:`clear_changed`."""
         return set(self._changed)
@@ -532,7 +589,8 @@ class WindowOperator:
         """Hand over the keys changed so far and start an empty set, in constant time (a
         forked snapshot reads its copy of them; :meth:`merge_changed` gives them back if
         it fails)."""
-        taken, self._changed = self._changed, set()
+        taken = self._changed
+        self._changed = _NoChanges() if isinstance(taken, _NoChanges) else set()
         if self._env is not None:  # the generated hot path adds to the new set
             self._env["changed_add"] = self._changed.add
         return taken
@@ -629,7 +687,7 @@ class WindowOperator:
         for start, cseq, accs in data["windows"]:
             keys = self._windows.get(start)
             if keys is None:
-                keys = self._windows[start] = {}
+                keys = self._windows[start] = self._new_keys(start)
                 heappush(self._starts, start)
             keys[key] = [cseq, *self._load(accs)]
             self._state_size += 1
@@ -751,7 +809,7 @@ class WindowOperator:
         """
         keys = self._windows.get(start)
         if keys is None:
-            keys = self._windows[start] = {}
+            keys = self._windows[start] = self._new_keys(start)
             heappush(self._starts, start)
         state = keys.get(key)
         if state is None:
@@ -771,6 +829,7 @@ class WindowOperator:
 
 
 __all__ = [
+    "SINK_ROWS",
     "CloseFailure",
     "LateInfo",
     "OnCloseError",
@@ -827,7 +886,7 @@ def _compile_sliding(op: WindowOperator) -> Any:
         "            continue",
         "        keys = windows.get(start)",
         "        if keys is None:",
-        "            keys = windows[start] = {}",
+        "            keys = windows[start] = op._new_keys(start)",
         "            heappush(starts, start)",
         "        state = keys.get(key)",
         "        if state is None:",
@@ -926,7 +985,7 @@ def _compile_tumbling(op: WindowOperator) -> Any:
     lines += [
         "    keys = windows.get(start)",
         "    if keys is None:",
-        "        keys = windows[start] = {}",
+        "        keys = windows[start] = op._new_keys(start)",
         "        heappush(starts, start)",
         "    seq = op._seq",
         "    op._seq = seq + 1",

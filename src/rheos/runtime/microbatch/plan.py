@@ -55,6 +55,11 @@ class Plan:
         default_late_topic: str | None,
         now: Callable[[], int],
     ) -> None:
+        if graph.state is not None:
+            raise FlowDefinitionError(
+                f"flow {graph.name!r}: the micro-batch mode keeps keyed state in memory; a "
+                "flow with state='disk' runs stream-first (leave mode unset)"
+            )
         self.graph = graph
         self.ctx = ctx
         self.compiled = Compiled(graph)

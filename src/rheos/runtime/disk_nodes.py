@@ -1,0 +1,122 @@
+"""The stateful nodes of a flow whose keyed state is on disk (``state="disk"``).
+
+:class:`DiskWindowNode` and :class:`DiskProcessNode` are the window and ``process`` nodes of
+:mod:`rheos.runtime.nodes` with their keys in a :mod:`rheos.state.disk` table instead of
+dicts. What differs is only where the state lives and what a checkpoint holds: no changed
+keys (the table's transaction, committed with the checkpoint, holds them), just each node's
+small operator-wide part -- for windows, the key count of each open window; for ``process``
+steps, the key count (their timers go to a table of their own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable
+from heapq import heappush
+from typing import Any
+
+from rheos.errors import FlowDefinitionError
+from rheos.flows.steps import Graph, ProcessStep, WindowStep
+from rheos.runtime.nodes import LateRouter, ProcessNode, Push, WindowNode, user_error, where
+from rheos.state.disk import KeyTable, StateDB, TimerTable, WindowTable
+from rheos.windowing.windows import SessionWindows
+
+
+def check_disk_state(graph: Graph) -> None:
+    """Raise :class:`FlowDefinitionError` for a step of a ``state="disk"`` flow that cannot
+    keep its state on disk."""
+    for step in graph.steps:
+        if isinstance(step, WindowStep) and isinstance(step.spec, SessionWindows):
+            raise FlowDefinitionError(
+                f"{where(graph.name, step)}: session windows cannot keep their state on disk "
+                "yet (state='disk' covers tumbling, sliding and calendar windows and keyed "
+                "process steps); run this flow with state='memory'"
+            )
+
+
+class DiskWindowNode(WindowNode):
+    """A tumbling, sliding or calendar window step with its keys in a :class:`WindowTable`."""
+
+    def __init__(
+        self,
+        flow: str,
+        step: WindowStep,
+        out: Push,
+        late: LateRouter,
+        hold_ms: int,
+        now: Callable[[], int],
+        db: StateDB,
+        cache_keys: int,
+    ) -> None:
+        super().__init__(flow, step, out, late, hold_ms, now)
+        op = self.op
+        self.table = WindowTable(db, step.name, cache_keys, lambda s: op._dump(s, 1), op._load)
+        op.keep_keys_in(self.table.keys_of)
+
+    def checkpoint(self) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
+        """Operator-wide state and the key count of each open window; the keys are in the
+        table (committed with the checkpoint)."""
+        meta, _ = super().checkpoint()
+        meta["windows"] = [[start, n] for start, n in self.op.window_sizes()]
+        return meta, []
+
+    def restore(self, meta: dict[str, Any], keys: Iterable[tuple[Any, Any]]) -> None:
+        super().restore(meta, keys)
+        counts = {int(start): int(n) for start, n in meta.get("windows", ())}
+        self.op.open_windows(self.table.open_windows(counts))
+
+
+class DiskProcessNode(ProcessNode):
+    """A keyed ``process`` step with its per-key state in a :class:`KeyTable` (timers stay
+    in memory and go to a :class:`TimerTable` at checkpoints)."""
+
+    def __init__(
+        self, flow: str, step: ProcessStep, out: Push, hold_ms: int, db: StateDB, cache_keys: int
+    ) -> None:
+        super().__init__(flow, step, out, hold_ms)
+        self.table = KeyTable(db, step.name, cache_keys)
+        self.timer_table = TimerTable(db, step.name)
+        self.states = self.table  # type: ignore[assignment]
+        self.changed = set()
+        """Keys whose timers changed since the last checkpoint (state changes: the table)."""
+
+    def _make_push(self) -> Push:
+        ctx, process = self._ctx, self.logic.process
+        flow, step, logic = self._flow, self.step, self.logic
+        observe = self.disorder.observe
+
+        def push(key: Any, value: Any, ts: int) -> None:
+            observe(ts)
+            ctx.key = key
+            ctx.timestamp = ts
+            try:
+                process(ctx, value)
+            except Exception as exc:
+                raise user_error(flow, step, logic, exc) from exc
+
+        return push
+
+    def checkpoint(self) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
+        """The logic's own snapshot and the key count; the timers of the keys whose timers
+        changed go to the timer table."""
+        changed = self.changed
+        timers: dict[Hashable, list[int]] = {k: [] for k in changed}
+        if changed:
+            for ts, k in self.timer_set:
+                if k in changed:
+                    timers[k].append(ts)
+        self.timer_table.write([(k, sorted(ts)) for k, ts in timers.items()])
+        self.changed.clear()
+        snap = getattr(self.logic, "snapshot", None)
+        return {"logic": snap() if snap is not None else None, "keys": len(self.table)}, []
+
+    def restore(self, meta: dict[str, Any], keys: Iterable[tuple[Any, Any]]) -> None:
+        super().restore(meta, keys)
+        self.table.count = int(meta.get("keys", 0))
+        for key, times in self.timer_table.read():
+            for ts in times:
+                self.timer_set.add((ts, key))
+                self.seq += 1
+                heappush(self.timers, (ts, self.seq, key))
+
+
+__all__ = ["DiskProcessNode", "DiskWindowNode", "check_disk_state"]

@@ -1,0 +1,516 @@
+"""Keyed state on disk: one SQLite file per flow, a table per stateful step, a bounded cache.
+
+A flow run with ``state="disk"`` (:mod:`rheos.flows.backends`) keeps the per-key state of
+its windows and keyed ``process`` steps here rather than in Python dicts, so the memory it
+needs does not grow with the number of keys:
+
+* :class:`StateDB` -- the file (``<data_dir>/flows/<flow>/state.sqlite`` for a
+  checkpointed run; a file removed at close otherwise). WAL mode, one connection, one
+  write transaction always open: between two checkpoints what the cache writes back stays
+  uncommitted, so a crash (``kill -9``) leaves the file as of the last checkpoint.
+* :class:`WindowTable` -- ``(window start, key) -> (creation seq, accumulators)`` for
+  tumbling and sliding windows, indexed by ``(start, seq)``: the windows a watermark
+  closes are read by their start, in the order the keys came, without scanning the rest.
+* :class:`KeyTable` -- ``key -> value`` for the state of a keyed ``process`` step; its
+  timers go to :class:`TimerTable` at each checkpoint.
+
+The cache. Each table keeps its ``cache_keys`` most recently used keys in memory (an LRU;
+a window's key counts once per open window). A key read is counted as changed (callers
+change state in place), and a changed key is written back when it leaves the cache and at
+every checkpoint. Keys and values are msgpack, as in the checkpoint store: nothing is
+pickled.
+
+Checkpoints. At a checkpoint the runtime writes every changed cached key and then commits
+the transaction together with the whole checkpoint record (meta, source positions, the
+other steps' changes) -- :meth:`StateDB.commit` -- before the checkpoint store writes the
+same checkpoint. A crash between the two leaves the state file one checkpoint ahead; the
+next run writes that checkpoint into the store from the record first (it rolls forward),
+so source positions, sinks and state always agree. See docs/concepts/state.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import tempfile
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from pathlib import Path
+from typing import Any
+
+from rheos.errors import CheckpointError
+from rheos.state.store import decode_value, encode_value, state_dir
+from rheos.windowing.operator import key_from_plain, key_to_plain
+
+STATE_FILE = "state.sqlite"
+"""The disk state of a checkpointed run, in the flow's folder."""
+
+SQLITE_CACHE_KIB = 65_536
+"""SQLite's own page cache, per file (64 MiB): part of the memory bound."""
+
+_EVICT_SHARE = 8
+"""When a cache is over its size, it writes back 1/8 of it at once (one ``executemany``)."""
+
+_GONE = object()
+"""A deleted key in a :class:`KeyTable`'s cache (deleted in the file at write-back)."""
+
+
+def encode_key(key: Hashable) -> bytes:
+    """A key as stored (msgpack of its plain form; tuples become arrays)."""
+    return encode_value(key_to_plain(key))
+
+
+def decode_key(data: bytes) -> Hashable:
+    return key_from_plain(decode_value(data))
+
+
+class StateDB:
+    """The disk state of one run of a flow (see the module docs)."""
+
+    def __init__(self, path: Path, *, flow: str, durable: bool) -> None:
+        self.path = path
+        self.flow = flow
+        self.durable = durable
+        """Checkpointed: committed at checkpoints only, kept at close. Otherwise the file
+        is scratch space (committed whenever the cache writes back, removed at close)."""
+        self.tables: list[WindowTable | KeyTable | TimerTable] = []
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+            db.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS checkpoint "
+                "(one INTEGER PRIMARY KEY, id INTEGER NOT NULL, record BLOB NOT NULL)"
+            )
+            db.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise self.error("cannot open it", exc) from exc
+
+    @classmethod
+    def open(cls, data_dir: str, flow: str, task: int | None, *, durable: bool) -> StateDB:
+        """The state file of a run: the flow's own when the run checkpoints, else a scratch
+        file beside it (or in the temporary folder when the data directory is not usable)."""
+        folder = state_dir(data_dir, flow, task)
+        if durable:
+            return cls(folder / STATE_FILE, flow=flow, durable=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix="state-scratch-", suffix=".sqlite", dir=folder)
+        except OSError:
+            fd, name = tempfile.mkstemp(prefix="rheos-state-", suffix=".sqlite")
+        os.close(fd)
+        return cls(Path(name), flow=flow, durable=False)
+
+    def error(self, what: str, exc: BaseException, step: str | None = None) -> CheckpointError:
+        where = f"flow {self.flow!r}" + (f", step {step!r}" if step is not None else "")
+        err = CheckpointError(f"{where}: disk state {self.path}: {what}: {exc}")
+        err.located(flow=self.flow, step=step)
+        return err
+
+    def execute(self, sql: str, args: Any = (), *, step: str | None = None) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise self.error("cannot read or write it", exc, step) from exc
+
+    def executemany(self, sql: str, rows: list[Any], *, step: str | None = None) -> None:
+        try:
+            self._conn.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise self.error(f"cannot write {len(rows)} keys", exc, step) from exc
+
+    def table_name(self, step: str) -> str:
+        """The table of step ``step`` (any step name: hex-encoded)."""
+        return "s_" + step.encode().hex()
+
+    def wrote_back(self) -> None:
+        """A cache wrote keys back: a scratch file commits (its WAL stays small)."""
+        if not self.durable:
+            self._cycle()
+
+    def _cycle(self) -> None:
+        self.execute("COMMIT")
+        self.execute("BEGIN")
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write every changed cached key of every table (still uncommitted)."""
+        for table in self.tables:
+            table.flush()
+
+    def commit(self, checkpoint: int, record: bytes) -> None:
+        """Commit the state as of checkpoint ``checkpoint``, with its ``record`` (encoded by
+        the runtime), in one transaction: after a crash, the file is as of here."""
+        self.flush()
+        self.execute("INSERT OR REPLACE INTO checkpoint VALUES (0, ?, ?)", (checkpoint, record))
+        self._cycle()
+
+    def committed(self) -> tuple[int, bytes] | None:
+        """The last committed checkpoint's id and record (``None``: none yet)."""
+        row = self.execute("SELECT id, record FROM checkpoint WHERE one = 0").fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def reset(self) -> None:
+        """Forget every key (a run starting with no checkpoint to restore)."""
+        for table in self.tables:
+            table.clear()
+        self.execute("DELETE FROM checkpoint")
+        self._cycle()
+
+    def close(self) -> None:
+        """Close the file; what was not committed is dropped. A scratch file is removed."""
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.execute("ROLLBACK")
+        self._conn.close()
+        if not self.durable:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
+
+class _Cache:
+    """An LRU of ``cache_keys`` entries; entries read since the last write-back are changed."""
+
+    def __init__(self, db: StateDB, step: str, cache_keys: int) -> None:
+        self.db = db
+        self.step = step
+        self.size = cache_keys
+        self.batch = max(1, cache_keys // _EVICT_SHARE)
+        self.entries: OrderedDict[Any, Any] = OrderedDict()
+        self.dirty: set[Any] = set()
+
+    def evict(self) -> tuple[list[Any], list[tuple[Any, Any]]]:
+        """Take the least recently used entries out (a batch): their keys, and the changed
+        ones with their values (to write back)."""
+        entries, dirty = self.entries, self.dirty
+        gone = []
+        out = []
+        for _ in range(min(self.batch, len(entries))):
+            ck, value = entries.popitem(last=False)
+            gone.append(ck)
+            if ck in dirty:
+                dirty.discard(ck)
+                out.append((ck, value))
+        return gone, out
+
+    def changed(self) -> list[tuple[Any, Any]]:
+        """Every changed entry (now counted unchanged; they stay cached)."""
+        entries = self.entries
+        out = [(ck, entries[ck]) for ck in self.dirty]
+        self.dirty = set()
+        return out
+
+
+class WindowKeys:
+    """The keys of one open window of a :class:`WindowTable`, as the window operator sees
+    a window's dict (``get``, setting a new key, ``len``); ``items()`` is the window's
+    close: its keys by creation seq, then gone from the table."""
+
+    __slots__ = ("count", "start", "table")
+
+    def __init__(self, table: WindowTable, start: int, count: int = 0) -> None:
+        self.table = table
+        self.start = start
+        self.count = count
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        state = self.table.get(self.start, key)
+        return default if state is None else state
+
+    def __setitem__(self, key: Hashable, state: list[Any]) -> None:
+        self.count += 1
+        self.table.put(self.start, key, state)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def items(self) -> Iterator[tuple[Hashable, list[Any]]]:
+        return self.table.close(self.start)
+
+
+class WindowTable:
+    """The open windows of one tumbling or sliding window step (see the module docs).
+
+    ``dump(state)`` gives a state's accumulators as plain data, ``load(data)`` takes them
+    back (the window operator's, as its checkpoints use them).
+    """
+
+    def __init__(
+        self,
+        db: StateDB,
+        step: str,
+        cache_keys: int,
+        dump: Callable[[list[Any]], list[Any]],
+        load: Callable[[list[Any]], list[Any]],
+    ) -> None:
+        self.db = db
+        self.step = step
+        self._dump = dump
+        self._load = load
+        t = db.table_name(step)
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {t} (start INTEGER NOT NULL, key BLOB NOT NULL, "
+            "seq INTEGER NOT NULL, accs BLOB NOT NULL, PRIMARY KEY (start, key)) WITHOUT ROWID",
+            step=step,
+        )
+        db.execute(f"CREATE INDEX IF NOT EXISTS {t}_close ON {t} (start, seq)", step=step)
+        self._get = f"SELECT seq, accs FROM {t} WHERE start = ? AND key = ?"
+        self._put = f"INSERT OR REPLACE INTO {t} VALUES (?, ?, ?, ?)"
+        self._scan = f"SELECT key, seq, accs FROM {t} WHERE start = ? ORDER BY seq"
+        self._drop = f"DELETE FROM {t} WHERE start = ?"
+        self._clear = f"DELETE FROM {t}"
+        self._cache = _Cache(db, step, cache_keys)
+        self._by_start: dict[int, set[Hashable]] = {}
+        """The cached keys of each window."""
+        db.tables.append(self)
+
+    def keys_of(self, start: int) -> WindowKeys:
+        """A new open window (the window operator's ``new_keys``)."""
+        return WindowKeys(self, start)
+
+    def open_windows(self, counts: dict[int, int]) -> dict[int, WindowKeys]:
+        """The open windows of a restored checkpoint, from their key counts."""
+        return {start: WindowKeys(self, start, n) for start, n in counts.items()}
+
+    @staticmethod
+    def counts(windows: dict[int, Any]) -> dict[int, int]:
+        """The key count of each open window (for the checkpoint's meta)."""
+        return {start: len(keys) for start, keys in windows.items()}
+
+    @property
+    def cached(self) -> int:
+        """Keys in memory now (at most ``cache_keys`` between two calls)."""
+        return len(self._cache.entries)
+
+    def get(self, start: int, key: Hashable) -> list[Any] | None:
+        cache = self._cache
+        ck = (start, key)
+        state = cache.entries.get(ck)
+        if state is not None:
+            cache.entries.move_to_end(ck)
+            cache.dirty.add(ck)
+            return state  # type: ignore[no-any-return]
+        row = self.db.execute(self._get, (start, encode_key(key)), step=self.step).fetchone()
+        if row is None:
+            return None
+        state = [row[0], *self._load(decode_value(row[1]))]
+        self._insert(ck, state)
+        return state
+
+    def put(self, start: int, key: Hashable, state: list[Any]) -> None:
+        """A new key of window ``start``."""
+        self._insert((start, key), state)
+
+    def _insert(self, ck: tuple[int, Hashable], state: list[Any]) -> None:
+        cache = self._cache
+        cache.entries[ck] = state
+        cache.dirty.add(ck)
+        keys = self._by_start.get(ck[0])
+        if keys is None:
+            keys = self._by_start[ck[0]] = set()
+        keys.add(ck[1])
+        if len(cache.entries) > cache.size:
+            gone, out = cache.evict()
+            by_start = self._by_start
+            for start, key in gone:
+                by_start[start].discard(key)
+            self._write(out)
+            self.db.wrote_back()
+
+    def _write(self, entries: list[tuple[Any, Any]]) -> None:
+        dump = self._dump
+        rows = [
+            (start, encode_key(key), state[0], encode_value(dump(state)))
+            for (start, key), state in entries
+        ]
+        if rows:
+            self.db.executemany(self._put, rows, step=self.step)
+
+    def flush(self) -> None:
+        """Write every changed cached key (they stay cached)."""
+        self._write(self._cache.changed())
+
+    def close(self, start: int) -> Iterator[tuple[Hashable, list[Any]]]:
+        """Window ``start`` closes: its keys by creation seq, then none left of it."""
+        cache = self._cache
+        out = []
+        for key in self._by_start.pop(start, ()):
+            ck = (start, key)
+            state = cache.entries.pop(ck)
+            if ck in cache.dirty:
+                cache.dirty.discard(ck)
+                out.append((ck, state))
+        self._write(out)
+        load = self._load
+        for kb, seq, accs in self.db.execute(self._scan, (start,), step=self.step):
+            yield decode_key(kb), [seq, *load(decode_value(accs))]
+        self.db.execute(self._drop, (start,), step=self.step)
+
+    def clear(self) -> None:
+        self._cache.entries.clear()
+        self._cache.dirty.clear()
+        self._by_start.clear()
+        self.db.execute(self._clear, step=self.step)
+
+
+class KeyTable:
+    """The per-key state of one keyed ``process`` step (see the module docs)."""
+
+    def __init__(self, db: StateDB, step: str, cache_keys: int) -> None:
+        self.db = db
+        self.step = step
+        t = db.table_name(step)
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {t} (key BLOB PRIMARY KEY, value BLOB NOT NULL) "
+            "WITHOUT ROWID",
+            step=step,
+        )
+        self._get = f"SELECT value FROM {t} WHERE key = ?"
+        self._has = f"SELECT 1 FROM {t} WHERE key = ?"
+        self._put = f"INSERT OR REPLACE INTO {t} VALUES (?, ?)"
+        self._del = f"DELETE FROM {t} WHERE key = ?"
+        self._clear = f"DELETE FROM {t}"
+        self._cache = _Cache(db, step, cache_keys)
+        self.count = 0
+        """Keys with state (set from the checkpoint on restore)."""
+        db.tables.append(self)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __setitem__(self, key: Hashable, value: Any) -> None:
+        self.put(key, value)
+
+    def pop(self, key: Hashable, default: Any = None) -> Any:
+        """Delete the state of ``key``; return ``default`` (the old value is not read)."""
+        self.put(key, None)
+        return default
+
+    @property
+    def cached(self) -> int:
+        return len(self._cache.entries)
+
+    def _stored(self, key: Hashable) -> Any:
+        """The state of ``key`` from the cache, else the file (``_GONE``: none)."""
+        cache = self._cache
+        value = cache.entries.get(key, None)
+        if value is not None:
+            cache.entries.move_to_end(key)
+            return value
+        row = self.db.execute(self._get, (encode_key(key),), step=self.step).fetchone()
+        return _GONE if row is None else decode_value(row[0])
+
+    def get(self, key: Hashable) -> Any:
+        """The state of ``key`` (``None``: none); counted as changed (it may change in place)."""
+        value = self._stored(key)
+        if value is _GONE:
+            return None
+        self._insert(key, value)
+        return value
+
+    def put(self, key: Hashable, value: Any) -> None:
+        """Set the state of ``key`` (``None``: delete it)."""
+        old = self._stored(key)
+        if value is None:
+            if old is not _GONE:
+                self.count -= 1
+                self._insert(key, _GONE)
+            return
+        if old is _GONE:
+            self.count += 1
+        self._insert(key, value)
+
+    def _insert(self, key: Hashable, value: Any) -> None:
+        cache = self._cache
+        cache.entries[key] = value
+        cache.entries.move_to_end(key)
+        cache.dirty.add(key)
+        if len(cache.entries) > cache.size:
+            self._write(cache.evict()[1])
+            self.db.wrote_back()
+
+    def _write(self, entries: list[tuple[Any, Any]]) -> None:
+        puts, dels = [], []
+        for key, value in entries:
+            if value is _GONE:
+                dels.append((encode_key(key),))
+                continue
+            try:
+                puts.append((encode_key(key), encode_value(value)))
+            except (TypeError, ValueError) as exc:
+                raise self.db.error(
+                    f"the state of key {key!r} is not plain data (msgpack)", exc, self.step
+                ) from exc
+        if puts:
+            self.db.executemany(self._put, puts, step=self.step)
+        if dels:
+            self.db.executemany(self._del, dels, step=self.step)
+
+    def flush(self) -> None:
+        cache = self._cache
+        out = cache.changed()
+        self._write(out)
+        for key, value in out:  # deleted keys need no place in the cache any more
+            if value is _GONE:
+                del cache.entries[key]
+
+    def clear(self) -> None:
+        self._cache.entries.clear()
+        self._cache.dirty.clear()
+        self.count = 0
+        self.db.execute(self._clear, step=self.step)
+
+
+class TimerTable:
+    """The pending timers of one keyed ``process`` step, written at checkpoints: ``key ->
+    [time, ...]`` for the keys whose timers changed (the timers themselves stay in memory)."""
+
+    def __init__(self, db: StateDB, step: str) -> None:
+        self.db = db
+        self.step = step
+        t = db.table_name(step) + "_timers"
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {t} (key BLOB PRIMARY KEY, times BLOB NOT NULL) "
+            "WITHOUT ROWID",
+            step=step,
+        )
+        self._put = f"INSERT OR REPLACE INTO {t} VALUES (?, ?)"
+        self._del = f"DELETE FROM {t} WHERE key = ?"
+        self._all = f"SELECT key, times FROM {t}"
+        self._clear = f"DELETE FROM {t}"
+        db.tables.append(self)
+
+    def write(self, changes: list[tuple[Hashable, list[int]]]) -> None:
+        """The timers of the keys whose timers changed (an empty list: none left)."""
+        puts = [(encode_key(k), encode_value(ts)) for k, ts in changes if ts]
+        dels = [(encode_key(k),) for k, ts in changes if not ts]
+        if puts:
+            self.db.executemany(self._put, puts, step=self.step)
+        if dels:
+            self.db.executemany(self._del, dels, step=self.step)
+
+    def read(self) -> Iterator[tuple[Hashable, list[int]]]:
+        for kb, tb in self.db.execute(self._all, step=self.step).fetchall():
+            yield decode_key(kb), decode_value(tb)
+
+    def flush(self) -> None:
+        return None
+
+    def clear(self) -> None:
+        self.db.execute(self._clear, step=self.step)
+
+
+__all__ = [
+    "SQLITE_CACHE_KIB",
+    "STATE_FILE",
+    "KeyTable",
+    "StateDB",
+    "TimerTable",
+    "WindowKeys",
+    "WindowTable",
+    "decode_key",
+    "encode_key",
+]
