@@ -18,6 +18,7 @@ from rheos.errors import FlowDefinitionError
 from rheos.flows.steps import Graph, ProcessStep, WindowStep
 from rheos.runtime.nodes import LateRouter, ProcessNode, Push, WindowNode, user_error, where
 from rheos.state.disk import KeyTable, StateDB, TimerTable, WindowTable
+from rheos.windowing.aggregations import BoundAggregation
 from rheos.windowing.windows import SessionWindows
 
 
@@ -31,6 +32,30 @@ def check_disk_state(graph: Graph) -> None:
                 "yet (state='disk' covers tumbling, sliding and calendar windows and keyed "
                 "process steps); run this flow with state='memory'"
             )
+
+
+def _codec(
+    aggs: tuple[BoundAggregation, ...],
+) -> tuple[Callable[[list[Any]], list[Any]], Callable[[list[Any]], list[Any]]]:
+    """A window state's accumulators as plain data and back (the aggregations' ``dump`` and
+    ``load``, as checkpoints use them; skipped where both are the identity, as for count,
+    sum, min, max). The plain data is encoded at once, and decoded fresh: no copies."""
+    plain = all(
+        type(a).dump is BoundAggregation.dump and type(a).load is BoundAggregation.load
+        for a in aggs
+    )
+    if plain:
+        return (lambda state: state[1:]), (lambda data: data)
+    dumps = [a.dump for a in aggs]
+    loads = [a.load for a in aggs]
+
+    def dump(state: list[Any]) -> list[Any]:
+        return [d(acc) for d, acc in zip(dumps, state[1:], strict=True)]
+
+    def load(data: list[Any]) -> list[Any]:
+        return [ld(x) for ld, x in zip(loads, data, strict=True)]
+
+    return dump, load
 
 
 class DiskWindowNode(WindowNode):
@@ -48,9 +73,9 @@ class DiskWindowNode(WindowNode):
         cache_keys: int,
     ) -> None:
         super().__init__(flow, step, out, late, hold_ms, now)
-        op = self.op
-        self.table = WindowTable(db, step.name, cache_keys, lambda s: op._dump(s, 1), op._load)
-        op.keep_keys_in(self.table.keys_of)
+        dump, load = _codec(self.op.aggregations)
+        self.table = WindowTable(db, step.name, cache_keys, dump, load)
+        self.op.keep_keys_in(self.table.keys_of)
 
     def checkpoint(self) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
         """Operator-wide state and the key count of each open window; the keys are in the

@@ -233,8 +233,9 @@ class WindowNode:
         self.on_close_error(self.step, err, context, failure.end - 1)
 
     def _close(self, watermark: int) -> None:
-        """Advance the operator to ``watermark`` and send the rows it finalizes."""
-        rows = self.op.advance(watermark, self._close_failed)
+        """Advance the operator to ``watermark`` and send the rows it finalizes (a few
+        thousand at a time: a window of millions of keys is never one list of rows)."""
+        rows = self.op.advance(watermark, self._close_failed, self.emit_rows)
         if rows:
             self.emit_rows(rows)
 

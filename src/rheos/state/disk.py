@@ -52,17 +52,34 @@ SQLITE_CACHE_KIB = 65_536
 _EVICT_SHARE = 8
 """When a cache is over its size, it writes back 1/8 of it at once (one ``executemany``)."""
 
+_SCRATCH = "state-scratch-"
+"""Scratch files: ``state-scratch-<pid>-<random>.sqlite``."""
+
 _GONE = object()
 """A deleted key in a :class:`KeyTable`'s cache (deleted in the file at write-back)."""
 
 
 def encode_key(key: Hashable) -> bytes:
     """A key as stored (msgpack of its plain form; tuples become arrays)."""
-    return encode_value(key_to_plain(key))
+    return encode_value(key_to_plain(key) if isinstance(key, tuple) else key)
 
 
 def decode_key(data: bytes) -> Hashable:
     return key_from_plain(decode_value(data))
+
+
+def _remove_orphans(folder: Path) -> None:
+    """Remove the scratch files of runs whose process has ended (killed: no close)."""
+    for path in folder.glob(f"{_SCRATCH}*"):
+        try:
+            pid = int(path.name[len(_SCRATCH) :].split("-", 1)[0])
+            os.kill(pid, 0)
+        except ValueError:
+            continue
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except PermissionError:  # another user's live process
+            continue
 
 
 class StateDB:
@@ -98,7 +115,10 @@ class StateDB:
             return cls(folder / STATE_FILE, flow=flow, durable=True)
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix="state-scratch-", suffix=".sqlite", dir=folder)
+            _remove_orphans(folder)
+            fd, name = tempfile.mkstemp(
+                prefix=f"{_SCRATCH}{os.getpid()}-", suffix=".sqlite", dir=folder
+            )
         except OSError:
             fd, name = tempfile.mkstemp(prefix="rheos-state-", suffix=".sqlite")
         os.close(fd)
@@ -265,6 +285,9 @@ class WindowTable:
         self._cache = _Cache(db, step, cache_keys)
         self._by_start: dict[int, set[Hashable]] = {}
         """The cached keys of each window."""
+        self._spilled: set[int] = set()
+        """The windows with keys in the file (the others' keys are all in the cache: a key
+        not found there is new, and the file is not asked)."""
         db.tables.append(self)
 
     def keys_of(self, start: int) -> WindowKeys:
@@ -273,6 +296,7 @@ class WindowTable:
 
     def open_windows(self, counts: dict[int, int]) -> dict[int, WindowKeys]:
         """The open windows of a restored checkpoint, from their key counts."""
+        self._spilled.update(counts)
         return {start: WindowKeys(self, start, n) for start, n in counts.items()}
 
     @staticmethod
@@ -293,6 +317,8 @@ class WindowTable:
             cache.entries.move_to_end(ck)
             cache.dirty.add(ck)
             return state  # type: ignore[no-any-return]
+        if start not in self._spilled:
+            return None
         row = self.db.execute(self._get, (start, encode_key(key)), step=self.step).fetchone()
         if row is None:
             return None
@@ -327,6 +353,7 @@ class WindowTable:
             for (start, key), state in entries
         ]
         if rows:
+            self._spilled.update(row[0] for row in rows)
             self.db.executemany(self._put, rows, step=self.step)
 
     def flush(self) -> None:
@@ -348,11 +375,13 @@ class WindowTable:
         for kb, seq, accs in self.db.execute(self._scan, (start,), step=self.step):
             yield decode_key(kb), [seq, *load(decode_value(accs))]
         self.db.execute(self._drop, (start,), step=self.step)
+        self._spilled.discard(start)
 
     def clear(self) -> None:
         self._cache.entries.clear()
         self._cache.dirty.clear()
         self._by_start.clear()
+        self._spilled.clear()
         self.db.execute(self._clear, step=self.step)
 
 
