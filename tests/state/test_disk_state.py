@@ -211,14 +211,14 @@ def test_session_windows_and_micro_batch_refuse_disk_state(
     flow.source(rh.iterable_source([{"k": 1, "t": 1}]), timestamp="t").key_by("k").window(
         rh.session("1s")
     ).aggregate(n=count()).sink(rh.list_sink([]))
-    with pytest.raises(FlowDefinitionError, match="flow 's'.*session windows"):
+    with pytest.raises(FlowDefinitionError, match=r"flow 's'.*session windows"):
         flow.run()
     tumbled = rh.Flow("mb", state="disk")
     tumbled.source(rh.iterable_source([{"k": 1, "t": 1}]), timestamp="t").key_by("k").window(
         tumbling("1s")
     ).aggregate(n=count()).sink(rh.list_sink([]))
     monkeypatch.setenv(MODE_ENV, "micro-batch")
-    with pytest.raises(FlowDefinitionError, match="flow 'mb'.*micro-batch"):
+    with pytest.raises(FlowDefinitionError, match=r"flow 'mb'.*micro-batch"):
         tumbled.run()
 
 
