@@ -1,5 +1,5 @@
-"""The flow of the disk-state crash tests: tumbling windows and a keyed ``process`` step with
-timers, their state on disk with a cache far smaller than the keys.
+"""The flow of the disk-state crash tests: tumbling and session windows and a keyed
+``process`` step with timers, their state on disk with a cache far smaller than the keys.
 
 ``python disk_state_app.py DATA_DIR`` runs it (``state="disk"``) until SIGTERM;
 :func:`build` with ``state="memory"`` is the reference.
@@ -21,7 +21,7 @@ from rheos.connectors.log import LogSource
 EVENTS = "events"
 N = 8_000
 KEYS = 3_000
-OUTPUTS = ("windows", "quiet")
+OUTPUTS = ("windows", "sessions", "quiet")
 
 
 def write_events(data_dir: Path, n: int = N, seed: int = 5) -> None:
@@ -80,6 +80,9 @@ def build(data_dir: str, state: Any = "disk", *, paced: bool = True) -> rh.Flow:
     keyed.window(rh.tumbling("2s")).aggregate(
         n=rh.count(), total=rh.sum("v"), top=rh.max("v")
     ).sink(rh.log_sink("windows"))
+    keyed.window(rh.session("1500ms")).aggregate(n=rh.count(), total=rh.sum("v")).sink(
+        rh.log_sink("sessions")
+    )
     keyed.process(Quiet).sink(rh.log_sink("quiet"))
     return flow
 

@@ -1,6 +1,7 @@
 """Keyed state on disk (``state="disk"``): the same results as in memory on the flow test
-shapes, a Hypothesis property comparing the two backends, the cache's bound with many more
-keys than it holds, checkpoints and restore in one process, and the clear refusals."""
+shapes (tumbling, sliding, calendar and session windows, keyed process), a Hypothesis
+property comparing the two backends, the cache's bound with many more keys than it holds,
+checkpoints and restore in one process, and the clear refusals."""
 
 from __future__ import annotations
 
@@ -61,6 +62,9 @@ SHAPES = [
     (rh.sliding("2s", "500ms"), {}),
     (rh.sliding("2s", "500ms"), {"emit": "update"}),
     (rh.calendar("day", tz="UTC"), {}),
+    (rh.session("150ms"), {}),
+    (rh.session("150ms"), {"emit": "update"}),
+    (rh.session("400ms"), {"allowed_lateness": "100ms"}),
 ]
 
 
@@ -120,7 +124,9 @@ raw_events = st.lists(
 @settings(max_examples=40, deadline=None)
 @given(
     raw=raw_events,
-    spec=st.sampled_from([tumbling(1_000), rh.sliding(3_000, 1_000), tumbling(250)]),
+    spec=st.sampled_from(
+        [tumbling(1_000), rh.sliding(3_000, 1_000), tumbling(250), rh.session(700)]
+    ),
     bound=st.sampled_from([0, 500, 5_000]),
 )
 def test_disk_and_memory_backends_agree_on_any_input(raw: list, spec: Any, bound: int) -> None:
@@ -204,15 +210,7 @@ def test_checkpoint_and_restore_in_one_process(tmp_path: Path) -> None:
     assert output(tmp_path / "disk") == output(tmp_path / "memory")
 
 
-def test_session_windows_and_micro_batch_refuse_disk_state(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    flow = rh.Flow("s", state="disk")
-    flow.source(rh.iterable_source([{"k": 1, "t": 1}]), timestamp="t").key_by("k").window(
-        rh.session("1s")
-    ).aggregate(n=count()).sink(rh.list_sink([]))
-    with pytest.raises(FlowDefinitionError, match=r"flow 's'.*session windows"):
-        flow.run()
+def test_micro_batch_refuses_disk_state(monkeypatch: pytest.MonkeyPatch) -> None:
     tumbled = rh.Flow("mb", state="disk")
     tumbled.source(rh.iterable_source([{"k": 1, "t": 1}]), timestamp="t").key_by("k").window(
         tumbling("1s")

@@ -40,7 +40,7 @@ from rheos.flows.steps import (
     WindowStep,
 )
 from rheos.runtime.deadletters import IN_SUMMARY, DeadLetters
-from rheos.runtime.disk_nodes import DiskProcessNode, DiskWindowNode, check_disk_state
+from rheos.runtime.disk_nodes import DiskProcessNode, DiskWindowNode
 from rheos.runtime.nodes import (
     BAD_EVENT_ERRORS,
     JoinNode,
@@ -239,7 +239,6 @@ def build(
     if graph.state is not None and any(
         isinstance(s, WindowStep | ProcessStep) for s in graph.steps
     ):
-        check_disk_state(graph)
         disk = compiled.disk = StateDB.open(ctx.data_dir, flow, ctx.task, durable=ctx.transactional)
         compiled.writers.append(_DiskCloser(disk))
         cache_keys = graph.state.cache_keys

@@ -28,6 +28,12 @@ tail back to the recorded offsets and mark everything before them committed. Con
 groups are still committed after each checkpoint, but for the flow's own progress the
 checkpoint is the truth: its positions override the group's.
 
+A flow with ``state="disk"`` (:mod:`rheos.state.disk`) keeps its keys in a file of its own:
+its checkpoint writes the cache's changed keys there and commits that file's transaction,
+with the checkpoint's whole record, on the flow's thread before step 2 (no forked snapshot).
+The file may thus be one checkpoint ahead of the store after a crash; :meth:`Checkpointer.
+restore` then writes that checkpoint into the store from the record first (it rolls forward).
+
 Checkpoints are taken in streaming runs whose sources can seek (log sources), when a data
 directory is chosen and ``checkpoint_interval`` is not ``None``. Bounded runs and flows over
 iterables or files compute from the start every time.

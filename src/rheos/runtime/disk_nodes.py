@@ -14,43 +14,31 @@ from collections.abc import Callable, Hashable, Iterable
 from heapq import heappush
 from typing import Any
 
-from rheos.errors import FlowDefinitionError
-from rheos.flows.steps import Graph, ProcessStep, WindowStep
-from rheos.runtime.nodes import LateRouter, ProcessNode, Push, WindowNode, user_error, where
-from rheos.state.disk import KeyTable, StateDB, TimerTable, WindowTable
+from rheos.flows.steps import ProcessStep, WindowStep
+from rheos.runtime.nodes import LateRouter, ProcessNode, Push, WindowNode, user_error
+from rheos.state.disk import DiskHeap, KeyTable, StateDB, TimerTable, WindowTable
 from rheos.windowing.aggregations import BoundAggregation
 from rheos.windowing.windows import SessionWindows
 
 
-def check_disk_state(graph: Graph) -> None:
-    """Raise :class:`FlowDefinitionError` for a step of a ``state="disk"`` flow that cannot
-    keep its state on disk."""
-    for step in graph.steps:
-        if isinstance(step, WindowStep) and isinstance(step.spec, SessionWindows):
-            raise FlowDefinitionError(
-                f"{where(graph.name, step)}: session windows cannot keep their state on disk "
-                "yet (state='disk' covers tumbling, sliding and calendar windows and keyed "
-                "process steps); run this flow with state='memory'"
-            )
-
-
 def _codec(
-    aggs: tuple[BoundAggregation, ...],
+    aggs: tuple[BoundAggregation, ...], at: int = 1
 ) -> tuple[Callable[[list[Any]], list[Any]], Callable[[list[Any]], list[Any]]]:
-    """A window state's accumulators as plain data and back (the aggregations' ``dump`` and
-    ``load``, as checkpoints use them; skipped where both are the identity, as for count,
-    sum, min, max). The plain data is encoded at once, and decoded fresh: no copies."""
+    """A window state's accumulators (from index ``at``) as plain data and back (the
+    aggregations' ``dump`` and ``load``, as checkpoints use them; skipped where both are the
+    identity, as for count, sum, min, max). The plain data is encoded at once, and decoded
+    fresh: no copies."""
     plain = all(
         type(a).dump is BoundAggregation.dump and type(a).load is BoundAggregation.load
         for a in aggs
     )
     if plain:
-        return (lambda state: state[1:]), (lambda data: data)
+        return (lambda state: state[at:]), (lambda data: data)
     dumps = [a.dump for a in aggs]
     loads = [a.load for a in aggs]
 
     def dump(state: list[Any]) -> list[Any]:
-        return [d(acc) for d, acc in zip(dumps, state[1:], strict=True)]
+        return [d(acc) for d, acc in zip(dumps, state[at:], strict=True)]
 
     def load(data: list[Any]) -> list[Any]:
         return [ld(x) for ld, x in zip(loads, data, strict=True)]
@@ -59,7 +47,10 @@ def _codec(
 
 
 class DiskWindowNode(WindowNode):
-    """A tumbling, sliding or calendar window step with its keys in a :class:`WindowTable`."""
+    """A window step with its keys on disk: tumbling, sliding and calendar windows in a
+    :class:`WindowTable`; session windows in two :class:`KeyTable` s (each key's sessions,
+    and its last finalized session) and two :class:`DiskHeap` s (sessions by end, finalized
+    sessions by when they can be forgotten)."""
 
     def __init__(
         self,
@@ -73,19 +64,46 @@ class DiskWindowNode(WindowNode):
         cache_keys: int,
     ) -> None:
         super().__init__(flow, step, out, late, hold_ms, now)
+        self.sessions = isinstance(step.spec, SessionWindows)
+        if self.sessions:
+            self._keep_sessions(db, step.name, cache_keys)
+            return
         dump, load = _codec(self.op.aggregations)
         self.table = WindowTable(db, step.name, cache_keys, dump, load)
         self.op.keep_keys_in(self.table.keys_of)
+
+    def _keep_sessions(self, db: StateDB, name: str, cache_keys: int) -> None:
+        dump, load = _codec(self.op.aggregations, 3)
+
+        def dump_sessions(sessions: list[list[Any]]) -> list[Any]:
+            return [[s[0], s[1], s[2], dump(s)] for s in sessions]
+
+        def load_sessions(data: list[Any]) -> list[list[Any]]:
+            return [[start, end, cseq, *load(accs)] for start, end, cseq, accs in data]
+
+        self.op.keep_sessions_in(
+            KeyTable(db, name, cache_keys, dump=dump_sessions, load=load_sessions),
+            KeyTable(db, name, cache_keys, suffix="_closed", in_place=False),
+            DiskHeap(db, name, "_ends", 4, cache_keys),
+            DiskHeap(db, name, "_forget", 2, cache_keys),
+        )
 
     def checkpoint(self) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
         """Operator-wide state and the key count of each open window; the keys are in the
         table (committed with the checkpoint)."""
         meta, _ = super().checkpoint()
-        meta["windows"] = [[start, n] for start, n in self.op.window_sizes()]
+        if self.sessions:
+            meta["sessions"] = [self.op.state_size, self.op.session_pushes]
+        else:
+            meta["windows"] = [[start, n] for start, n in self.op.window_sizes()]
         return meta, []
 
     def restore(self, meta: dict[str, Any], keys: Iterable[tuple[Any, Any]]) -> None:
         super().restore(meta, keys)
+        if self.sessions:
+            size, pushes = meta["sessions"]
+            self.op.resume_sessions(int(size), int(pushes))
+            return
         counts = {int(start): int(n) for start, n in meta.get("windows", ())}
         self.op.open_windows(self.table.open_windows(counts))
 
@@ -144,4 +162,4 @@ class DiskProcessNode(ProcessNode):
                 heappush(self.timers, (ts, self.seq, key))
 
 
-__all__ = ["DiskProcessNode", "DiskWindowNode", "check_disk_state"]
+__all__ = ["DiskProcessNode", "DiskWindowNode"]

@@ -36,6 +36,7 @@ import sqlite3
 import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
+from heapq import heappop, heappush
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,7 @@ class StateDB:
         self.durable = durable
         """Checkpointed: committed at checkpoints only, kept at close. Otherwise the file
         is scratch space (committed whenever the cache writes back, removed at close)."""
-        self.tables: list[WindowTable | KeyTable | TimerTable] = []
+        self.tables: list[WindowTable | KeyTable | TimerTable | DiskHeap] = []
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -386,19 +387,37 @@ class WindowTable:
 
 
 class KeyTable:
-    """The per-key state of one keyed ``process`` step (see the module docs)."""
+    """``key -> value`` for one step: the per-key state of a keyed ``process`` step, or a
+    session window's sessions and last finalized session (see the module docs).
 
-    def __init__(self, db: StateDB, step: str, cache_keys: int) -> None:
+    ``dump``/``load`` turn a value into plain data and back (default: it is plain data).
+    ``in_place``: callers change a value they read in place (a read counts as a change);
+    otherwise they replace it (``table[key] = value``) and a read changes nothing.
+    """
+
+    def __init__(
+        self,
+        db: StateDB,
+        step: str,
+        cache_keys: int,
+        *,
+        suffix: str = "",
+        dump: Callable[[Any], Any] | None = None,
+        load: Callable[[Any], Any] | None = None,
+        in_place: bool = True,
+    ) -> None:
         self.db = db
         self.step = step
-        t = db.table_name(step)
+        self._dump = dump
+        self._load = load
+        self._in_place = in_place
+        t = db.table_name(step) + suffix
         db.execute(
             f"CREATE TABLE IF NOT EXISTS {t} (key BLOB PRIMARY KEY, value BLOB NOT NULL) "
             "WITHOUT ROWID",
             step=step,
         )
         self._get = f"SELECT value FROM {t} WHERE key = ?"
-        self._has = f"SELECT 1 FROM {t} WHERE key = ?"
         self._put = f"INSERT OR REPLACE INTO {t} VALUES (?, ?)"
         self._del = f"DELETE FROM {t} WHERE key = ?"
         self._clear = f"DELETE FROM {t}"
@@ -413,6 +432,9 @@ class KeyTable:
     def __setitem__(self, key: Hashable, value: Any) -> None:
         self.put(key, value)
 
+    def __delitem__(self, key: Hashable) -> None:
+        self.put(key, None)
+
     def pop(self, key: Hashable, default: Any = None) -> Any:
         """Delete the state of ``key``; return ``default`` (the old value is not read)."""
         self.put(key, None)
@@ -423,52 +445,61 @@ class KeyTable:
         return len(self._cache.entries)
 
     def _stored(self, key: Hashable) -> Any:
-        """The state of ``key`` from the cache, else the file (``_GONE``: none)."""
+        """The value of ``key`` (``_GONE``: none), from the cache, else from the file into
+        the cache (unchanged: a key without a value is cached too, so asking again for a
+        key that has none does not read the file)."""
         cache = self._cache
-        value = cache.entries.get(key, None)
+        entries = cache.entries
+        value = entries.get(key)
         if value is not None:
-            cache.entries.move_to_end(key)
+            entries.move_to_end(key)
             return value
         row = self.db.execute(self._get, (encode_key(key),), step=self.step).fetchone()
-        return _GONE if row is None else decode_value(row[0])
+        if row is None:
+            value = _GONE
+        else:
+            value = decode_value(row[0])
+            if self._load is not None:
+                value = self._load(value)
+        entries[key] = value
+        if len(entries) > cache.size:
+            self._write(cache.evict()[1])
+            self.db.wrote_back()
+        return value
 
     def get(self, key: Hashable) -> Any:
-        """The state of ``key`` (``None``: none); counted as changed (it may change in place)."""
+        """The value of ``key`` (``None``: none)."""
         value = self._stored(key)
         if value is _GONE:
             return None
-        self._insert(key, value)
+        if self._in_place:
+            self._cache.dirty.add(key)
         return value
 
     def put(self, key: Hashable, value: Any) -> None:
-        """Set the state of ``key`` (``None``: delete it)."""
+        """Set the value of ``key`` (``None``: delete it)."""
         old = self._stored(key)
         if value is None:
-            if old is not _GONE:
-                self.count -= 1
-                self._insert(key, _GONE)
-            return
-        if old is _GONE:
+            if old is _GONE:
+                return
+            self.count -= 1
+            value = _GONE
+        elif old is _GONE:
             self.count += 1
-        self._insert(key, value)
-
-    def _insert(self, key: Hashable, value: Any) -> None:
         cache = self._cache
         cache.entries[key] = value
         cache.entries.move_to_end(key)
         cache.dirty.add(key)
-        if len(cache.entries) > cache.size:
-            self._write(cache.evict()[1])
-            self.db.wrote_back()
 
     def _write(self, entries: list[tuple[Any, Any]]) -> None:
         puts, dels = [], []
+        dump = self._dump
         for key, value in entries:
             if value is _GONE:
                 dels.append((encode_key(key),))
                 continue
             try:
-                puts.append((encode_key(key), encode_value(value)))
+                puts.append((encode_key(key), encode_value(value if dump is None else dump(value))))
             except (TypeError, ValueError) as exc:
                 raise self.db.error(
                     f"the state of key {key!r} is not plain data (msgpack)", exc, self.step
@@ -479,17 +510,90 @@ class KeyTable:
             self.db.executemany(self._del, dels, step=self.step)
 
     def flush(self) -> None:
-        cache = self._cache
-        out = cache.changed()
-        self._write(out)
-        for key, value in out:  # deleted keys need no place in the cache any more
-            if value is _GONE:
-                del cache.entries[key]
+        self._write(self._cache.changed())
 
     def clear(self) -> None:
+        """Forget every key, in the file too."""
         self._cache.entries.clear()
         self._cache.dirty.clear()
         self.count = 0
+        self.db.execute(self._clear, step=self.step)
+
+
+_UNKNOWN: Any = object()
+
+
+class DiskHeap:
+    """A min-heap of ``(int, ..., int, key)`` tuples whose integers are unique (a session
+    window's heap of session ends, or of finalized sessions to forget): the smallest items
+    in memory -- at most ``cache`` of them -- the rest in a table ordered like the heap."""
+
+    def __init__(self, db: StateDB, step: str, suffix: str, width: int, cache: int) -> None:
+        self.db = db
+        self.step = step
+        self.width = width
+        self.cap = max(2, cache)
+        self.mem: list[tuple[Any, ...]] = []
+        self._min: tuple[Any, ...] | None = _UNKNOWN
+        """The file's smallest item (``None``: the file has none)."""
+        t = db.table_name(step) + suffix
+        cols = [f"a{i}" for i in range(width)]
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {t} ({', '.join(c + ' INTEGER NOT NULL' for c in cols)}"
+            f", key BLOB NOT NULL, PRIMARY KEY ({', '.join(cols)})) WITHOUT ROWID",
+            step=step,
+        )
+        self._put = f"INSERT OR REPLACE INTO {t} VALUES ({', '.join('?' * (width + 1))})"
+        self._first = f"SELECT * FROM {t} ORDER BY {', '.join(cols)} LIMIT 1"
+        self._del = f"DELETE FROM {t} WHERE {' AND '.join(c + ' = ?' for c in cols)}"
+        self._clear = f"DELETE FROM {t}"
+        db.tables.append(self)
+
+    def push(self, item: tuple[Any, ...]) -> None:
+        heappush(self.mem, item)
+        if len(self.mem) > self.cap:
+            items = sorted(self.mem)
+            keep = self.cap // 2
+            self.mem = items[:keep]  # a sorted list is a heap
+            self._write(items[keep:])
+            self.db.wrote_back()
+
+    def _write(self, items: list[tuple[Any, ...]]) -> None:
+        if items:
+            rows = [(*item[:-1], encode_key(item[-1])) for item in items]
+            self.db.executemany(self._put, rows, step=self.step)
+            self._min = _UNKNOWN
+
+    def _file_min(self) -> tuple[Any, ...] | None:
+        if self._min is _UNKNOWN:
+            row = self.db.execute(self._first, step=self.step).fetchone()
+            self._min = None if row is None else (*row[:-1], decode_key(row[-1]))
+        return self._min
+
+    def peek(self) -> tuple[Any, ...] | None:
+        first = self.mem[0] if self.mem else None
+        stored = self._file_min()
+        if stored is None or (first is not None and first[:-1] < stored[:-1]):
+            return first
+        return stored
+
+    def pop(self) -> tuple[Any, ...]:
+        item = self.peek()
+        assert item is not None, "pop from an empty heap"
+        if item is self._min:
+            self.db.execute(self._del, item[:-1], step=self.step)
+            self._min = _UNKNOWN
+            return item
+        return heappop(self.mem)
+
+    def flush(self) -> None:
+        """Move the items in memory to the file (a checkpoint: the file holds the heap)."""
+        self._write(self.mem)
+        self.mem = []
+
+    def clear(self) -> None:
+        self.mem = []
+        self._min = None
         self.db.execute(self._clear, step=self.step)
 
 
@@ -535,6 +639,7 @@ class TimerTable:
 __all__ = [
     "SQLITE_CACHE_KIB",
     "STATE_FILE",
+    "DiskHeap",
     "KeyTable",
     "StateDB",
     "TimerTable",

@@ -88,7 +88,7 @@ from __future__ import annotations
 from bisect import insort
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from heapq import heappop, heappush
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from rheos.durations import Duration, to_ms
 from rheos.errors import CheckpointError, ConfigError, EventError
@@ -175,6 +175,41 @@ def _new_dict(start: int) -> dict[Hashable, list[Any]]:
     return {}
 
 
+class SessionHeap(Protocol):
+    """A min-heap of tuples whose last item is a key and whose other items (integers) are
+    unique: a session's ``(end, start, creation seq, n, key)``, a finalized session's
+    ``(forget at, n, key)``."""
+
+    def push(self, item: tuple[Any, ...]) -> None: ...
+
+    def peek(self) -> tuple[Any, ...] | None: ...
+
+    def pop(self) -> tuple[Any, ...]: ...
+
+    def clear(self) -> None: ...
+
+
+class ListHeap:
+    """A :class:`SessionHeap` in memory (a list and :mod:`heapq`)."""
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Any, ...]] = []
+
+    def push(self, item: tuple[Any, ...]) -> None:
+        heappush(self.items, item)
+
+    def peek(self) -> tuple[Any, ...] | None:
+        return self.items[0] if self.items else None
+
+    def pop(self) -> tuple[Any, ...]:
+        return heappop(self.items)
+
+    def clear(self) -> None:
+        self.items.clear()
+
+
 class _NoChanges(set[Hashable]):
     """The changed keys of an operator whose keys live in a disk-backed store (nothing to
     track: the store writes what changed)."""
@@ -256,11 +291,14 @@ class WindowOperator:
         # Session windows: key -> sessions by start, each [start, end, creation seq, acc, ...];
         # a heap of (end, start, creation seq, n, key) with stale entries skipped; per key, the
         # bounds of the last finalized session, and a heap saying when they can be forgotten.
-        self._sessions: dict[Hashable, list[list[Any]]] = {}
-        self._session_heap: list[tuple[int, int, int, int, Hashable]] = []
-        self._closed: dict[Hashable, list[int]] = {}
-        self._closed_heap: list[tuple[int, int, Hashable]] = []
+        self._sessions: Any = {}
+        """key -> sessions: a dict, or a disk-backed mapping (:meth:`keep_sessions_in`)."""
+        self._session_heap: Any = ListHeap()
+        self._closed: Any = {}
+        self._closed_heap: Any = ListHeap()
         self._pushes = 0
+        self._on_disk = False
+        """Keys in a disk-backed store (:meth:`keep_keys_in`, :meth:`keep_sessions_in`)."""
         self._new_keys: Callable[[int], Any] = _new_dict
         """Makes the container of one window's keys (a dict; a disk-backed one: see
         :meth:`keep_keys_in`)."""
@@ -411,7 +449,7 @@ class WindowOperator:
 
     def _push_session(self, key: Hashable, state: list[Any]) -> None:
         self._pushes += 1
-        heappush(self._session_heap, (state[1], state[0], state[2], self._pushes, key))
+        self._session_heap.push((state[1], state[0], state[2], self._pushes, key))
 
     def _process_session(self, key: Hashable, event: Any, ts: int) -> ProcessResult:
         proto = self._windows_of(ts)
@@ -510,8 +548,11 @@ class WindowOperator:
         is_late = self._is_late
         out: list[Row] = []
         heap = self._session_heap
-        while heap and is_late(heap[0][0], watermark):
-            end, start, cseq, _, key = heappop(heap)
+        while True:
+            top = heap.peek()
+            if top is None or not is_late(top[0], watermark):
+                break
+            end, start, cseq, _, key = heap.pop()
             sessions = self._sessions.get(key)
             if not sessions:
                 continue
@@ -538,10 +579,13 @@ class WindowOperator:
                 self._closed[key] = [start, end]
                 self._pushes += 1
                 forget_at = end + self._size + self.allowed_lateness_ms
-                heappush(self._closed_heap, (forget_at, self._pushes, key))
+                self._closed_heap.push((forget_at, self._pushes, key))
         closed_heap = self._closed_heap
-        while closed_heap and closed_heap[0][0] <= watermark:
-            _, _, key = heappop(closed_heap)
+        while True:
+            top = closed_heap.peek()
+            if top is None or top[0] > watermark:
+                break
+            _, _, key = closed_heap.pop()
             closed = self._closed.get(key)
             if closed is not None and is_late(closed[1] + self._size, watermark):
                 del self._closed[key]
@@ -558,12 +602,42 @@ class WindowOperator:
         operator stops tracking changed keys, and :meth:`snapshot_changed` is empty."""
         if self._kind is SessionWindows:
             raise ConfigError(
-                f"window operator {self.spec!r}: session windows keep their keys in memory"
+                f"window operator {self.spec!r}: session windows keep their keys with "
+                "keep_sessions_in"
             )
         self._new_keys = new_keys
+        self._untracked()
+
+    def keep_sessions_in(
+        self, sessions: Any, closed: Any, heap: SessionHeap, closed_heap: SessionHeap
+    ) -> None:
+        """Keep session windows' state in disk-backed stores: ``sessions`` (``key -> list of
+        [start, end, creation seq, accumulators...]``) and ``closed`` (``key -> [start, end]``
+        of its last finalized session) as mappings with ``get``, item setting and deletion;
+        the two heaps as :class:`SessionHeap` s. As with :meth:`keep_keys_in`, the operator
+        then stops tracking changed keys; :meth:`load` leaves the stores alone."""
+        if self._kind is not SessionWindows:
+            raise ConfigError(f"window operator {self.spec!r}: not session windows")
+        self._sessions, self._closed = sessions, closed
+        self._session_heap, self._closed_heap = heap, closed_heap
+        self._untracked()
+
+    def _untracked(self) -> None:
+        self._on_disk = True
         self._changed = _NoChanges()
         if self._env is not None:
             self._env["changed_add"] = self._changed.add
+
+    @property
+    def session_pushes(self) -> int:
+        """How many session heap entries were numbered (a disk-backed store's checkpoint
+        keeps it, so that numbers stay unique after a restore)."""
+        return self._pushes
+
+    def resume_sessions(self, state_size: int, pushes: int) -> None:
+        """After :meth:`load`, with sessions kept on disk: their count and numbering."""
+        self._state_size = state_size
+        self._pushes = pushes
 
     def open_windows(self, starts: Mapping[int, Any]) -> None:
         """After :meth:`load`: the open windows of a disk-backed store, ``start -> keys``
@@ -682,7 +756,7 @@ class WindowOperator:
                 self._closed[key] = [closed[0], closed[1]]
                 self._pushes += 1
                 forget_at = closed[1] + self._size + self.allowed_lateness_ms
-                heappush(self._closed_heap, (forget_at, self._pushes, key))
+                self._closed_heap.push((forget_at, self._pushes, key))
             return
         for start, cseq, accs in data["windows"]:
             keys = self._windows.get(start)
@@ -741,10 +815,11 @@ class WindowOperator:
         self._windows.clear()
         self._starts.clear()
         self._unsorted.clear()
-        self._sessions.clear()
-        self._session_heap.clear()
-        self._closed.clear()
-        self._closed_heap.clear()
+        if not self._on_disk:  # a disk-backed store is restored by its owner
+            self._sessions.clear()
+            self._session_heap.clear()
+            self._closed.clear()
+            self._closed_heap.clear()
         self._changed.clear()
         self._state_size = 0
         self._watermark = int(snapshot["watermark"])
@@ -832,9 +907,11 @@ __all__ = [
     "SINK_ROWS",
     "CloseFailure",
     "LateInfo",
+    "ListHeap",
     "OnCloseError",
     "ProcessResult",
     "Row",
+    "SessionHeap",
     "WindowOperator",
     "copy_plain",
     "key_from_plain",
