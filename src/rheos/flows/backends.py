@@ -1,9 +1,10 @@
 """Where a flow keeps its keyed state: in memory (the default) or on disk.
 
 ``rh.Flow(name, state="disk")`` or ``state=rh.disk_state(cache_keys=...)`` keeps the state
-of the flow's windows (tumbling, sliding) and keyed ``process`` steps in a SQLite file with
-a bounded in-memory cache of recently used keys (see :mod:`rheos.state.disk` and
-docs/concepts/state.md). This module is the description only: nothing is opened here.
+of the flow's windows (tumbling, sliding, calendar, session) and keyed ``process`` steps in
+a SQLite file with a bounded in-memory cache of recently used keys (see
+:mod:`rheos.state.disk` and docs/concepts/state.md). This module is the description only:
+nothing is opened here.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@
 :mod:`rheos.runtime.nodes` with their keys in a :mod:`rheos.state.disk` table instead of
 dicts. What differs is only where the state lives and what a checkpoint holds: no changed
 keys (the table's transaction, committed with the checkpoint, holds them), just each node's
-small operator-wide part -- for windows, the key count of each open window; for ``process``
-steps, the key count (their timers go to a table of their own).
+small operator-wide part -- for windows, the key count of each open window (sessions: their
+count and numbering); for ``process`` steps, the key count (their timers go to a table of
+their own).
 """
 
 from __future__ import annotations

@@ -11,8 +11,12 @@ needs does not grow with the number of keys:
 * :class:`WindowTable` -- ``(window start, key) -> (creation seq, accumulators)`` for
   tumbling and sliding windows, indexed by ``(start, seq)``: the windows a watermark
   closes are read by their start, in the order the keys came, without scanning the rest.
-* :class:`KeyTable` -- ``key -> value`` for the state of a keyed ``process`` step; its
-  timers go to :class:`TimerTable` at each checkpoint.
+* :class:`KeyTable` -- ``key -> value`` for the state of a keyed ``process`` step (its
+  timers go to :class:`TimerTable` at each checkpoint), and for a session window's
+  sessions and last finalized session of each key;
+* :class:`DiskHeap` -- a session window's heaps (sessions by end, finalized sessions by
+  when they can be forgotten): the smallest items in memory, the rest in a table in heap
+  order, so closing the sessions a watermark passes reads only those.
 
 The cache. Each table keeps its ``cache_keys`` most recently used keys in memory (an LRU;
 a window's key counts once per open window). A key read is counted as changed (callers
