@@ -5,8 +5,10 @@ checkpoints and restore in one process, and the clear refusals."""
 
 from __future__ import annotations
 
+import heapq
 import json
 import random
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 import rheos as rh
 from rheos.errors import FlowDefinitionError
 from rheos.runtime import MODE_ENV
-from rheos.state.disk import StateDB, WindowTable
+from rheos.state.disk import DiskHeap, KeyTable, StateDB, WindowTable
 from rheos.windowing import MAX_WATERMARK, WindowOperator, count, mean, sum, tumbling
 
 SMALL = rh.disk_state(cache_keys=16)
@@ -225,3 +227,57 @@ def test_bad_state_options_are_refused() -> None:
         rh.Flow("x", state="rocks")  # type: ignore[arg-type]
     with pytest.raises(FlowDefinitionError, match="cache_keys"):
         rh.disk_state(cache_keys=3)
+
+
+def test_a_key_table_keeps_at_most_cache_keys_and_reads_back_what_it_wrote(
+    tmp_path: Path,
+) -> None:
+    db = StateDB(tmp_path / "state.sqlite", flow="keys", durable=False)
+    try:
+        table = KeyTable(db, "p", 1_000)
+        for i in range(50_000):
+            state = table.get(i % 20_000)  # read, changed in place, written back later
+            if state is None:
+                table[i % 20_000] = {"n": 1, "tags": [i]}
+            else:
+                state["n"] += 1
+            if i % 7 == 0:
+                table[(i, "pair")] = [i]
+                del table[(i, "pair")]
+            assert table.cached <= 1_000
+        assert len(table) == 20_000
+        assert [table.get(k)["n"] for k in (0, 9_999, 19_999)] == [3, 3, 2]
+        assert table.get((7, "pair")) is None
+    finally:
+        db.close()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    ops=st.lists(st.one_of(st.integers(0, 1_000), st.just("pop"), st.just("flush")), max_size=200)
+)
+def test_a_disk_heap_pops_what_heapq_pops(ops: list[Any]) -> None:
+    """Items go to the file past the cache (4 items) and at a flush; pops still come in
+    heap order, whichever side holds the smallest."""
+    with tempfile.TemporaryDirectory() as folder:
+        db = StateDB(Path(folder) / "heap.sqlite", flow="heap", durable=False)
+        try:
+            heap = DiskHeap(db, "s", "_ends", 2, 4)
+            expected: list[tuple[int, int, str]] = []
+            for n, op in enumerate(ops):
+                if op == "flush":
+                    heap.flush()
+                elif op == "pop":
+                    top = heap.peek()
+                    assert top == (expected[0] if expected else None)
+                    if expected:
+                        assert heap.pop() == heapq.heappop(expected)
+                else:
+                    item = (op, n, f"k{op % 5}")
+                    heap.push(item)
+                    heapq.heappush(expected, item)
+            while expected:
+                assert heap.pop() == heapq.heappop(expected)
+            assert heap.peek() is None
+        finally:
+            db.close()

@@ -16,9 +16,10 @@ from heapq import heappush
 from typing import Any
 
 from rheos.flows.steps import ProcessStep, WindowStep
-from rheos.runtime.nodes import LateRouter, ProcessNode, Push, WindowNode, user_error
+from rheos.runtime.nodes import LateRouter, NodeContext, ProcessNode, Push, WindowNode, user_error
 from rheos.state.disk import DiskHeap, KeyTable, StateDB, TimerTable, WindowTable
 from rheos.windowing.aggregations import BoundAggregation
+from rheos.windowing.operator import NoChanges
 from rheos.windowing.windows import SessionWindows
 
 
@@ -109,6 +110,21 @@ class DiskWindowNode(WindowNode):
         self.op.open_windows(self.table.open_windows(counts))
 
 
+class _DiskContext(NodeContext):
+    """The context of a :class:`DiskProcessNode`: ``ctx.state`` reads and writes the
+    table (which tracks what changed)."""
+
+    __slots__ = ()
+
+    @property
+    def state(self) -> Any:
+        return self._node.states.get(self.key)
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        self._node.states[self.key] = value
+
+
 class DiskProcessNode(ProcessNode):
     """A keyed ``process`` step with its per-key state in a :class:`KeyTable` (timers stay
     in memory and go to a :class:`TimerTable` at checkpoints)."""
@@ -120,8 +136,11 @@ class DiskProcessNode(ProcessNode):
         self.table = KeyTable(db, step.name, cache_keys)
         self.timer_table = TimerTable(db, step.name)
         self.states = self.table  # type: ignore[assignment]
-        self.changed = set()
-        """Keys whose timers changed since the last checkpoint (state changes: the table)."""
+        self.changed = set() if db.durable else NoChanges()
+        """Keys whose timers changed since the last checkpoint (state changes: the table);
+        not tracked in a run without checkpoints."""
+        self._ctx = _DiskContext(self)
+        self.push = self._make_push()
 
     def _make_push(self) -> Push:
         ctx, process = self._ctx, self.logic.process

@@ -302,7 +302,7 @@ class WindowNode:
         self.op.merge_changed(taken)
 
 
-class _Context:
+class NodeContext:
     """The :class:`~rheos.flows.ProcessContext` of a :class:`ProcessNode`."""
 
     __slots__ = ("_node", "key", "timestamp")
@@ -378,7 +378,7 @@ class ProcessNode:
         self.disorder = Disorder()
         self.stats = StepStats(step.name, "process")
         self._flow = flow
-        self._ctx = _Context(self)
+        self._ctx = NodeContext(self)
         self._on_timer = getattr(self.logic, "on_timer", None)
         self.flow_watermark: Callable[[], int] = lambda: MIN_WATERMARK
         """Set by the runner: the flow watermark now."""

@@ -210,9 +210,9 @@ class ListHeap:
         self.items.clear()
 
 
-class _NoChanges(set[Hashable]):
-    """The changed keys of an operator whose keys live in a disk-backed store (nothing to
-    track: the store writes what changed)."""
+class NoChanges(set[Hashable]):
+    """A set of changed keys that stays empty: for state kept in a disk-backed store,
+    which writes what changed itself."""
 
     def add(self, key: Hashable) -> None:
         return None
@@ -624,7 +624,7 @@ class WindowOperator:
 
     def _untracked(self) -> None:
         self._on_disk = True
-        self._changed = _NoChanges()
+        self._changed = NoChanges()
         if self._env is not None:
             self._env["changed_add"] = self._changed.add
 
@@ -664,7 +664,7 @@ class WindowOperator:
         forked snapshot reads its copy of them; :meth:`merge_changed` gives them back if
         it fails)."""
         taken = self._changed
-        self._changed = _NoChanges() if isinstance(taken, _NoChanges) else set()
+        self._changed = NoChanges() if isinstance(taken, NoChanges) else set()
         if self._env is not None:  # the generated hot path adds to the new set
             self._env["changed_add"] = self._changed.add
         return taken
