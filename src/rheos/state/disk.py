@@ -283,7 +283,10 @@ class WindowTable:
         )
         db.execute(f"CREATE INDEX IF NOT EXISTS {t}_close ON {t} (start, seq)", step=step)
         self._get = f"SELECT seq, accs FROM {t} WHERE start = ? AND key = ?"
-        self._put = f"INSERT OR REPLACE INTO {t} VALUES (?, ?, ?, ?)"
+        self._put = (  # an update in place: the (start, seq) index is left alone
+            f"INSERT INTO {t} VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (start, key) DO UPDATE SET accs = excluded.accs"
+        )
         self._scan = f"SELECT key, seq, accs FROM {t} WHERE start = ? ORDER BY seq"
         self._drop = f"DELETE FROM {t} WHERE start = ?"
         self._clear = f"DELETE FROM {t}"
@@ -422,7 +425,9 @@ class KeyTable:
             step=step,
         )
         self._get = f"SELECT value FROM {t} WHERE key = ?"
-        self._put = f"INSERT OR REPLACE INTO {t} VALUES (?, ?)"
+        self._put = (
+            f"INSERT INTO {t} VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        )
         self._del = f"DELETE FROM {t} WHERE key = ?"
         self._clear = f"DELETE FROM {t}"
         self._cache = _Cache(db, step, cache_keys)
