@@ -28,7 +28,6 @@ import contextlib
 import gc
 import os
 import signal
-import sys
 import threading
 import time
 import warnings
@@ -47,7 +46,14 @@ from rheos.errors import (
     RheosWarning,
 )
 from rheos.flows.steps import Graph, SinkStep, SourceStep
-from rheos.runtime.bounded import Arrival, disorder, event_order, merged_order, read_all
+from rheos.runtime.bounded import (
+    Arrival,
+    disorder,
+    merged_order,
+    progress_bar,
+    read_all,
+    sort_times,
+)
 from rheos.runtime.checkpointing import Checkpointer, FlowLock
 from rheos.runtime.compile import BAD_EVENT_ERRORS, Compiled, compile_flow
 from rheos.runtime.deadletters import (
@@ -113,6 +119,9 @@ def usable_data_dir(data_dir: str, flow: str) -> bool:
 
 class Runner:
     """Runs one flow once; see the module docs. Use :meth:`Flow.run` rather than this."""
+
+    executor = "stream-first"
+    """How events go through the flow (the run summary says it)."""
 
     def __init__(
         self,
@@ -198,7 +207,7 @@ class Runner:
                 stacklevel=3,
             )
         mode = "bounded" if bounded else "streaming"
-        summary = RunSummary(self.graph.name, mode)
+        summary = RunSummary(self.graph.name, mode, executor=self.executor)
         ctx = self._context(bounded)
         self._on_disk = usable_data_dir(self.data_dir, self.graph.name)
         late_topic = f"{self.graph.name}.late" if self._on_disk else None
@@ -485,6 +494,7 @@ class Runner:
                     self.graph.name, step, reader, self.compiled.entries[step.id], self.clock
                 )
                 run.loop = self.compiled.loops[step.id]
+                run.ordered_loop = self.compiled.ordered_loops.get(step.id)
                 self.sources.append(run)
 
     def _install_signals(self) -> Any:
@@ -821,7 +831,6 @@ class Runner:
         for node in self.compiled.nodes:  # steps reading it see the minimum until the end
             node.flow_watermark = _min_watermark
         total = sum(len(arrival.values) for arrival in arrivals)
-        show = sys.stdout.isatty() if progress is None else progress
         # What was read (lists of millions of items) lives until the end: out of the garbage
         # collector's way, or every full collection walks it; and collections less often, as
         # the millions of objects that this many events make mostly die young.
@@ -830,16 +839,8 @@ class Runner:
         if threshold[0]:
             gc.set_threshold(max(threshold[0], BOUNDED_GC_THRESHOLD), *threshold[1:])
         try:
-            if show and total:
-                from rich.progress import Progress
-
-                with Progress(transient=True) as bar:
-                    task = bar.add_task(f"flow {self.graph.name}", total=total)
-                    self._push_all(
-                        sources, arrivals, lambda done: bar.update(task, completed=done), timed
-                    )
-            else:
-                self._push_all(sources, arrivals, None, timed)
+            with progress_bar(self.graph.name, total, progress) as tick:
+                self._push_all(sources, arrivals, tick, timed)
         finally:
             gc.set_threshold(*threshold)
             gc.unfreeze()
@@ -875,11 +876,11 @@ class Runner:
         """One source's events in event-time order through its generated chunk loop, each
         event's time the watermark (nothing earlier is still to come)."""
         values, times = arrival.values, arrival.times
-        order = event_order(times) if src.stats.out_of_order else None
-        if order is not None:
+        order = None
+        if src.stats.out_of_order:
+            order, times = sort_times(times)
             values = list(map(values.__getitem__, order))
-            times = sorted(times)  # (stable: the times of ``order``)
-        loop = src.loop
+        loop = src.ordered_loop or src.loop
         assert loop is not None
         src.bound = 0
         for a in range(0, len(values), BOUNDED_SLICE):
