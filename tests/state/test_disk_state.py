@@ -281,3 +281,26 @@ def test_a_disk_heap_pops_what_heapq_pops(ops: list[Any]) -> None:
             assert heap.peek() is None
         finally:
             db.close()
+
+
+def test_a_bounded_run_given_no_mode_runs_a_disk_state_flow_stream_first(tmp_path: Path) -> None:
+    """A bounded run picks micro-batch for a flow that runs columnar there, but not for one
+    with state on disk (micro-batch keeps state in memory)."""
+    log = rh.Log(tmp_path)
+    log.create_topic("in", 1)
+    evs = [{"k": f"k{i % 200}", "t": 1_700_000_000_000 + i * 3, "v": i % 13} for i in range(3_000)]
+    with log.producer("in") as producer:
+        producer.append([json.dumps(e).encode() for e in evs])
+
+    def run(state: Any) -> tuple[str, list[Any]]:
+        flow = rh.Flow("bounded", data_dir=tmp_path, state=state)
+        out: list[Any] = []
+        flow.source(rh.log_source("in"), timestamp="t").key_by("k").window(
+            tumbling("500ms")
+        ).aggregate(n=count()).sink(rh.list_sink(out))
+        summary = flow.run(bounded=True)
+        return summary.executor, out
+
+    memory, disk = run("memory"), run(SMALL)
+    assert (memory[0], disk[0]) == ("micro-batch", "stream-first")
+    assert disk[1] == memory[1]
