@@ -19,7 +19,7 @@ from rheos.flows.steps import ProcessStep, WindowStep
 from rheos.runtime.nodes import LateRouter, NodeContext, ProcessNode, Push, WindowNode, user_error
 from rheos.state.disk import DiskHeap, KeyTable, StateDB, TimerTable, WindowTable
 from rheos.windowing.aggregations import BoundAggregation
-from rheos.windowing.operator import NoChanges
+from rheos.windowing.containers import NoChanges
 from rheos.windowing.windows import SessionWindows
 
 

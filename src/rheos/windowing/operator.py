@@ -60,6 +60,13 @@ Bad events. Every aggregation's value is read before any state changes: an event
 field an aggregation reads raises :class:`rheos.errors.EventError` (an error raised by a user's
 field function propagates as it is) and leaves the operator as it was.
 
+Where the keys live. In dicts and lists by default. :meth:`~WindowOperator.keep_keys_in`
+(tumbling, sliding and calendar windows) and :meth:`~WindowOperator.keep_sessions_in`
+(sessions) hand them to disk-backed containers instead (:mod:`rheos.state.disk`, for flows
+with ``state="disk"``); the semantics above do not change, and the operator then tracks no
+changed keys (the containers write what changed). :meth:`~WindowOperator.advance` with a
+``sink`` hands rows over a few thousand at a time.
+
 Checkpoints. :meth:`~WindowOperator.snapshot` returns plain data (msgpack-able: lists, dicts
 with ``str`` keys, scalars; never tuples as keys or custom objects) and
 :meth:`~WindowOperator.load` restores it exactly: a restored operator continues as the
@@ -88,11 +95,12 @@ from __future__ import annotations
 from bisect import insort
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from heapq import heappop, heappush
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from rheos.durations import Duration, to_ms
 from rheos.errors import CheckpointError, ConfigError, EventError
 from rheos.windowing.aggregations import Aggregation, BoundAggregation, bind
+from rheos.windowing.containers import ListHeap, NoChanges, SessionHeap
 from rheos.windowing.kernel import WindowKernel
 from rheos.windowing.watermarks import MIN_WATERMARK
 from rheos.windowing.windows import (
@@ -173,49 +181,6 @@ SINK_ROWS = 4096
 
 def _new_dict(start: int) -> dict[Hashable, list[Any]]:
     return {}
-
-
-class SessionHeap(Protocol):
-    """A min-heap of tuples whose last item is a key and whose other items (integers) are
-    unique: a session's ``(end, start, creation seq, n, key)``, a finalized session's
-    ``(forget at, n, key)``."""
-
-    def push(self, item: tuple[Any, ...]) -> None: ...
-
-    def peek(self) -> tuple[Any, ...] | None: ...
-
-    def pop(self) -> tuple[Any, ...]: ...
-
-    def clear(self) -> None: ...
-
-
-class ListHeap:
-    """A :class:`SessionHeap` in memory (a list and :mod:`heapq`)."""
-
-    __slots__ = ("items",)
-
-    def __init__(self) -> None:
-        self.items: list[tuple[Any, ...]] = []
-
-    def push(self, item: tuple[Any, ...]) -> None:
-        heappush(self.items, item)
-
-    def peek(self) -> tuple[Any, ...] | None:
-        return self.items[0] if self.items else None
-
-    def pop(self) -> tuple[Any, ...]:
-        return heappop(self.items)
-
-    def clear(self) -> None:
-        self.items.clear()
-
-
-class NoChanges(set[Hashable]):
-    """A set of changed keys that stays empty: for state kept in a disk-backed store,
-    which writes what changed itself."""
-
-    def add(self, key: Hashable) -> None:
-        return None
 
 
 def _by_creation(item: tuple[Hashable, list[Any]]) -> int:
