@@ -13,7 +13,12 @@ and the peak resident memory (``VmHWM``) of that process. The disk backend's fil
 temporary folder under ``--dir`` (default: the current folder; not /tmp, which may be
 memory). The table gives both and the ratios.
 
-    python benchmarks/bench_state.py [--keys N] [--visits V] [--cache-keys C]
+``--checkpointed`` runs the same flow over a log topic (the events written first, not
+timed) with a checkpoint every second, as a streaming run with a data directory does, and
+adds the checkpoints' longest periodic pause: for the disk backend, writing the cache's
+changed keys and committing the file on the flow's thread; for the in-memory one, a fork.
+
+    python benchmarks/bench_state.py [--keys N] [--visits V] [--cache-keys C] [--checkpointed]
     python benchmarks/bench_state.py --keys 20000000      # 20M keys: minutes, GBs in memory
 """
 
@@ -30,9 +35,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 import rheos as rh
 
 START = 1_700_000_000_000
+TOPIC = "events"
 
 
 def events(keys: int, visits: int) -> Iterator[dict[str, Any]]:
@@ -49,24 +57,48 @@ def peak_rss_mib() -> float:
     return float("nan")
 
 
-def run_one(backend: str, keys: int, visits: int, cache_keys: int, folder: str) -> dict[str, Any]:
+def write_log(folder: str, keys: int, visits: int) -> None:
+    log = rh.Log(folder)
+    log.create_topic(TOPIC, 1)
+    encode = msgspec.json.Encoder().encode
+    with log.producer(TOPIC) as producer:
+        batch: list[bytes] = []
+        for event in events(keys, visits):
+            batch.append(encode(event))
+            if len(batch) == 50_000:
+                producer.append(batch)
+                batch = []
+        if batch:
+            producer.append(batch)
+    log.close()
+
+
+def run_one(
+    backend: str, keys: int, visits: int, cache_keys: int, folder: str, checkpointed: bool
+) -> dict[str, Any]:
     state: Any = "memory" if backend == "memory" else rh.disk_state(cache_keys=cache_keys)
     rows = [0]
 
     def counted(row: Any) -> None:
         rows[0] += 1
 
+    if checkpointed:
+        write_log(folder, keys, visits)
     baseline = peak_rss_mib()
-    flow = rh.Flow("bench-state", data_dir=folder, state=state)
-    flow.source(rh.iterable_source(events(keys, visits), batch_size=10_000), timestamp="ts").key_by(
-        "key"
-    ).window(rh.tumbling("1h")).aggregate(n=rh.count(), total=rh.sum("value")).sink(
-        rh.callback_sink(counted)
+    flow = rh.Flow("bench-state", data_dir=folder, state=state, checkpoint_interval="1s")
+    source: Any = (
+        rh.log_source(TOPIC)
+        if checkpointed
+        else rh.iterable_source(events(keys, visits), batch_size=10_000)
     )
+    flow.source(source, timestamp="ts").key_by("key").window(rh.tumbling("1h")).aggregate(
+        n=rh.count(), total=rh.sum("value")
+    ).sink(rh.callback_sink(counted))
     started = time.perf_counter()
-    flow.run()
+    summary = flow.run(stop_after=keys * visits, drain=True) if checkpointed else flow.run()
     elapsed = time.perf_counter() - started
     assert rows[0] == keys, (rows[0], keys)
+    pauses = [h["pause_s"] for h in summary.checkpoints.history if h["kind"] == "periodic"]
     return {
         "backend": backend,
         "keys": keys,
@@ -75,6 +107,8 @@ def run_one(backend: str, keys: int, visits: int, cache_keys: int, folder: str) 
         "events_per_s": round(keys * visits / elapsed),
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "baseline_rss_mib": round(baseline, 1),
+        "checkpoints": len(pauses),
+        "max_pause_ms": round(max(pauses, default=0.0) * 1000, 1),
     }
 
 
@@ -93,6 +127,7 @@ def in_process(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         str(args.cache_keys),
         "--dir",
         args.dir,
+        *(["--checkpointed"] if args.checkpointed else []),
     ]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
@@ -106,22 +141,29 @@ def main() -> None:
     parser.add_argument("--dir", default=os.getcwd())
     parser.add_argument("--backend", choices=("memory", "disk"))
     parser.add_argument("--only", choices=("memory", "disk"), help="run one backend only")
+    parser.add_argument("--checkpointed", action="store_true", help="from a log, checkpointed")
     args = parser.parse_args()
     if args.backend is not None:
         with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-state-") as folder:
-            print(
-                json.dumps(run_one(args.backend, args.keys, args.visits, args.cache_keys, folder))
+            result = run_one(
+                args.backend, args.keys, args.visits, args.cache_keys, folder, args.checkpointed
             )
+            print(json.dumps(result))
         return
     backends = [args.only] if args.only else ["memory", "disk"]
     results = {b: in_process(b, args) for b in backends}
     print(
         f"W2-like tumbling window, {args.keys:,} keys x {args.visits} events, "
         f"disk cache {args.cache_keys:,} keys"
+        + (", from a log, a checkpoint every second" if args.checkpointed else "")
     )
-    print(f"{'backend':<8} {'events/s':>10} {'seconds':>8} {'peak RSS MiB':>13}")
+    head = f"{'backend':<8} {'events/s':>10} {'seconds':>8} {'peak RSS MiB':>13}"
+    print(head + (f" {'checkpoints':>12} {'longest pause ms':>17}" if args.checkpointed else ""))
     for b, r in results.items():
-        print(f"{b:<8} {r['events_per_s']:>10,} {r['seconds']:>8} {r['peak_rss_mib']:>13,.0f}")
+        line = f"{b:<8} {r['events_per_s']:>10,} {r['seconds']:>8} {r['peak_rss_mib']:>13,.0f}"
+        if args.checkpointed:
+            line += f" {r['checkpoints']:>12} {r['max_pause_ms']:>17}"
+        print(line)
     if len(results) == 2:
         mem, disk = results["memory"], results["disk"]
         print(

@@ -304,3 +304,24 @@ def test_a_bounded_run_given_no_mode_runs_a_disk_state_flow_stream_first(tmp_pat
     memory, disk = run("memory"), run(SMALL)
     assert (memory[0], disk[0]) == ("micro-batch", "stream-first")
     assert disk[1] == memory[1]
+
+
+def test_a_window_over_a_window_on_disk() -> None:
+    """The rows of a closing window (read from the file a page at a time) go straight into
+    a second disk-backed window, whose cache writes back meanwhile."""
+    evs = events(8_000, 600)
+
+    def run(state: Any) -> list[Any]:
+        flow = rh.Flow("chain", state=state)
+        out: list[Any] = []
+        flow.source(
+            rh.iterable_source(evs, batch_size=64), timestamp="t", out_of_orderness=40
+        ).key_by("k").window(tumbling("500ms")).aggregate(n=count(), total=sum("v")).key_by(
+            "n"
+        ).window(tumbling("2s")).aggregate(keys=count(), total=sum("total")).sink(rh.list_sink(out))
+        flow.run()
+        return out
+
+    memory = run("memory")
+    assert len(memory) > 20
+    assert run(SMALL) == memory

@@ -54,6 +54,9 @@ STATE_FILE = "state.sqlite"
 SQLITE_CACHE_KIB = 65_536
 """SQLite's own page cache, per file (64 MiB): part of the memory bound."""
 
+_PAGE = 4096
+"""Rows of a closing window read at a time."""
+
 _EVICT_SHARE = 8
 """When a cache is over its size, it writes back 1/8 of it at once (one ``executemany``)."""
 
@@ -287,7 +290,9 @@ class WindowTable:
             f"INSERT INTO {t} VALUES (?, ?, ?, ?) "
             "ON CONFLICT (start, key) DO UPDATE SET accs = excluded.accs"
         )
-        self._scan = f"SELECT key, seq, accs FROM {t} WHERE start = ? ORDER BY seq"
+        self._scan = (
+            f"SELECT key, seq, accs FROM {t} WHERE start = ? AND seq > ? ORDER BY seq LIMIT {_PAGE}"
+        )
         self._drop = f"DELETE FROM {t} WHERE start = ?"
         self._clear = f"DELETE FROM {t}"
         self._cache = _Cache(db, step, cache_keys)
@@ -380,8 +385,14 @@ class WindowTable:
                 out.append((ck, state))
         self._write(out)
         load = self._load
-        for kb, seq, accs in self.db.execute(self._scan, (start,), step=self.step):
-            yield decode_key(kb), [seq, *load(decode_value(accs))]
+        after = -1  # a page at a time, no statement left open while rows go downstream
+        while True:
+            page = self.db.execute(self._scan, (start, after), step=self.step).fetchall()
+            for kb, seq, accs in page:
+                yield decode_key(kb), [seq, *load(decode_value(accs))]
+            if len(page) < _PAGE:
+                break
+            after = page[-1][1]
         self.db.execute(self._drop, (start,), step=self.step)
         self._spilled.discard(start)
 
