@@ -145,6 +145,7 @@ class Checkpointer:
         runner = self.runner
         compiled = runner.compiled
         assert compiled is not None
+        self._check_backend(compiled.disk)
         if compiled.disk is not None:
             self._roll_forward(compiled.disk)
         info = self.restored
@@ -188,6 +189,21 @@ class Checkpointer:
                     f"checkpoint {info.id}: {exc}"
                 ) from exc
         runner.flow_wm = meta.get("flow_wm", runner.flow_wm)
+
+    def _check_backend(self, disk: StateDB | None) -> None:
+        """Refuse to restore a checkpoint taken with the other state backend: its keys are
+        not where this run would read them."""
+        info = self.restored
+        if info is None:
+            return
+        was = info.meta.get("state", "memory")
+        now = "memory" if disk is None else "disk"
+        if was != now:
+            raise CheckpointError(
+                f"flow {self.runner.graph.name!r}: checkpoint {info.id} ({self.store.path}) "
+                f"was taken with state={was!r}, and this run has state={now!r}: run the flow "
+                f"with state={was!r}, or reset it (flow.reset()) to start afresh"
+            )
 
     def _roll_forward(self, disk: StateDB) -> None:
         """Bring the store level with the flow's disk state (see :mod:`rheos.state.disk`):
@@ -325,6 +341,7 @@ class Checkpointer:
                 "flow_wm": runner.flow_wm,
                 "operators": operators,
                 "sinks": self.sink_infos,
+                "state": "memory" if compiled.disk is None else "disk",
                 **self.extra,
             }
 
