@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import rheos as rh
 from rheos.errors import CheckpointError, FlowDefinitionError
 from rheos.runtime import MODE_ENV
+from rheos.runtime.replay import roll_back
 from rheos.state.disk import DiskHeap, KeyTable, StateDB, WindowTable
 from rheos.windowing import MAX_WATERMARK, WindowOperator, count, mean, sum, tumbling
 
@@ -243,6 +244,9 @@ def test_checkpoint_and_restore_in_one_process(tmp_path: Path) -> None:
     # the checkpoint says where its keys are: the other backend is refused
     with pytest.raises(CheckpointError, match="state='disk', and this run has state='memory'"):
         flow(tmp_path / "disk", "memory").run(stop_after=1)
+    # and the file holds only the latest state: no roll back to an older checkpoint
+    with pytest.raises(CheckpointError, match="cannot be rolled back to checkpoint 1"):
+        roll_back(str(tmp_path / "disk"), "resume", checkpoint=1)
 
 
 def test_micro_batch_refuses_disk_state(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -86,6 +86,12 @@ def roll_back(
             target = store.at_or_before(at_ms)
         else:
             raise CheckpointError("roll back: give a checkpoint or a time")
+        if target.id != latest.id and latest.meta.get("state") == "disk":
+            raise CheckpointError(
+                f"flow {flow!r} keeps its keyed state on disk (state='disk'), which holds "
+                f"only its latest checkpoint ({latest.id}): it cannot be rolled back to "
+                f"checkpoint {target.id}; replay its input into a fresh flow instead"
+            )
         store.pin(latest.id, "replay")
         return _move(data_dir, store, latest, target, "replay", copy=False, progress=progress)
     finally:
