@@ -13,12 +13,16 @@ and the peak resident memory (``VmHWM``) of that process. The disk backend's fil
 temporary folder under ``--dir`` (default: the current folder; not /tmp, which may be
 memory). The table gives both and the ratios.
 
+``--hot``: the first pass over the keys as above, then every later event on 10,000 hot keys
+(all N keys still open): a workload whose keys repeat within the cache.
+
 ``--checkpointed`` runs the same flow over a log topic (the events written first, not
 timed) with a checkpoint every second, as a streaming run with a data directory does, and
 adds the checkpoints' longest periodic pause: for the disk backend, writing the cache's
 changed keys and committing the file on the flow's thread; for the in-memory one, a fork.
 
-    python benchmarks/bench_state.py [--keys N] [--visits V] [--cache-keys C] [--checkpointed]
+    python benchmarks/bench_state.py [--keys N] [--visits V] [--cache-keys C] [--hot]
+                                     [--checkpointed]
     python benchmarks/bench_state.py --keys 20000000      # 20M keys: minutes, GBs in memory
 """
 
@@ -43,11 +47,16 @@ START = 1_700_000_000_000
 TOPIC = "events"
 
 
-def events(keys: int, visits: int) -> Iterator[dict[str, Any]]:
+HOT_KEYS = 10_000
+"""``--hot``: the keys every event after the first pass goes to."""
+
+
+def events(keys: int, visits: int, hot: bool = False) -> Iterator[dict[str, Any]]:
     n = keys * visits
     step = 7919 if keys % 7919 else 7907
     for i in range(n):
-        yield {"key": (i * step) % keys, "ts": START + i // 1_000, "value": i % 100}
+        of = keys if not hot or i < keys else min(keys, HOT_KEYS)
+        yield {"key": (i * step) % of, "ts": START + i // 1_000, "value": i % 100}
 
 
 def peak_rss_mib() -> float:
@@ -57,13 +66,13 @@ def peak_rss_mib() -> float:
     return float("nan")
 
 
-def write_log(folder: str, keys: int, visits: int) -> None:
+def write_log(folder: str, keys: int, visits: int, hot: bool) -> None:
     log = rh.Log(folder)
     log.create_topic(TOPIC, 1)
     encode = msgspec.json.Encoder().encode
     with log.producer(TOPIC) as producer:
         batch: list[bytes] = []
-        for event in events(keys, visits):
+        for event in events(keys, visits, hot):
             batch.append(encode(event))
             if len(batch) == 50_000:
                 producer.append(batch)
@@ -74,7 +83,13 @@ def write_log(folder: str, keys: int, visits: int) -> None:
 
 
 def run_one(
-    backend: str, keys: int, visits: int, cache_keys: int, folder: str, checkpointed: bool
+    backend: str,
+    keys: int,
+    visits: int,
+    cache_keys: int,
+    folder: str,
+    checkpointed: bool,
+    hot: bool,
 ) -> dict[str, Any]:
     state: Any = "memory" if backend == "memory" else rh.disk_state(cache_keys=cache_keys)
     rows = [0]
@@ -83,13 +98,13 @@ def run_one(
         rows[0] += 1
 
     if checkpointed:
-        write_log(folder, keys, visits)
+        write_log(folder, keys, visits, hot)
     baseline = peak_rss_mib()
     flow = rh.Flow("bench-state", data_dir=folder, state=state, checkpoint_interval="1s")
     source: Any = (
         rh.log_source(TOPIC)
         if checkpointed
-        else rh.iterable_source(events(keys, visits), batch_size=10_000)
+        else rh.iterable_source(events(keys, visits, hot), batch_size=10_000)
     )
     flow.source(source, timestamp="ts").key_by("key").window(rh.tumbling("1h")).aggregate(
         n=rh.count(), total=rh.sum("value")
@@ -128,6 +143,7 @@ def in_process(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         "--dir",
         args.dir,
         *(["--checkpointed"] if args.checkpointed else []),
+        *(["--hot"] if args.hot else []),
     ]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
@@ -142,11 +158,18 @@ def main() -> None:
     parser.add_argument("--backend", choices=("memory", "disk"))
     parser.add_argument("--only", choices=("memory", "disk"), help="run one backend only")
     parser.add_argument("--checkpointed", action="store_true", help="from a log, checkpointed")
+    parser.add_argument("--hot", action="store_true", help="events after the first pass: hot keys")
     args = parser.parse_args()
     if args.backend is not None:
         with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-state-") as folder:
             result = run_one(
-                args.backend, args.keys, args.visits, args.cache_keys, folder, args.checkpointed
+                args.backend,
+                args.keys,
+                args.visits,
+                args.cache_keys,
+                folder,
+                args.checkpointed,
+                args.hot,
             )
             print(json.dumps(result))
         return
@@ -155,6 +178,7 @@ def main() -> None:
     print(
         f"W2-like tumbling window, {args.keys:,} keys x {args.visits} events, "
         f"disk cache {args.cache_keys:,} keys"
+        + (f", then on {HOT_KEYS:,} hot keys" if args.hot else "")
         + (", from a log, a checkpoint every second" if args.checkpointed else "")
     )
     head = f"{'backend':<8} {'events/s':>10} {'seconds':>8} {'peak RSS MiB':>13}"
