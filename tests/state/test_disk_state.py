@@ -78,7 +78,7 @@ SHAPES = [
 
 @pytest.mark.parametrize(("spec", "kw"), SHAPES, ids=lambda x: repr(x)[:40])
 def test_windows_on_disk_give_what_windows_in_memory_give(spec: Any, kw: dict[str, Any]) -> None:
-    evs = events(6_000, 400)
+    evs = events(3_000, 300)
     memory = windowed(evs, spec, "memory", **kw)
     assert memory[0] and (memory[1] or "emit" in kw or "allowed_lateness" in kw)
     assert windowed(evs, spec, SMALL, **kw) == memory

@@ -54,6 +54,10 @@ STATE_FILE = "state.sqlite"
 SQLITE_CACHE_KIB = 65_536
 """SQLite's own page cache, per file (64 MiB): part of the memory bound."""
 
+DIRTY_KEYS = 10_000
+"""Changed keys a step's cache holds at most (fewer with a smaller cache): a checkpoint's
+pause writes at most these, the rest is written back as it goes."""
+
 _PAGE = 4096
 """Rows of a closing window read at a time."""
 
@@ -200,15 +204,34 @@ class StateDB:
 
 
 class _Cache:
-    """An LRU of ``cache_keys`` entries; entries read since the last write-back are changed."""
+    """An LRU of ``cache_keys`` entries. Entries read or written since they were last written
+    back are changed (:attr:`dirty`, oldest change first); at most :attr:`dirty_max` of them:
+    past that the oldest changes are written back at once (write-behind), so a checkpoint
+    has at most that many keys to write."""
 
     def __init__(self, db: StateDB, step: str, cache_keys: int) -> None:
         self.db = db
         self.step = step
         self.size = cache_keys
         self.batch = max(1, cache_keys // _EVICT_SHARE)
+        self.dirty_max = max(self.batch, min(cache_keys, DIRTY_KEYS))
         self.entries: OrderedDict[Any, Any] = OrderedDict()
-        self.dirty: set[Any] = set()
+        self.dirty: OrderedDict[Any, None] = OrderedDict()
+
+    def mark(self, ck: Any) -> bool:
+        """Count ``ck`` changed now; whether the oldest changes are due to be written."""
+        dirty = self.dirty
+        dirty[ck] = None
+        dirty.move_to_end(ck)
+        return len(dirty) > self.dirty_max
+
+    def behind(self) -> list[tuple[Any, Any]]:
+        """The oldest changed entries (a batch), now unchanged (they stay cached)."""
+        dirty, entries = self.dirty, self.entries
+        return [
+            (ck, entries[ck])
+            for ck in [dirty.popitem(last=False)[0] for _ in range(min(self.batch, len(dirty)))]
+        ]
 
     def evict(self) -> tuple[list[Any], list[tuple[Any, Any]]]:
         """Take the least recently used entries out (a batch): their keys, and the changed
@@ -220,7 +243,7 @@ class _Cache:
             ck, value = entries.popitem(last=False)
             gone.append(ck)
             if ck in dirty:
-                dirty.discard(ck)
+                del dirty[ck]
                 out.append((ck, value))
         return gone, out
 
@@ -228,7 +251,7 @@ class _Cache:
         """Every changed entry (now counted unchanged; they stay cached)."""
         entries = self.entries
         out = [(ck, entries[ck]) for ck in self.dirty]
-        self.dirty = set()
+        self.dirty = OrderedDict()
         return out
 
 
@@ -328,7 +351,9 @@ class WindowTable:
         state = cache.entries.get(ck)
         if state is not None:
             cache.entries.move_to_end(ck)
-            cache.dirty.add(ck)
+            if cache.mark(ck):
+                self._write(cache.behind())
+                self.db.wrote_back()
             return state  # type: ignore[no-any-return]
         if start not in self._spilled:
             return None
@@ -346,7 +371,9 @@ class WindowTable:
     def _insert(self, ck: tuple[int, Hashable], state: list[Any]) -> None:
         cache = self._cache
         cache.entries[ck] = state
-        cache.dirty.add(ck)
+        if cache.mark(ck):
+            self._write(cache.behind())
+            self.db.wrote_back()
         keys = self._by_start.get(ck[0])
         if keys is None:
             keys = self._by_start[ck[0]] = set()
@@ -381,7 +408,7 @@ class WindowTable:
             ck = (start, key)
             state = cache.entries.pop(ck)
             if ck in cache.dirty:
-                cache.dirty.discard(ck)
+                del cache.dirty[ck]
                 out.append((ck, state))
         self._write(out)
         load = self._load
@@ -493,7 +520,7 @@ class KeyTable:
         if value is _GONE:
             return None
         if self._in_place:
-            self._cache.dirty.add(key)
+            self._changed(key)
         return value
 
     def put(self, key: Hashable, value: Any) -> None:
@@ -509,7 +536,13 @@ class KeyTable:
         cache = self._cache
         cache.entries[key] = value
         cache.entries.move_to_end(key)
-        cache.dirty.add(key)
+        self._changed(key)
+
+    def _changed(self, key: Hashable) -> None:
+        cache = self._cache
+        if cache.mark(key):
+            self._write(cache.behind())
+            self.db.wrote_back()
 
     def _write(self, entries: list[tuple[Any, Any]]) -> None:
         puts, dels = [], []
@@ -657,6 +690,7 @@ class TimerTable:
 
 
 __all__ = [
+    "DIRTY_KEYS",
     "SQLITE_CACHE_KIB",
     "STATE_FILE",
     "DiskHeap",
