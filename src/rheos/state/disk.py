@@ -20,8 +20,9 @@ needs does not grow with the number of keys:
 
 The cache. Each table keeps its ``cache_keys`` most recently used keys in memory (an LRU;
 a window's key counts once per open window). A key read is counted as changed (callers
-change state in place), and a changed key is written back when it leaves the cache and at
-every checkpoint. Keys and values are msgpack, as in the checkpoint store: nothing is
+change state in place), and a changed key is written back when it leaves the cache, when
+more than :data:`DIRTY_KEYS` changes wait (the oldest go: write-behind) and at every
+checkpoint -- which so has at most that many to write. Keys and values are msgpack, as in the checkpoint store: nothing is
 pickled.
 
 Checkpoints. At a checkpoint the runtime writes every changed cached key and then commits
