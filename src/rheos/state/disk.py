@@ -22,8 +22,8 @@ The cache. Each table keeps its ``cache_keys`` most recently used keys in memory
 a window's key counts once per open window). A key read is counted as changed (callers
 change state in place), and a changed key is written back when it leaves the cache, when
 more than :data:`DIRTY_KEYS` changes wait (the oldest go: write-behind) and at every
-checkpoint -- which so has at most that many to write. Keys and values are msgpack, as in the checkpoint store: nothing is
-pickled.
+checkpoint -- which so has at most that many to write. Keys and values are msgpack, as in
+the checkpoint store: nothing is pickled.
 
 Checkpoints. At a checkpoint the runtime writes every changed cached key and then commits
 the transaction together with the whole checkpoint record (meta, source positions, the
@@ -215,7 +215,9 @@ class _Cache:
         self.step = step
         self.size = cache_keys
         self.batch = max(1, cache_keys // _EVICT_SHARE)
-        self.dirty_max = max(self.batch, min(cache_keys, DIRTY_KEYS))
+        self.dirty_max = min(cache_keys, DIRTY_KEYS)
+        self.behind_batch = max(1, self.dirty_max // _EVICT_SHARE)
+        """Fewer than :attr:`dirty_max`: the change just counted is never in the batch."""
         self.entries: OrderedDict[Any, Any] = OrderedDict()
         self.dirty: OrderedDict[Any, None] = OrderedDict()
 
@@ -231,7 +233,7 @@ class _Cache:
         dirty, entries = self.dirty, self.entries
         return [
             (ck, entries[ck])
-            for ck in [dirty.popitem(last=False)[0] for _ in range(min(self.batch, len(dirty)))]
+            for ck in [dirty.popitem(last=False)[0] for _ in range(self.behind_batch)]
         ]
 
     def evict(self) -> tuple[list[Any], list[tuple[Any, Any]]]:
