@@ -13,8 +13,9 @@ import pytest
 import rheos as rh
 import rheos.windowing as w
 from rheos.runtime.deadletters import read_dead_letters
-from rheos.runtime.microbatch import MicroBatchRunner
+from rheos.runtime.microbatch import BatchExecutor, MicroBatchRunner
 from rheos.runtime.microbatch.sources import BULK_FROM, ColumnarLogReader, Part
+from rheos.runtime.runner import Runner
 
 GOOD = [{"k": f"k{i % 4}", "v": i, "ts": 1_000 * i} for i in range(60)]
 BAD_JSON = [b"{not json", b"\x00\xff\xfe garbage"]
@@ -304,8 +305,9 @@ PER_BATCH = BULK_FROM  # (smaller polls are decoded per record anyway)
 """Records per record batch: about 100 KB, over a poll's 64 KB budget, so one batch a poll."""
 
 
-class Observed(MicroBatchRunner):
-    """The micro-batch runner, keeping every part its sources gave (to see how each was read)."""
+class Observed(BatchExecutor):
+    """The micro-batch executor, keeping every part its sources gave (to see how each was
+    read)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -359,10 +361,11 @@ def test_undecodable_records_leave_the_rest_columnar(
         {"bounded": True} if bounded else {"stop_after": events, "drain": True, "timeout": 30}
     )
     a = build(first).run(**opts)
-    runner = Observed(
+    observed = Observed(batch_size=batch_size)
+    runner = Runner(
         build(micro).graph(),
+        executor=observed,
         data_dir=str(micro),
-        batch_size=batch_size,
         checkpoint_interval_ms=50,
     )
     b = runner.run(**opts)
@@ -376,14 +379,14 @@ def test_undecodable_records_leave_the_rest_columnar(
     # bounded) was read per record: before and after it, the source gave frames
     poll = batch_size
     per_record = set()
-    for part in runner.parts:
+    for part in observed.parts:
         assert part.chunk is not None and part.chunk.offsets is not None
         polls = {o // poll for o in part.chunk.offsets}
         assert len(polls) == 1
         if part.frame is None:
             per_record |= polls
     assert per_record == {o // poll for o in bad}
-    assert sum(map(len, runner.parts)) == events  # each event once
+    assert sum(map(len, observed.parts)) == events  # each event once
     reader = runner.sources[0].reader
     assert isinstance(reader, ColumnarLogReader)
     assert reader.positions() == {0: 3 * PER_BATCH}
