@@ -54,7 +54,7 @@ from rheos.runtime.nodes import (
 from rheos.runtime.summary import StepStats
 
 ChunkLoop = Callable[[list[Any], list[int], Any, Any], None]
-"""``loop(values, timestamps, source_run, runner)``: see
+"""``loop(values, timestamps, source_run, executor)`` (the per-event executor): see
 :func:`rheos.runtime.compile.source_loop`."""
 
 

@@ -1,6 +1,6 @@
 """Checkpoints of a running flow, and recovery from them.
 
-The stream-first runner is single-threaded, so a checkpoint taken *between* two polls is
+The run loop is single-threaded, so a checkpoint taken *between* two rounds of polls is
 consistent by construction: every event read so far has been fully processed, nothing else
 is in flight. Taking one (:meth:`Checkpointer.take`):
 

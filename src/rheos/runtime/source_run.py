@@ -58,7 +58,8 @@ class SourceRun:
         self.wm = MIN_WATERMARK
         self.done = False
         self.loop: ChunkLoop | None = None
-        """The generated chunk loop of a single-partition source (set by the runner)."""
+        """The generated chunk loop of a single-partition source (set by the per-event
+        executor)."""
         self.stats = SourceStats(step.name)
 
     def timestamps(self, chunk: Chunk) -> tuple[list[int], list[tuple[int, EventError]]]:
