@@ -154,9 +154,9 @@ class EventExecutor:
     def holds(self, src: SourceRun) -> bool:
         return False
 
-    def processing(self, now_ms: int) -> None:
+    def processing(self, now: Callable[[], int]) -> None:
         for node in self._proc_nodes:
-            node.advance_processing(now_ms)
+            node.advance_processing(now())
 
     def _unread(self, src: SourceRun, chunks: list[Chunk], keep: int) -> None:
         """Chunks (the first one from event ``keep`` on) were read but will not be processed:

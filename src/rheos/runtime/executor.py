@@ -94,8 +94,8 @@ class Executor(Protocol):
         """Whether events read from ``src`` are held back, not run yet."""
         ...
 
-    def processing(self, now_ms: int) -> None:
-        """Advance processing-time windows to the clock, and push what they emit."""
+    def processing(self, now: Callable[[], int]) -> None:
+        """Advance processing-time windows to the clock ``now``, and push what they emit."""
         ...
 
     def advance_flow(self) -> None:

@@ -359,7 +359,7 @@ class Runner:
                 got += executor.settle()
                 if stop_after is not None:
                     events = self._input_events()
-            executor.processing(self.clock.now_ms())
+            executor.processing(self.clock.now_ms)
             reason = self._ended(events, stop_after, drain, timed_out, stop_requested)
             if reason is not None:
                 return reason

@@ -372,7 +372,8 @@ class BatchExecutor:
     def holds(self, src: SourceRun) -> bool:
         return bool(self._pending.get(id(src)))
 
-    def processing(self, now_ms: int) -> None:
+    def processing(self, now: Callable[[], int]) -> None:
+        now_ms = now()
         for node in self._proc_nodes:
             node.advance_processing(now_ms)
         if self._proc_nodes:
