@@ -27,7 +27,9 @@ class Chunk:
     of this stretch that could not become events (``(offset, bytes, error)``: undecodable,
     failing the schema, too large): the runtime applies the flow's bad-event policy to them.
     ``append_time`` is when the records were appended to the log (wall clock, epoch ms; log
-    sources only): live metrics measure end-to-end latency from it.
+    sources only): live metrics measure end-to-end latency from it. ``times_of`` names the
+    event-time field when ``values`` hold only that field's values (a bounded run's first
+    read, :meth:`RawReader.times_only`).
     """
 
     partition: int
@@ -38,6 +40,9 @@ class Chunk:
     raw: list[bytes] | None = None
     rejects: list[tuple[int | None, bytes, Exception]] | None = None
     append_time: int | None = None
+    times_of: str | None = None
+    """Set when :attr:`values` are only each event's value of this field (see
+    :meth:`RawReader.times_only`): the events are decoded from :attr:`raw` later."""
 
     def drop(self, indexes: list[int]) -> None:
         """Remove the events at ``indexes`` (sorted) from every column."""
@@ -154,10 +159,11 @@ class RawReader(Protocol):
         ...
 
     def times_only(self, field: str) -> None:
-        """From now on, chunks may hold each event as ``{field: its value}`` only, as long as
-        they carry the record bytes (:meth:`decode_all` decodes the whole events later) --
-        a bounded run reads every event for its time first and pushes it later. A chunk
-        whose records do not all decode that way holds whole events, as before."""
+        """From now on, chunks may hold only the value of ``field`` of each event (their
+        :attr:`Chunk.times_of` says so), as long as they carry the record bytes
+        (:meth:`decode_all` decodes the whole events later) -- a bounded run reads every
+        event for its time first and pushes it later. A chunk whose records do not all
+        decode that way holds whole events, as before."""
         ...
 
 

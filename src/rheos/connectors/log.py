@@ -128,13 +128,15 @@ class LogReader(BaseReader):
         self._ends: dict[int, int] | None = self._reader.end_offsets() if ctx.bounded else None
         self._times: Callable[[list[bytes]], list[Any]] | None = None
         """Decodes only the event-time field (see :meth:`times_only`), else None."""
+        self._time_field: str | None = None
         self._check_done()
 
     def times_only(self, field: str) -> None:
-        """Decode only ``field`` of each JSON record into the chunks (a bounded run reads every
-        event for its time, then decodes it whole from its bytes when it pushes it: JSON is
-        still parsed whole, but only one value is built). Records without the field, or not
-        a JSON object, make their chunk decode whole, as before: errors are reported the same."""
+        """Decode only ``field`` of each JSON record into the chunks, as plain values (a
+        bounded run reads every event for its time, then decodes it whole from its bytes when
+        it pushes it: JSON is still parsed whole, but only one value is built). Records
+        without the field, or not a JSON object, make their chunk decode whole, as before:
+        errors are reported the same."""
         source = self.source
         if source.format != "json" or source.schema is not None:
             return
@@ -142,9 +144,10 @@ class LogReader(BaseReader):
         decode = msgspec.json.Decoder(only).decode
 
         def times(raw: list[bytes]) -> list[Any]:
-            return [{field: decode(v).time} for v in raw]  # type: ignore[attr-defined]
+            return [decode(v).time for v in raw]  # type: ignore[attr-defined]
 
         self._times = times
+        self._time_field = field
 
     def _check_done(self) -> None:
         if self._ends is not None:
@@ -185,9 +188,11 @@ class LogReader(BaseReader):
             if limit is not None and raw and max(map(len, raw)) > limit:
                 raise RecordTooLargeError("a record is over max_record_bytes")
             values = None
+            times_of = None
             if self._times is not None and raw:
                 try:
                     values = self._times(raw)
+                    times_of = self._time_field
                 except (msgspec.DecodeError, msgspec.ValidationError):
                     values = None  # some record is not an object with the field: decode whole
             if values is None:
@@ -196,6 +201,7 @@ class LogReader(BaseReader):
             chunk = self._sift(batch.partition, raw, list(offsets), timestamps)
         else:
             chunk = Chunk(batch.partition, values, timestamps, self.topic, offsets, raw)
+            chunk.times_of = times_of
         chunk.append_time = batch.append_time
         return chunk
 

@@ -42,7 +42,10 @@ def add_parser(subparsers: Subparsers) -> None:
         "--mode",
         choices=["stream-first", "micro-batch"],
         default=None,
-        help="one event at a time (default) or columnar micro-batches",
+        help=(
+            "one event at a time (default) or columnar micro-batches; a --bounded run of a "
+            "flow whose every step runs columnar takes micro-batch unless told"
+        ),
     )
     p.add_argument(
         "--workers",

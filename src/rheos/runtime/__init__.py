@@ -33,7 +33,7 @@ from typing import Any, Literal
 from rheos.durations import Duration, to_ms
 from rheos.errors import ConfigError
 from rheos.flows import Flow as FlowDescription
-from rheos.flows.steps import OnError
+from rheos.flows.steps import Graph, OnError
 from rheos.runtime.checkpointing import FlowLock
 from rheos.runtime.deadletters import dlq_topic
 from rheos.runtime.event_executor import EventExecutor
@@ -63,16 +63,19 @@ def make_runner(
     data_dir: str | None = None,
     task: int | None = None,
     tasks: int = 1,
+    bounded: bool = False,
 ) -> Runner:
     """The runner of ``mode``: stream-first (default) or micro-batch; of task ``task`` of
-    ``tasks`` for a flow split across workers (:mod:`rheos.runtime.workers`)."""
-    chosen = mode or os.environ.get(MODE_ENV) or "stream-first"
+    ``tasks`` for a flow split across workers (:mod:`rheos.runtime.workers`). A bounded run
+    with no mode given (nor ``RHEOS_RUN_MODE``) runs micro-batch when every step of the flow
+    runs columnar there (:func:`bounded_mode`)."""
     graph = flow.graph()
     if task is not None:
         graph = repartitioned(graph, tasks)
+    chosen = mode or os.environ.get(MODE_ENV) or (bounded_mode(graph) if bounded else None)
     return Runner(
         graph,
-        executor=_executor(chosen, batch_size, batch_interval),
+        executor=_executor(chosen or "stream-first", batch_size, batch_interval, bounded),
         data_dir=data_dir or flow.data_dir,
         clock=clock or flow.clock,
         checkpoint_interval_ms=getattr(
@@ -85,20 +88,41 @@ def make_runner(
     )
 
 
-def _executor(mode: str, batch_size: int | None, batch_interval: Any) -> Executor:
-    """The executor of run mode ``mode``: per event (stream-first) or per batch."""
+def _executor(mode: str, batch_size: int | None, batch_interval: Any, bounded: bool) -> Executor:
+    """The executor of run mode ``mode``: per event (stream-first) or per batch (in batches
+    of ``batch_size``, by default larger for a bounded run)."""
     if mode == "stream-first":
         return EventExecutor()
     if mode != "micro-batch":
         raise ConfigError(f"run mode must be 'stream-first' or 'micro-batch', got {mode!r}")
-    from rheos.runtime.microbatch import DEFAULT_BATCH_SIZE, DEFAULT_INTERVAL_MS, BatchExecutor
+    from rheos.runtime.microbatch import (
+        BOUNDED_BATCH_SIZE,
+        DEFAULT_BATCH_SIZE,
+        DEFAULT_INTERVAL_MS,
+        BatchExecutor,
+    )
 
+    if batch_size is None:
+        batch_size = BOUNDED_BATCH_SIZE if bounded else DEFAULT_BATCH_SIZE
     return BatchExecutor(
-        batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
+        batch_size=batch_size,
         batch_interval_ms=DEFAULT_INTERVAL_MS
         if batch_interval is None
         else to_ms(batch_interval, what="batch_interval"),
     )
+
+
+def bounded_mode(graph: Graph) -> Mode:
+    """The mode a bounded run takes when none is given: ``"micro-batch"`` when every step
+    of ``graph`` runs columnar in that mode (JSON log sources, expressions, fields as keys,
+    windows with columnar aggregations: :func:`rheos.runtime.microbatch.plan.runs_columnar`)
+    and its libraries are installed, else ``"stream-first"``. A bounded run has no latency
+    to trade for throughput, and both modes give the same results."""
+    try:
+        from rheos.runtime.microbatch.plan import runs_columnar
+    except ImportError:  # the micro-batch extra (polars, numpy) is not installed
+        return "stream-first"
+    return "micro-batch" if runs_columnar(graph) else "stream-first"
 
 
 def run_flow(
@@ -136,6 +160,7 @@ def run_flow(
                 data_dir=directory,
                 task=task,
                 tasks=tasks,
+                bounded=bounded,
             )
 
         return run_split(
@@ -156,6 +181,7 @@ def run_flow(
         batch_interval=batch_interval,
         clock=clock,
         data_dir=data_dir,
+        bounded=bounded,
     )
     return runner.run(
         bounded=bounded, stop_after=stop_after, timeout=timeout, drain=drain, progress=progress
@@ -241,7 +267,10 @@ class Flow(FlowDescription):
         Bounded (``bounded=True``): reads every source to its end (log topics: their end at
         the start of the run) and computes the batch answer: no event is late and arrival
         order does not matter. Shows a progress bar when standard output is a terminal
-        (``progress=`` forces it on or off).
+        (``progress=`` forces it on or off). With no ``mode`` given, a bounded run of a flow
+        whose every step runs columnar runs in micro-batch mode (:func:`bounded_mode`;
+        ``RunSummary.executor`` says which ran), in batches of 100,000 events unless
+        ``batch_size`` is given.
 
         Consumer groups (``log_source(..., group=)``) commit their offsets when the run ends
         with every event read accounted for: a bounded run, exhausted sources, or a stop with
@@ -284,7 +313,12 @@ class Flow(FlowDescription):
             self.last_summary = summary
             return summary
         runner = make_runner(
-            self, mode=mode, batch_size=batch_size, batch_interval=batch_interval, clock=clock
+            self,
+            mode=mode,
+            batch_size=batch_size,
+            batch_interval=batch_interval,
+            clock=clock,
+            bounded=bounded,
         )
         with self._lock:
             self._runner = runner
@@ -418,6 +452,7 @@ __all__ = [
     "Runner",
     "SourceStats",
     "StepStats",
+    "bounded_mode",
     "make_runner",
     "run_flow",
 ]

@@ -13,9 +13,11 @@ located back in its chunk through the positions (:meth:`Arrival.locate`).
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +95,20 @@ def read_all(
     return arrival
 
 
+@contextlib.contextmanager
+def progress_bar(flow: str, total: int, show: bool | None) -> Iterator[Callable[[int], Any] | None]:
+    """A progress bar over the ``total`` events a bounded run pushes, when ``show`` (``None``:
+    when standard output is a terminal): yields ``tick(done)``, or ``None`` without a bar."""
+    if not total or not (sys.stdout.isatty() if show is None else show):
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"flow {flow}", total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
 def disorder(times: list[int]) -> tuple[int, int]:
     """How many events come after a later one, and by how much at most (ms)."""
     counter = Disorder()
@@ -102,7 +118,27 @@ def disorder(times: list[int]) -> tuple[int, int]:
 
 def event_order(times: list[int]) -> list[int]:
     """Positions in event-time order (stable)."""
-    return sorted(range(len(times)), key=times.__getitem__)
+    return sort_times(times)[0]
+
+
+def sort_times(times: list[int]) -> tuple[list[int], list[int]]:
+    """Positions in event-time order (stable), and the times in that order: with NumPy
+    when it is installed (a radix sort of int64: several times faster than ``sorted`` with
+    a key), else in Python; times outside int64 take Python's way."""
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - NumPy comes with the micro-batch extra
+        pass
+    else:
+        try:
+            array = np.asarray(times, dtype=np.int64)
+        except OverflowError:
+            pass
+        else:
+            positions = np.argsort(array, kind="stable")
+            return positions.tolist(), array[positions].tolist()
+    order = sorted(range(len(times)), key=times.__getitem__)
+    return order, [times[i] for i in order]
 
 
 def merged_order(arrivals: list[Arrival]) -> tuple[list[int], list[int], list[int]]:
@@ -117,4 +153,12 @@ def merged_order(arrivals: list[Arrival]) -> tuple[list[int], list[int], list[in
     return event_order(times), times, owners
 
 
-__all__ = ["Arrival", "disorder", "event_order", "merged_order", "read_all"]
+__all__ = [
+    "Arrival",
+    "disorder",
+    "event_order",
+    "merged_order",
+    "progress_bar",
+    "read_all",
+    "sort_times",
+]

@@ -75,6 +75,9 @@ class Compiled:
     """Source step id -> the push function of its stream (stream-first)."""
     loops: dict[int, ChunkLoop] = field(default_factory=dict)
     """Source step id -> its generated chunk loop (stream-first, single-partition sources)."""
+    ordered_loops: dict[int, ChunkLoop] = field(default_factory=dict)
+    """The same loops for events in event-time order (bounded runs; see
+    :func:`rheos.runtime.compile.ordered_loop`)."""
     nodes: list[Node] = field(default_factory=list)
     """Stateful nodes in topological order."""
     writers: list[SinkWriter] = field(default_factory=list)

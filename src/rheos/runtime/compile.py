@@ -159,8 +159,6 @@ def source_loop(
     ``try`` (free when nothing raises) that hands a bad event to ``rt.event_failed`` (``rt``:
     the :class:`~rheos.runtime.event_executor.EventExecutor`).
     """
-    env = _env(flow, tail)
-    env["_bad"] = BAD_EVENT_ERRORS
     head = [
         "def loop(values, tss, src, rt):",
         "    stats = src.stats",
@@ -183,18 +181,62 @@ def source_loop(
                 ],
             ).splitlines()
         ),
-        "        k = None",
-        "        try:",
     ]
     tail_lines = [
-        "        except _bad as e:",
-        "            failed(src, i, e)",
         "    src.top = top",
         "    stats.out_of_order += ooo",
         "    stats.max_delay_ms = maxd",
     ]
+    return _loop(flow, chain, tail, window, head, tail_lines, "source loop")
+
+
+def ordered_loop(
+    flow: str, chain: list[Step], tail: Push, window: WindowNode | None = None
+) -> ChunkLoop:
+    """:func:`source_loop` for events already in event-time order (a bounded run): each
+    event's time is the watermark (nothing earlier is still to come), so there is no
+    disorder to count and no bound to subtract."""
+    head = [
+        "def loop(values, tss, src, rt):",
+        "    wm, timed = src.wm, rt.timed",
+        "    failed = rt.event_failed",
+        "    for i, (v, t) in enumerate(zip(values, tss)):",
+        "        if timed and t > wm:",
+        "            wm = src.wm = t",
+        "            if wm >= rt.due:",
+        "                rt.advance_flow()",
+    ]
+    tail_lines = [
+        "    if tss and tss[-1] > src.top:",
+        "        src.top = tss[-1]",
+    ]
+    return _loop(flow, chain, tail, window, head, tail_lines, "ordered source loop")
+
+
+def _loop(
+    flow: str,
+    chain: list[Step],
+    tail: Push,
+    window: WindowNode | None,
+    head: list[str],
+    after: list[str],
+    label: str,
+) -> ChunkLoop:
+    """A chunk loop: ``head`` (up to the loop's per-event bookkeeping), the chain inside a
+    ``try`` that hands a bad event to ``runner.event_failed``, then ``after``."""
+    env = _env(flow, tail)
+    env["_bad"] = BAD_EVENT_ERRORS
     body = _chain_lines(chain, window, env, "            ", "continue")
-    loop: ChunkLoop = _build("\n".join([*head, *body, *tail_lines]), env, "source loop", "loop")
+    lines = [
+        *head,
+        "        k = None",
+        "        try:",
+        *body,
+        "        except _bad as e:",
+        "            failed(src, i, e)",
+        *after,
+    ]
+    loop: ChunkLoop = _build("\n".join(lines), env, label, "loop")
     return loop
 
 
@@ -267,6 +309,7 @@ class StreamWiring:
                 elif first.id in self.windows and not self.windows[first.id].processing_time:
                     window = self.windows[first.id]
             self.compiled.loops[step.id] = source_loop(flow, chain, tail, window)
+            self.compiled.ordered_loops[step.id] = ordered_loop(flow, chain, tail, window)
 
 
 def compile_flow(
@@ -306,4 +349,6 @@ __all__ = [
     "compile_flow",
     "fuse",
     "hold_back",
+    "ordered_loop",
+    "source_loop",
 ]

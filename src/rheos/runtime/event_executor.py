@@ -25,13 +25,19 @@ watermark then closes every window.
 from __future__ import annotations
 
 import gc
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from rheos.connectors.base import Chunk, OpenContext, RawReader, SeekableReader
 from rheos.flows.steps import SourceStep
-from rheos.runtime.bounded import Arrival, disorder, event_order, merged_order, read_all
+from rheos.runtime.bounded import (
+    Arrival,
+    disorder,
+    merged_order,
+    progress_bar,
+    read_all,
+    sort_times,
+)
 from rheos.runtime.build import Compiled
 from rheos.runtime.compile import BAD_EVENT_ERRORS, compile_flow
 from rheos.runtime.executor import (
@@ -56,6 +62,7 @@ class EventExecutor:
     """Pushes a run's events one at a time (see the module docs and
     :class:`~rheos.runtime.executor.Executor`)."""
 
+    name = "stream-first"
     idle_wait_s = IDLE_WAIT_S
     flush_every_s = FLUSH_EVERY_S
 
@@ -96,6 +103,7 @@ class EventExecutor:
                     self.graph.name, step, reader, self.compiled.entries[step.id], self.clock
                 )
                 run.loop = self.compiled.loops[step.id]
+                run.ordered_loop = self.compiled.ordered_loops.get(step.id)
                 self.sources.append(run)
 
     def wire_watermark(self) -> None:
@@ -309,7 +317,6 @@ class EventExecutor:
         for node in self.compiled.nodes:  # steps reading it see the minimum until the end
             node.flow_watermark = _min_watermark
         total = sum(len(arrival.values) for arrival in arrivals)
-        show = sys.stdout.isatty() if progress is None else progress
         # What was read (lists of millions of items) lives until the end: out of the garbage
         # collector's way, or every full collection walks it; and collections less often, as
         # the millions of objects that this many events make mostly die young.
@@ -318,16 +325,8 @@ class EventExecutor:
         if threshold[0]:
             gc.set_threshold(max(threshold[0], BOUNDED_GC_THRESHOLD), *threshold[1:])
         try:
-            if show and total:
-                from rich.progress import Progress
-
-                with Progress(transient=True) as bar:
-                    task = bar.add_task(f"flow {self.graph.name}", total=total)
-                    self._push_all(
-                        sources, arrivals, lambda done: bar.update(task, completed=done), timed
-                    )
-            else:
-                self._push_all(sources, arrivals, None, timed)
+            with progress_bar(self.graph.name, total, progress) as tick:
+                self._push_all(sources, arrivals, tick, timed)
         finally:
             gc.set_threshold(*threshold)
             gc.unfreeze()
@@ -363,11 +362,11 @@ class EventExecutor:
         """One source's events in event-time order through its generated chunk loop, each
         event's time the watermark (nothing earlier is still to come)."""
         values, times = arrival.values, arrival.times
-        order = event_order(times) if src.stats.out_of_order else None
-        if order is not None:
+        order = None
+        if src.stats.out_of_order:
+            order, times = sort_times(times)
             values = list(map(values.__getitem__, order))
-            times = sorted(times)  # (stable: the times of ``order``)
-        loop = src.loop
+        loop = src.ordered_loop or src.loop
         assert loop is not None
         src.bound = 0
         for a in range(0, len(values), BOUNDED_SLICE):

@@ -51,6 +51,8 @@ class RunParts:
 class Executor(Protocol):
     """How one run's events go through its flow (see the module docs)."""
 
+    name: str
+    """The run mode it executes: ``"stream-first"`` or ``"micro-batch"`` (the summary's)."""
     sources: list[SourceRun]
     """The flow's sources, opened by :meth:`prepare`."""
     compiled: Compiled | None

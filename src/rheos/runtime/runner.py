@@ -154,7 +154,7 @@ class Runner:
                 stacklevel=3,
             )
         mode = "bounded" if bounded else "streaming"
-        summary = RunSummary(self.graph.name, mode)
+        summary = RunSummary(self.graph.name, mode, executor=self.executor.name)
         ctx = self._context(bounded)
         self._on_disk = usable_data_dir(self.data_dir, self.graph.name)
         late_topic = f"{self.graph.name}.late" if self._on_disk else None

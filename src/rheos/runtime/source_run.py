@@ -60,6 +60,8 @@ class SourceRun:
         self.loop: ChunkLoop | None = None
         """The generated chunk loop of a single-partition source (set by the per-event
         executor)."""
+        self.ordered_loop: ChunkLoop | None = None
+        """The same loop for events in event-time order (a bounded run)."""
         self.stats = SourceStats(step.name)
 
     def timestamps(self, chunk: Chunk) -> tuple[list[int], list[tuple[int, EventError]]]:
@@ -71,6 +73,17 @@ class SourceRun:
                 return chunk.timestamps, []
             return [self.clock.now_ms()] * len(chunk.values), []
         field = self.step.timestamp
+        if chunk.times_of is not None:  # the values are the time field's values only
+            only = chunk.values
+            if (
+                self.step.timestamp_unit in ("ms", "auto")
+                and set(map(type, only)) == {int}
+                and (self.step.timestamp_unit == "ms" or min(only) >= AUTO_MS_FROM)
+            ):
+                return only, []
+            name = chunk.times_of
+            chunk.values = [{name: value} for value in only]  # as events, for the getter
+            chunk.times_of = None
         if isinstance(field, str) and self.step.timestamp_unit in ("ms", "auto"):
             # fast path: a field of int epoch milliseconds needs no parsing
             try:

@@ -114,6 +114,10 @@ class RunSummary:
     flow: str
     mode: str
     events_in: int = 0
+    executor: str = "stream-first"
+    """How events went through the flow: ``"stream-first"`` (one at a time) or
+    ``"micro-batch"`` (the mode asked for, or what a bounded run chose, see
+    :func:`rheos.runtime.bounded_mode`)."""
     events_out: int = 0
     out_of_order: int = 0
     late: int = 0
@@ -188,8 +192,9 @@ class RunSummary:
         return self.events_in / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def __str__(self) -> str:
+        how = "" if self.executor == "stream-first" else f"{self.executor}, "
         lines = [
-            f"flow {self.flow!r} ({self.mode}, {self.stopped}): {self.events_in} in, "
+            f"flow {self.flow!r} ({self.mode}, {how}{self.stopped}): {self.events_in} in, "
             f"{self.events_out} out, {self.out_of_order} out of order, {self.late} late, "
             f"{self.elapsed_s:.3f}s ({self.events_per_s:,.0f} events/s)"
         ]

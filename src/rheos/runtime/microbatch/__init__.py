@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from rheos.runtime.microbatch.batch import Batch
 from rheos.runtime.microbatch.executor import (
+    BOUNDED_BATCH_SIZE,
     DEFAULT_BATCH_SIZE,
     DEFAULT_INTERVAL_MS,
     BatchExecutor,
@@ -23,6 +24,7 @@ from rheos.runtime.microbatch.executor import (
 from rheos.runtime.microbatch.sink import FrameSink, frame_sink
 
 __all__ = [
+    "BOUNDED_BATCH_SIZE",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_INTERVAL_MS",
     "Batch",

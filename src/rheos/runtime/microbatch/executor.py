@@ -39,6 +39,7 @@ import polars as pl
 from rheos.connectors.base import Chunk, OpenContext, SeekableReader
 from rheos.errors import EventError
 from rheos.flows.steps import Graph, SourceStep
+from rheos.runtime.bounded import progress_bar
 from rheos.runtime.build import Compiled
 from rheos.runtime.executor import IDLE_WAIT_S, RunParts, flow_watermark, flush_writers
 from rheos.runtime.metrics import FlowMetrics
@@ -56,12 +57,16 @@ from rheos.windowing import MAX_WATERMARK, MIN_WATERMARK, Clock
 
 DEFAULT_BATCH_SIZE = 10_000
 DEFAULT_INTERVAL_MS = 50
+BOUNDED_BATCH_SIZE = 100_000
+"""The batch size of a bounded run when none is given: it has no latency to keep low, and
+fewer, larger rounds cost less per event (results do not depend on batch boundaries)."""
 
 
 class BatchExecutor:
     """Runs a run's events a batch at a time (see the module docs and
     :class:`~rheos.runtime.executor.Executor`)."""
 
+    name = "micro-batch"
     flush_every_s = 0.0
 
     def __init__(
@@ -92,6 +97,8 @@ class BatchExecutor:
         """Per source (by ``id``): when the first of its queued parts was read."""
         self._proc_nodes: list[WindowNode] = []
         self._eager = False
+        self._progress: bool | None = None
+        """Whether a bounded run shows a progress bar (``None``: on a terminal)."""
 
     def prepare(self, parts: RunParts, ctx: OpenContext, late_topic: str | None) -> Compiled:
         self.graph = parts.graph
@@ -110,6 +117,7 @@ class BatchExecutor:
         self._flow_now = max(self._flow_now, self.flow_wm)  # restored from a checkpoint
 
     def run_bounded(self, progress: bool | None) -> None:
+        self._progress = progress
         self._bounded()
 
     def _open_parts(self, ctx: OpenContext) -> None:
@@ -459,7 +467,10 @@ class BatchExecutor:
             part_of = np.concatenate(where_from)[order]
             index_of = np.concatenate([np.arange(len(p), dtype=np.int64) for p in kept])[order]
             values = _in_order(mine, order, owner)
-            self._bounded_rounds(sources, ts_all, owner, values, kept, part_of, index_of, timed)
+            with progress_bar(self.graph.name, len(ts_all), self._progress) as tick:
+                self._bounded_rounds(
+                    sources, ts_all, owner, values, kept, part_of, index_of, timed, tick
+                )
 
     def _bounded_rounds(
         self,
@@ -471,6 +482,7 @@ class BatchExecutor:
         part_of: np.ndarray,
         index_of: np.ndarray,
         timed: bool = True,
+        tick: Callable[[int], Any] | None = None,
     ) -> None:
         """The ordered events in rounds of ``batch_size``, with the perfect watermark (or,
         not ``timed``, the lowest one)."""
@@ -504,6 +516,8 @@ class BatchExecutor:
             self._bad_at = bad_at
             self.plan.run_round(batches, Round(wm, start, reads_min=True))
             start = int(wm[-1])
+            if tick is not None:
+                tick(b)
         self._flow_now = start
 
 

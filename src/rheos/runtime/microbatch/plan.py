@@ -13,6 +13,7 @@ from typing import Any
 
 from rheos.connectors.base import OpenContext, SinkWriter
 from rheos.errors import FlowDefinitionError, RheosError
+from rheos.flows.expressions import Expr, WithColumns
 from rheos.flows.steps import (
     LATE,
     OUT,
@@ -24,10 +25,12 @@ from rheos.flows.steps import (
     Step,
     TransformStep,
     UnionStep,
+    WindowStep,
 )
 from rheos.runtime.build import Compiled, SinkCounter, build
 from rheos.runtime.microbatch.batch import Batch, merge_by_pos
-from rheos.runtime.microbatch.stateful import Collector, Driver, Round, make_driver
+from rheos.runtime.microbatch.sources import ColumnarLogReader
+from rheos.runtime.microbatch.stateful import Collector, Driver, Round, make_driver, vectorizable
 from rheos.runtime.microbatch.stateless import OnBad, Row, run_key_by, run_transform
 from rheos.runtime.nodes import (
     BAD_EVENT_ERRORS,
@@ -183,4 +186,31 @@ class Plan:
             default(key, value, ts)
 
 
-__all__ = ["Plan"]
+def runs_columnar(graph: Graph) -> bool:
+    """Whether every step of ``graph`` runs columnar in this mode: JSON log sources (decoded
+    in bulk) with a time field, expressions (``filter``/``with_columns`` on columns), keys by
+    field or expression, event-time windows with columnar aggregations, unions and sinks --
+    no Python function called per event, no ``process`` step, join or session window (those
+    run per event in this mode too, where stream-first mode is at least as fast)."""
+    for step in graph.steps:
+        if isinstance(step, SourceStep):
+            if not ColumnarLogReader.accepts(step.source) or not isinstance(step.timestamp, str):
+                return False
+        elif isinstance(step, TransformStep):
+            columnar = (step.transform == "filter" and isinstance(step.fn, Expr)) or (
+                step.transform == "map" and isinstance(step.fn, WithColumns)
+            )
+            if not columnar:
+                return False
+        elif isinstance(step, KeyByStep):
+            if not isinstance(step.key, str | Expr):
+                return False
+        elif isinstance(step, WindowStep):
+            if not vectorizable(step):
+                return False
+        elif not isinstance(step, UnionStep | SinkStep):
+            return False
+    return True
+
+
+__all__ = ["Plan", "runs_columnar"]
