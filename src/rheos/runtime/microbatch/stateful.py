@@ -144,7 +144,7 @@ class Driver:
             self.cur[0] = 3 * rnd.n
             self.node.finish()
 
-    def _cross(self, rnd: Round, before: int) -> None:
+    def _cross(self, rnd: Round, before: int) -> tuple[int, int]:
         """Crossings happen where the watermark *rises* to the node's next due point.
 
         Crossing ``j`` lies between the rows emitted at ``3 * j`` and event ``3 * j + 2``; it
@@ -152,25 +152,34 @@ class Driver:
         already reached (a timer registered for a time the watermark has passed) is advanced
         at the next rise after the item that made it due, as in stream-first mode -- never at
         a crossing before that item.
+
+        Returns ``(j, due)``: no crossing lies before crossing ``j`` as long as the node's
+        next due point stays at or above ``due`` (:meth:`run` skips the calls until then:
+        the watermark only rises, so a later search could only end further on).
         """
         if rnd is not self._round:
             self._round, self._next = rnd, 0
         node = self.node
         wm = rnd.wm
         last = (before + 1) // 3  # the first crossing at or after ``before``
+        found = (last, MAX_WATERMARK)  # (nothing known beyond ``last``)
         while self._next < last and self._next <= rnd.n:
             j0 = self._next
             floor = rnd.start_wm if j0 == 0 else int(wm[j0 - 1])
             if floor >= MAX_WATERMARK:
+                found = (rnd.n + 1, MIN_WATERMARK)  # no crossing left in the round
                 break
-            target = max(node.next_due, floor + 1)
-            j = j0 + int(np.searchsorted(wm[j0:], target, "left"))
+            due = node.next_due
+            target = max(due, floor + 1)
+            j = j0 + int(wm[j0:].searchsorted(target, "left"))
             if j >= last or j > rnd.n:
+                found = (j, due)
                 break
             self._next = j + 1
             self.cur[0] = 3 * j
             node.advance(int(wm[j]))
         self._next = max(self._next, min(last, rnd.n + 1))
+        return found
 
     def run(self, inputs: list[Batch], rnd: Round) -> None:
         items: list[tuple[int, int, Any, Any, int]] = []
@@ -188,12 +197,19 @@ class Driver:
                 )
         if len(inputs) > 1:
             items.sort(key=lambda item: (item[0], item[1]))
-        pushes, cur, on_bad = self.pushes, self.cur, self.on_bad
+        pushes, cur, on_bad, node = self.pushes, self.cur, self.on_bad, self.node
         failed = -1
+        clear, due = -1, MAX_WATERMARK  # no crossing before ``clear`` while due stays
+        top = rnd.n + 1
         for pos, index, key, value, ts in items:
             if pos == failed:
                 continue  # the rest of an event that failed here
-            self.cross(rnd, pos)
+            last = (pos + 1) // 3
+            if last <= clear and node.next_due >= due:
+                if self._next < last:  # (what _cross does when it finds no crossing)
+                    self._next = last if last < top else top
+            else:
+                clear, due = self._cross(rnd, pos)
             cur[0] = pos
             try:
                 pushes[index](key, value, ts)
