@@ -457,3 +457,32 @@ def test_replaying_dead_letters_of_a_micro_batch_run_as_in_stream_first(tmp_path
     assert 0 < len(late) < len(dead)  # some replayed events were late, some on time
     on_time = {(r["key"], r["window_start"]): r["n"] for r in out}
     assert sum(on_time.values()) + len(late) == len(events)
+
+
+def test_a_micro_batch_runner_replays_dead_letters_event_by_event(tmp_path: Path) -> None:
+    """The runner of a micro-batch run replays dead letters as the stream-first one does
+    (a replay runs event by event whatever the runner's executor), drained too: the same
+    output, late output and dead-letter positions."""
+    events = [{"k": f"k{i % 3}", "v": i, "ts": 200 * i} for i in range(120)]
+    results = {}
+    for mode in ("stream-first", "micro-batch"):
+        data = tmp_path / mode
+        log = rh.Log(data)
+        log.create_topic("in", 1)
+        with log.producer("in") as p:
+            p.append([msgspec.json.encode(e) for e in events])
+        log.close()
+        one = build_keyed(data, fixed=False).run(mode="micro-batch", batch_size=16, stop_after=90)
+        assert one.dead_lettered == {("scale", "UserFunctionError"): len(range(0, 90, 7))}
+        graph = build_keyed(data, fixed=True).graph()
+        runner = (
+            Runner(graph, data_dir=str(data))
+            if mode == "stream-first"
+            else MicroBatchRunner(graph, data_dir=str(data), batch_size=16)
+        )
+        replay = runner.replay_dead_letters(drain=True)
+        assert replay.dead_letters_replayed == len(range(0, 90, 7)) and not replay.dead
+        assert replay.stopped == "drained"
+        results[mode] = (topic(data, "out"), topic(data, "keyed.late"), replay.events_out)
+    assert results["micro-batch"] == results["stream-first"]
+    assert results["stream-first"][2] > 0
