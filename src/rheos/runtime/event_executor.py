@@ -36,6 +36,7 @@ from rheos.runtime.bounded import (
     merged_order,
     progress_bar,
     read_all,
+    run_stages,
     sort_times,
 )
 from rheos.runtime.build import Compiled
@@ -48,7 +49,6 @@ from rheos.runtime.executor import (
 )
 from rheos.runtime.metrics import FlowMetrics
 from rheos.runtime.nodes import ProcessNode, WindowNode
-from rheos.runtime.repartition import source_stages
 from rheos.runtime.source_run import SourceRun
 from rheos.windowing import MAX_WATERMARK, MIN_WATERMARK
 
@@ -299,15 +299,13 @@ class EventExecutor:
         repartitioned graph (see :mod:`rheos.runtime.repartition`) stage by stage: the
         flow's sources first, whose repartition topics then get their end markers, then the
         sources reading those topics (to every upstream task's end marker)."""
-        groups = source_stages(self.graph, self.sources)
-        for n, group in enumerate(groups):
-            last = n == len(groups) - 1
-            self._bounded_stage(group, progress, timed=last)
-            for src in group:
-                src.end()
-            if not last:
-                self._flush()
-        self._finish()
+        run_stages(
+            self.graph,
+            self.sources,
+            lambda group, timed: self._bounded_stage(group, progress, timed),
+            self._flush,
+            self._finish,
+        )
 
     def _bounded_stage(self, sources: list[SourceRun], progress: bool | None, timed: bool) -> None:
         """Push the events of ``sources`` (read to their ends) in event-time order; nodes

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,7 @@ import polars as pl
 from rheos.connectors.base import Chunk, OpenContext, SeekableReader
 from rheos.errors import EventError
 from rheos.flows.steps import Graph, SourceStep
-from rheos.runtime.bounded import progress_bar
+from rheos.runtime.bounded import progress_bar, run_stages
 from rheos.runtime.build import Compiled
 from rheos.runtime.executor import IDLE_WAIT_S, RunParts, flow_watermark, flush_writers
 from rheos.runtime.metrics import FlowMetrics
@@ -48,8 +49,7 @@ from rheos.runtime.microbatch.kafka import ColumnarKafkaReader
 from rheos.runtime.microbatch.plan import Plan
 from rheos.runtime.microbatch.sources import ColumnarLogReader, Part, from_chunk
 from rheos.runtime.microbatch.stateful import Round
-from rheos.runtime.nodes import WindowNode, where
-from rheos.runtime.repartition import source_stages
+from rheos.runtime.nodes import WindowNode
 from rheos.runtime.runner import Runner
 from rheos.runtime.source_run import AUTO_MS_FROM, SourceRun
 from rheos.state import DEFAULT_KEEP
@@ -422,16 +422,8 @@ class BatchExecutor:
     # -- bounded --------------------------------------------------------------------------------
     def _bounded(self) -> None:
         """Every source read to its end, its events in event-time order, in rounds; a
-        repartitioned graph stage by stage (see :meth:`EventExecutor._run_bounded`)."""
-        groups = source_stages(self.graph, self.sources)
-        for n, group in enumerate(groups):
-            last = n == len(groups) - 1
-            self._columnar_stage(group, timed=last)
-            for src in group:
-                src.end()
-            if not last:
-                self._flush()
-        self._finish()
+        repartitioned graph stage by stage (:func:`rheos.runtime.bounded.run_stages`)."""
+        run_stages(self.graph, self.sources, self._columnar_stage, self._flush, self._finish)
 
     def _columnar_stage(self, sources: list[SourceRun], timed: bool) -> None:
         """The events of ``sources`` in event-time order, in rounds: with the perfect
@@ -563,32 +555,10 @@ def _times(
     flow: str, src: SourceRun, part: Part
 ) -> tuple[np.ndarray, list[tuple[int, EventError]]]:
     """Event times from the source's timestamp spec, per event, and the events whose time is
-    missing or unparsable: ``(index, error)`` (their time is 0), as stream-first mode."""
-    assert src.get_ts is not None
-    get = src.get_ts
-    rows = part.get_rows()
-    try:
-        return np.asarray([get(v) for v in rows], dtype=np.int64), []
-    except Exception:
-        pass
-    out: list[int] = []
-    bad: list[tuple[int, EventError]] = []
-    for i, value in enumerate(rows):
-        try:
-            out.append(get(value))
-            continue
-        except EventError as exc:
-            err = EventError(f"{where(flow, src.step)}: {exc}", **_place(part, i))
-        except Exception as exc:
-            err = EventError(
-                f"{where(flow, src.step)}: timestamp function raised {type(exc).__name__}: {exc}",
-                **_place(part, i),
-            )
-            err.__cause__ = exc
-        err.step = src.step.name
-        bad.append((i, err))
-        out.append(0)
-    return np.asarray(out, dtype=np.int64), bad
+    missing or unparsable: ``(index, error)`` (their time is 0), as stream-first mode
+    (:meth:`SourceRun.times_of`)."""
+    times, bad = src.times_of(part.get_rows(), partial(_place, part))
+    return np.asarray(times, dtype=np.int64), bad
 
 
 def _place(part: Part, i: int) -> dict[str, Any]:
