@@ -346,9 +346,13 @@ class BatchExecutor:
         queue = self._pending[id(src)]
         since = self._since
         got = 0
+        # the flow's input held in the other sources' queues counts against ``room`` too: it
+        # is run before the run stops (stop_after counts every source's events, as
+        # stream-first mode, which runs each event as it is read)
+        others = 0 if room is None else self._held_input(src)
         for k, part in enumerate(parts):
             if room is not None:
-                left = room - got - sum(map(len, queue))
+                left = room - got - sum(map(len, queue)) - others
                 if left <= 0:
                     self._unread_parts(src, parts[k:])  # read but not processed
                     break
@@ -363,11 +367,20 @@ class BatchExecutor:
             while sum(map(len, queue)) >= self.batch_size:
                 got += self._flush_queue(src, queue, self.batch_size)
         exhausted = src.reader.exhausted
-        stop_now = room is not None and got + sum(map(len, queue)) >= room
+        stop_now = room is not None and got + sum(map(len, queue)) + others >= room
         due = queue and time.monotonic() - since.get(id(src), 0) >= self.batch_interval_s
         if queue and (exhausted or stop_now or due or self._eager or not parts):
             got += self._flush_queue(src, queue)
         return got
+
+    def _held_input(self, src: SourceRun) -> int:
+        """Events of the flow's own sources other than ``src`` read and not run yet."""
+        return sum(
+            len(part)
+            for other in self.sources
+            if other is not src and other.own_watermark is None
+            for part in self._pending.get(id(other), ())
+        )
 
     def settle(self) -> int:
         got = 0
