@@ -51,6 +51,27 @@ def test_timeout_and_stop_after(tmp_path) -> None:
     assert summary.stopped == "stop_after" and out == [1, 2] and summary.events_in == 2
 
 
+def test_stop_after_counts_the_events_of_every_source(tmp_path) -> None:
+    """Two topics of 100 events, stop_after=150: 150 events run in both modes (micro-batch
+    mode counts what it holds for one source against the other's room)."""
+    from rheos.transport import Log
+
+    log = Log(tmp_path)
+    for topic in ("a", "b"):
+        with log.producer(topic, create_partitions=1) as p:
+            p.append([b'{"ts": %d}' % i for i in range(100)])
+    log.close()
+    out: list = []
+    flow = rh.Flow("two", data_dir=tmp_path, checkpoint_interval=None)
+    a = flow.source(rh.log_source("a"), timestamp="ts", timestamp_unit="ms", name="a")
+    b = flow.source(rh.log_source("b"), timestamp="ts", timestamp_unit="ms", name="b")
+    a.union(b).sink(rh.list_sink(out))
+    summary = flow.run(stop_after=150)
+    assert summary.stopped == "stop_after"
+    assert summary.events_in == len(out) == 150
+    assert sum(s.events for s in summary.sources.values()) == 150
+
+
 def test_run_in_a_thread_installs_no_signal_handler(tmp_path) -> None:
     out: list = []
     flow = log_flow(tmp_path, out)

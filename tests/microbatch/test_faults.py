@@ -13,8 +13,9 @@ import pytest
 import rheos as rh
 import rheos.windowing as w
 from rheos.runtime.deadletters import read_dead_letters
-from rheos.runtime.microbatch import MicroBatchRunner
+from rheos.runtime.microbatch import BatchExecutor, MicroBatchRunner
 from rheos.runtime.microbatch.sources import BULK_FROM, ColumnarLogReader, Part
+from rheos.runtime.runner import Runner
 
 GOOD = [{"k": f"k{i % 4}", "v": i, "ts": 1_000 * i} for i in range(60)]
 BAD_JSON = [b"{not json", b"\x00\xff\xfe garbage"]
@@ -304,8 +305,9 @@ PER_BATCH = BULK_FROM  # (smaller polls are decoded per record anyway)
 """Records per record batch: about 100 KB, over a poll's 64 KB budget, so one batch a poll."""
 
 
-class Observed(MicroBatchRunner):
-    """The micro-batch runner, keeping every part its sources gave (to see how each was read)."""
+class Observed(BatchExecutor):
+    """The micro-batch executor, keeping every part its sources gave (to see how each was
+    read)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -359,10 +361,11 @@ def test_undecodable_records_leave_the_rest_columnar(
         {"bounded": True} if bounded else {"stop_after": events, "drain": True, "timeout": 30}
     )
     a = build(first).run(**opts)
-    runner = Observed(
+    observed = Observed(batch_size=batch_size)
+    runner = Runner(
         build(micro).graph(),
+        executor=observed,
         data_dir=str(micro),
-        batch_size=batch_size,
         checkpoint_interval_ms=50,
     )
     b = runner.run(**opts)
@@ -376,14 +379,14 @@ def test_undecodable_records_leave_the_rest_columnar(
     # bounded) was read per record: before and after it, the source gave frames
     poll = batch_size
     per_record = set()
-    for part in runner.parts:
+    for part in observed.parts:
         assert part.chunk is not None and part.chunk.offsets is not None
         polls = {o // poll for o in part.chunk.offsets}
         assert len(polls) == 1
         if part.frame is None:
             per_record |= polls
     assert per_record == {o // poll for o in bad}
-    assert sum(map(len, runner.parts)) == events  # each event once
+    assert sum(map(len, observed.parts)) == events  # each event once
     reader = runner.sources[0].reader
     assert isinstance(reader, ColumnarLogReader)
     assert reader.positions() == {0: 3 * PER_BATCH}
@@ -454,3 +457,32 @@ def test_replaying_dead_letters_of_a_micro_batch_run_as_in_stream_first(tmp_path
     assert 0 < len(late) < len(dead)  # some replayed events were late, some on time
     on_time = {(r["key"], r["window_start"]): r["n"] for r in out}
     assert sum(on_time.values()) + len(late) == len(events)
+
+
+def test_a_micro_batch_runner_replays_dead_letters_event_by_event(tmp_path: Path) -> None:
+    """The runner of a micro-batch run replays dead letters as the stream-first one does
+    (a replay runs event by event whatever the runner's executor), drained too: the same
+    output, late output and dead-letter positions."""
+    events = [{"k": f"k{i % 3}", "v": i, "ts": 200 * i} for i in range(120)]
+    results = {}
+    for mode in ("stream-first", "micro-batch"):
+        data = tmp_path / mode
+        log = rh.Log(data)
+        log.create_topic("in", 1)
+        with log.producer("in") as p:
+            p.append([msgspec.json.encode(e) for e in events])
+        log.close()
+        one = build_keyed(data, fixed=False).run(mode="micro-batch", batch_size=16, stop_after=90)
+        assert one.dead_lettered == {("scale", "UserFunctionError"): len(range(0, 90, 7))}
+        graph = build_keyed(data, fixed=True).graph()
+        runner = (
+            Runner(graph, data_dir=str(data))
+            if mode == "stream-first"
+            else MicroBatchRunner(graph, data_dir=str(data), batch_size=16)
+        )
+        replay = runner.replay_dead_letters(drain=True)
+        assert replay.dead_letters_replayed == len(range(0, 90, 7)) and not replay.dead
+        assert replay.stopped == "drained"
+        results[mode] = (topic(data, "out"), topic(data, "keyed.late"), replay.events_out)
+    assert results["micro-batch"] == results["stream-first"]
+    assert results["stream-first"][2] > 0

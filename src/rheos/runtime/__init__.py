@@ -1,9 +1,12 @@
-"""Running flows: the stream-first executor.
+"""Running flows: one run loop, two executors.
 
 :class:`Flow` is the flow description of :mod:`rheos.flows` plus :meth:`Flow.run` and
-:meth:`Flow.stop`; :func:`run_flow` runs any description. The executor compiles a flow into
-fused push functions (:mod:`rheos.runtime.compile`), drives event time per source
-(:mod:`rheos.runtime.runner`) and reports a :class:`RunSummary`.
+:meth:`Flow.stop`; :func:`run_flow` runs any description. A :class:`Runner`
+(:mod:`rheos.runtime.runner`) runs it: lifecycle and signals (:mod:`.lifecycle`), the run
+loop, checkpoints (:mod:`.checkpointing`), the dead-letter policy (:mod:`.badevents`),
+metrics and the :class:`RunSummary`; its executor (:mod:`.executor`) pushes the events, one
+at a time through fused push functions (:mod:`.event_executor`, :mod:`.compile`:
+stream-first) or a batch at a time through a columnar plan (:mod:`.microbatch`).
 
 >>> import rheos.windowing as w
 >>> from rheos.connectors import iterable_source, list_sink
@@ -34,6 +37,8 @@ from rheos.flows.backends import StateOption
 from rheos.flows.steps import Graph, OnError
 from rheos.runtime.checkpointing import FlowLock
 from rheos.runtime.deadletters import dlq_topic
+from rheos.runtime.event_executor import EventExecutor
+from rheos.runtime.executor import Executor
 from rheos.runtime.metrics import empty_snapshot, summary_snapshot
 from rheos.runtime.repartition import repartitioned
 from rheos.runtime.runner import Runner, resolve_data_dir
@@ -69,40 +74,11 @@ def make_runner(
     if task is not None:
         graph = repartitioned(graph, tasks)
     chosen = mode or os.environ.get(MODE_ENV) or (bounded_mode(graph) if bounded else None)
-    chosen = chosen or "stream-first"
-    directory = data_dir or flow.data_dir
-    if chosen == "stream-first":
-        return Runner(
-            graph,
-            data_dir=directory,
-            clock=clock or flow.clock,
-            checkpoint_interval_ms=getattr(
-                flow, "checkpoint_interval_ms", _ms(DEFAULT_CHECKPOINT_INTERVAL)
-            ),
-            keep=getattr(flow, "keep_checkpoints", DEFAULT_KEEP),
-            metrics=getattr(flow, "metrics_enabled", True),
-            task=task,
-            tasks=tasks,
-        )
-    if chosen != "micro-batch":
-        raise ConfigError(f"run mode must be 'stream-first' or 'micro-batch', got {chosen!r}")
-    from rheos.runtime.microbatch import (
-        BOUNDED_BATCH_SIZE,
-        DEFAULT_BATCH_SIZE,
-        DEFAULT_INTERVAL_MS,
-        MicroBatchRunner,
-    )
-
-    if batch_size is None:
-        batch_size = BOUNDED_BATCH_SIZE if bounded else DEFAULT_BATCH_SIZE
-    return MicroBatchRunner(
+    return Runner(
         graph,
-        data_dir=directory,
+        executor=_executor(chosen or "stream-first", batch_size, batch_interval, bounded),
+        data_dir=data_dir or flow.data_dir,
         clock=clock or flow.clock,
-        batch_size=batch_size,
-        batch_interval_ms=DEFAULT_INTERVAL_MS
-        if batch_interval is None
-        else to_ms(batch_interval, what="batch_interval"),
         checkpoint_interval_ms=getattr(
             flow, "checkpoint_interval_ms", _ms(DEFAULT_CHECKPOINT_INTERVAL)
         ),
@@ -110,6 +86,30 @@ def make_runner(
         metrics=getattr(flow, "metrics_enabled", True),
         task=task,
         tasks=tasks,
+    )
+
+
+def _executor(mode: str, batch_size: int | None, batch_interval: Any, bounded: bool) -> Executor:
+    """The executor of run mode ``mode``: per event (stream-first) or per batch (in batches
+    of ``batch_size``, by default larger for a bounded run)."""
+    if mode == "stream-first":
+        return EventExecutor()
+    if mode != "micro-batch":
+        raise ConfigError(f"run mode must be 'stream-first' or 'micro-batch', got {mode!r}")
+    from rheos.runtime.microbatch import (
+        BOUNDED_BATCH_SIZE,
+        DEFAULT_BATCH_SIZE,
+        DEFAULT_INTERVAL_MS,
+        BatchExecutor,
+    )
+
+    if batch_size is None:
+        batch_size = BOUNDED_BATCH_SIZE if bounded else DEFAULT_BATCH_SIZE
+    return BatchExecutor(
+        batch_size=batch_size,
+        batch_interval_ms=DEFAULT_INTERVAL_MS
+        if batch_interval is None
+        else to_ms(batch_interval, what="batch_interval"),
     )
 
 

@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rheos.connectors.base import Chunk, RawReader, SourceReader
+from rheos.flows.steps import Graph
+from rheos.runtime.repartition import source_stages
+from rheos.runtime.source_run import SourceRun
 from rheos.windowing.watermarks import Disorder
 
 
@@ -95,6 +98,31 @@ def read_all(
     return arrival
 
 
+def run_stages(
+    graph: Graph,
+    sources: list[SourceRun],
+    stage: Callable[[list[SourceRun], bool], None],
+    flush: Callable[[], None],
+    finish: Callable[[], None],
+) -> None:
+    """A bounded run, stage by stage (both executors): ``stage(group, timed)`` reads a group
+    of sources to their ends and pushes their events in event-time order -- the nodes
+    advancing with them only in the last stage (``timed``), behind which they lie. A graph
+    without repartition topics is one stage; a repartitioned one (see
+    :mod:`rheos.runtime.repartition`) runs the flow's sources first, whose repartition
+    topics then get their end markers (``flush``), then the sources reading those topics
+    (to every upstream task's end marker). ``finish`` closes every window at the end."""
+    groups = source_stages(graph, sources)
+    for n, group in enumerate(groups):
+        last = n == len(groups) - 1
+        stage(group, last)
+        for src in group:
+            src.end()
+        if not last:
+            flush()
+    finish()
+
+
 @contextlib.contextmanager
 def progress_bar(flow: str, total: int, show: bool | None) -> Iterator[Callable[[int], Any] | None]:
     """A progress bar over the ``total`` events a bounded run pushes, when ``show`` (``None``:
@@ -160,5 +188,6 @@ __all__ = [
     "merged_order",
     "progress_bar",
     "read_all",
+    "run_stages",
     "sort_times",
 ]

@@ -56,7 +56,7 @@ from rheos.runtime.summary import StepStats
 from rheos.state.disk import StateDB
 
 ChunkLoop = Callable[[list[Any], list[int], Any, Any], None]
-"""``loop(values, timestamps, source_run, runner)``: see
+"""``loop(values, timestamps, source_run, executor)`` (the per-event executor): see
 :func:`rheos.runtime.compile.source_loop`."""
 
 

@@ -1,6 +1,6 @@
 """Checkpoints of a running flow, and recovery from them.
 
-The stream-first runner is single-threaded, so a checkpoint taken *between* two polls is
+The run loop is single-threaded, so a checkpoint taken *between* two rounds of polls is
 consistent by construction: every event read so far has been fully processed, nothing else
 is in flight. Taking one (:meth:`Checkpointer.take`):
 
@@ -45,16 +45,18 @@ import fcntl
 import gc
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
-from rheos.connectors.base import SeekableReader, SinkWriter, TransactionalWriter
+from rheos.connectors.base import OpenContext, SeekableReader, SinkWriter, TransactionalWriter
 from rheos.errors import CheckpointError, LogError
-from rheos.flows.steps import Graph
-from rheos.runtime.compile import Compiled
+from rheos.flows.steps import Graph, SourceStep
+from rheos.runtime.nodes import Node
 from rheos.runtime.snapshot import SNAPSHOT_ENV, ForkedWrite, forking, node_changes, remove_staged
+from rheos.runtime.source_run import SourceRun
 from rheos.runtime.summary import CheckpointStats
 from rheos.state import CheckpointInfo, CheckpointStore, PendingWrite, state_dir
 from rheos.state.disk import StateDB
@@ -62,15 +64,23 @@ from rheos.state.store import decode_value, encode_value
 from rheos.transport import Log
 
 
-class Run(Protocol):
-    """What the checkpointer reads and restores of a runner."""
+@dataclass(frozen=True)
+class Checkpointed:
+    """What a checkpoint records of a run, and what restoring one sets: all the checkpointer
+    is handed of it (:meth:`Checkpointer.bind`), never the runner."""
 
-    graph: Graph
-    data_dir: str
-    compiled: Compiled | None
-    sources: list[Any]
-    flow_wm: int
-    task: int | None
+    sources: Sequence[SourceRun]
+    """Read: each one's positions, watermark tracker, highest time and watermark; set on
+    restore (and the readers sought back to the positions)."""
+    nodes: Sequence[Node]
+    """The stateful steps: their state is read (changed keys) and restored."""
+    writers: Mapping[str, SinkWriter]
+    """The opened sinks by name: prepared and committed with a checkpoint, recovered to it."""
+    watermark: Callable[[], int]
+    """The flow watermark now (recorded; :meth:`Checkpointer.restore` returns the saved one)."""
+    disk: StateDB | None = None
+    """The run's disk state (``state="disk"``): committed with each checkpoint, before the
+    store (see the module docs); ``None``: keyed state in memory."""
 
 
 class FlowLock:
@@ -105,9 +115,20 @@ class FlowLock:
 class Checkpointer:
     """Takes the checkpoints of one run and restores the latest one (see the module docs)."""
 
-    def __init__(self, runner: Run, store: CheckpointStore, interval_ms: int | None) -> None:
-        self.runner = runner
+    def __init__(
+        self,
+        store: CheckpointStore,
+        interval_ms: int | None,
+        *,
+        flow: str,
+        data_dir: str,
+        task: int | None = None,
+    ) -> None:
+        self.flow = flow
+        self.data_dir = data_dir
         self.store = store
+        self.run: Checkpointed | None = None
+        """What the checkpoints record and restore (:meth:`bind`)."""
         self.interval_s = None if interval_ms is None else interval_ms / 1000
         self.stats = CheckpointStats()
         self.restored: CheckpointInfo | None = store.latest()
@@ -121,7 +142,7 @@ class Checkpointer:
         }
         self.last = time.monotonic()
         self._pending: _Pending | None = None
-        self.fork = forking() and runner.task is None
+        self.fork = forking() and task is None
         """Periodic checkpoints read the state in a forked process (:mod:`.snapshot`); not
         yet in the tasks of a flow split across workers, which read it in-process."""
         self.failures = 0
@@ -131,37 +152,45 @@ class Checkpointer:
         """Crash tests: a file that exists while a checkpoint is between its transaction's
         start and the sinks' commit (each checkpoint pauses there a moment)."""
 
+    def bind(self, run: Checkpointed) -> None:
+        """What the checkpoints of this run record, and what a restore sets."""
+        self.run = run
+
+    def _bound(self) -> Checkpointed:
+        if self.run is None:
+            raise CheckpointError(f"flow {self.flow!r}: the checkpointer is bound to no run")
+        return self.run
+
     # -- restore -----------------------------------------------------------------------------
 
-    def restore(self) -> None:
-        """Load the latest checkpoint into the runner, seek sources, recover the sinks."""
+    def restore(self) -> int | None:
+        """Load the latest checkpoint into the bound run's sources and nodes, seek the
+        sources, recover the sinks; return the flow watermark it saved (``None``: none)."""
         started = time.perf_counter()
         try:
-            self._restore()
+            return self._restore()
         finally:
             self.stats.restore_s = time.perf_counter() - started
 
-    def _restore(self) -> None:
-        runner = self.runner
-        compiled = runner.compiled
-        assert compiled is not None
-        self._check_backend(compiled.disk)
-        if compiled.disk is not None:
-            self._roll_forward(compiled.disk)
+    def _restore(self) -> int | None:
+        run = self._bound()
+        self._check_backend(run.disk)
+        if run.disk is not None:
+            self._roll_forward(run.disk)
         info = self.restored
-        for name, writer in compiled.named_writers.items():
+        for name, writer in run.writers.items():
             self.recover_writer(name, writer)
-        self._recover_unopened(set(compiled.named_writers))
+        self._recover_unopened(set(run.writers))
         if info is None:
-            return
+            return None
         self.stats.restored_from = info.id
         meta = info.meta
-        nodes = {node.step.name: node for node in compiled.nodes}
+        nodes = {node.step.name: node for node in run.nodes}
         ops = meta.get("operators", {})
         for name in ops:
             if name not in nodes:
                 raise CheckpointError(
-                    f"flow {runner.graph.name!r}: checkpoint {info.id} has state of step "
+                    f"flow {self.flow!r}: checkpoint {info.id} has state of step "
                     f"{name!r}, which the flow no longer has"
                 )
         stored = self.store.state(info.id)
@@ -172,7 +201,7 @@ class Checkpointer:
                 seen.add(op)
         for name in ops.keys() - seen:
             nodes[name].restore(ops[name], iter(()))
-        for src in runner.sources:
+        for src in run.sources:
             saved = meta["sources"].get(src.step.name)
             if saved is None:
                 continue
@@ -185,10 +214,11 @@ class Checkpointer:
                 reader.seek({int(p): int(o) for p, o in saved["positions"].items()})
             except LogError as exc:
                 raise CheckpointError(
-                    f"flow {runner.graph.name!r}: cannot rewind source {src.step.name!r} to "
+                    f"flow {self.flow!r}: cannot rewind source {src.step.name!r} to "
                     f"checkpoint {info.id}: {exc}"
                 ) from exc
-        runner.flow_wm = meta.get("flow_wm", runner.flow_wm)
+        saved_wm = meta.get("flow_wm")
+        return None if saved_wm is None else int(saved_wm)
 
     def _check_backend(self, disk: StateDB | None) -> None:
         """Refuse to restore a checkpoint taken with the other state backend: its keys are
@@ -200,7 +230,7 @@ class Checkpointer:
         now = "memory" if disk is None else "disk"
         if was != now:
             raise CheckpointError(
-                f"flow {self.runner.graph.name!r}: checkpoint {info.id} ({self.store.path}) "
+                f"flow {self.flow!r}: checkpoint {info.id} ({self.store.path}) "
                 f"was taken with state={was!r}, and this run has state={now!r}: run the flow "
                 f"with state={was!r}, or reset it (flow.reset()) to start afresh"
             )
@@ -211,7 +241,7 @@ class Checkpointer:
         file one checkpoint ahead, and that checkpoint is written into the store from the
         record the file keeps. A state file with no checkpoint the store knows of (the
         store was reset) starts empty."""
-        flow = self.runner.graph.name
+        flow = self.flow
         latest = self.restored
         committed = disk.committed()
         if committed is None:
@@ -261,7 +291,7 @@ class Checkpointer:
             topic, positions = prepared.get("topic"), prepared.get("positions")
             if not isinstance(topic, str) or not isinstance(positions, dict):
                 continue  # not a log topic's
-            log = log or Log(self.runner.data_dir)
+            log = log or Log(self.data_dir)
             if not log.has_topic(topic):
                 continue
             with log.producer(topic, transactional=True) as producer:
@@ -275,7 +305,7 @@ class Checkpointer:
                 writer.recover(None if info is None else info.id, self.sink_infos.get(name))
             except LogError as exc:
                 raise CheckpointError(
-                    f"flow {self.runner.graph.name!r}: cannot recover sink {name!r}: {exc}"
+                    f"flow {self.flow!r}: cannot recover sink {name!r}: {exc}"
                 ) from exc
 
     # -- take --------------------------------------------------------------------------------
@@ -310,19 +340,17 @@ class Checkpointer:
 
     def _take(self, kind: str) -> CheckpointInfo:
         started = time.perf_counter()
-        runner = self.runner
-        compiled = runner.compiled
-        assert compiled is not None
+        run = self._bound()
         cid = self.store.next_id()
         transactional: list[TransactionalWriter] = []
-        for name, writer in compiled.named_writers.items():
+        for name, writer in run.writers.items():
             if isinstance(writer, TransactionalWriter):
                 self.sink_infos[name] = writer.prepare(cid)
                 transactional.append(writer)
             else:
                 writer.flush()
         sources = {}
-        for src in runner.sources:
+        for src in run.sources:
             reader = src.reader
             if not isinstance(reader, SeekableReader):
                 continue  # dead-letter replay of a flow over iterables or files
@@ -332,21 +360,22 @@ class Checkpointer:
                 "top": src.top,
                 "wm": src.wm,
             }
-        nodes = [(node.step.name, node) for node in compiled.nodes]
+        nodes = [(node.step.name, node) for node in run.nodes]
+        flow_wm = run.watermark()
 
         def build_meta(operators: dict[str, Any]) -> dict[str, Any]:
             return {
-                "flow": runner.graph.name,
+                "flow": self.flow,
                 "sources": sources,
-                "flow_wm": runner.flow_wm,
+                "flow_wm": flow_wm,
                 "operators": operators,
                 "sinks": self.sink_infos,
-                "state": "memory" if compiled.disk is None else "disk",
+                "state": "memory" if run.disk is None else "disk",
                 **self.extra,
             }
 
         write: PendingWrite | ForkedWrite | None = None
-        disk = compiled.disk
+        disk = run.disk
         if kind == "periodic" and self.fork and disk is None:
             # the state is read in a child process; the flow stops only for the fork
             created = int(time.time() * 1000)
@@ -394,7 +423,7 @@ class Checkpointer:
             tw.commit(info.id)
         if self.pause_hook:
             Path(self.pause_hook).unlink(missing_ok=True)
-        for src in self.runner.sources:
+        for src in self._bound().sources:
             src.reader.commit()  # consumer groups: secondary to the checkpoint
         self.last = time.monotonic()
         self.stats.record(
@@ -413,7 +442,7 @@ class Checkpointer:
         self.last = time.monotonic()
         if self.failures >= MAX_FAILURES:
             raise CheckpointError(
-                f"flow {self.runner.graph.name!r}: {self.failures} checkpoints in a row failed "
+                f"flow {self.flow!r}: {self.failures} checkpoints in a row failed "
                 f"(checkpoint {write.info.id}, {self.store.path}): {write.error}; set "
                 f"{SNAPSHOT_ENV}=inline to read the state on the flow's thread instead"
             )
@@ -433,6 +462,42 @@ class Checkpointer:
         self.store.close()
 
 
+def start_checkpoints(
+    graph: Graph,
+    ctx: OpenContext,
+    *,
+    data_dir: str,
+    task: int | None,
+    keep: int,
+    interval_ms: int | None,
+    wanted: bool,
+    force: bool = False,
+) -> tuple[Checkpointer | None, FlowLock | None]:
+    """Decide whether a run checkpoints; if so lock the flow, open its store and return its
+    checkpointer and the lock (the context's sinks then write transactionally).
+
+    A run checkpoints when ``wanted`` (a streaming run, a usable data directory and an
+    interval) and every source can seek; ``force``: always (a dead-letter replay)."""
+    seekable = all(
+        getattr(step.source, "seekable", False)
+        for step in graph.steps
+        if isinstance(step, SourceStep)
+    )
+    if (not wanted or not seekable) and not force:
+        return None, None
+    lock = FlowLock(data_dir, graph.name, task)
+    lock.acquire()
+    try:
+        store = CheckpointStore.for_flow(data_dir, graph.name, keep=keep, task=task)
+    except BaseException:
+        lock.release()
+        raise
+    checkpointer = Checkpointer(store, interval_ms, flow=graph.name, data_dir=data_dir, task=task)
+    ctx.transactional = True
+    ctx.epoch = checkpointer.epoch
+    return checkpointer, lock
+
+
 @dataclass
 class _Pending:
     """A periodic checkpoint being written beside the flow, and the sinks to commit then."""
@@ -446,4 +511,4 @@ class _Pending:
 MAX_FAILURES = 3
 """Forked snapshots that may fail in a row before the run stops with an error."""
 
-__all__ = ["Checkpointer", "FlowLock"]
+__all__ = ["Checkpointed", "Checkpointer", "FlowLock", "start_checkpoints"]

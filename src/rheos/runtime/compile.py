@@ -154,9 +154,10 @@ def source_loop(
     chain of stateless steps (and its window, if that comes next) inlined.
 
     Per event: out-of-order statistics; if the event raises the source watermark
-    (``t - bound``) past the runner's next due point, ``runner.advance_flow()`` *before* the
+    (``t - bound``) past the executor's next due point, ``rt.advance_flow()`` *before* the
     event is pushed (which cannot make the event itself late); then the chain, inside a
-    ``try`` (free when nothing raises) that hands a bad event to ``runner.event_failed``.
+    ``try`` (free when nothing raises) that hands a bad event to ``rt.event_failed`` (``rt``:
+    the :class:`~rheos.runtime.event_executor.EventExecutor`).
     """
     head = [
         "def loop(values, tss, src, rt):",

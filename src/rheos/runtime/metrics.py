@@ -66,15 +66,22 @@ def graph_info(graph: Graph) -> dict[str, Any]:
 
 
 class Run(Protocol):
-    """What a sample reads of a runner (the stream-first :class:`~rheos.runtime.Runner`)."""
+    """What a sample reads of a run (a :class:`~rheos.runtime.Runner`)."""
 
-    graph: Graph
-    compiled: Any
-    sources: list[Any]
-    flow_wm: int
-    dead: Any
-    checkpointer: Any
-    clock: Any
+    @property
+    def graph(self) -> Graph: ...
+    @property
+    def compiled(self) -> Any: ...
+    @property
+    def sources(self) -> list[Any]: ...
+    @property
+    def flow_wm(self) -> int: ...
+    @property
+    def dead(self) -> Any: ...
+    @property
+    def checkpointer(self) -> Any: ...
+    @property
+    def clock(self) -> Any: ...
 
 
 def _wm(value: int | None) -> int | None:

@@ -1,132 +1,73 @@
-"""The stream-first executor: one event at a time through fused push functions.
+"""Running a flow: one run loop, and the executor its mode chooses.
 
-Event time. Each source has a :class:`~rheos.windowing.WatermarkTracker` over its
-partitions (bounded out-of-orderness, idle timeout); the **flow watermark** is the minimum over
-the sources (an exhausted source no longer counts). It is re-computed after every event that
-can raise it -- just before that event is pushed, which cannot make the event itself late
--- and every stateful node is advanced as soon as it rises, so an event is late exactly when
-its window was finalized by the events read before it. A finite source
-(iterable, file) ends its partitions when exhausted; when every source is exhausted the
-watermark becomes ``MAX_WATERMARK``, which closes every window, and :meth:`Runner.run`
-returns. A log source never ends in streaming mode: stop the run with :meth:`Runner.stop`,
-SIGINT/SIGTERM, ``stop_after`` or ``timeout``.
+A :class:`Runner` runs one flow once. It owns the run: its data directory and its stop
+(:mod:`rheos.runtime.lifecycle`: :meth:`Runner.stop`, SIGINT/SIGTERM), its checkpoints
+(:mod:`rheos.runtime.checkpointing`, handed only what they record), its dead-letter policy
+(:mod:`rheos.runtime.badevents`), its live metrics and its :class:`RunSummary`, and the
+streaming loop's control: which sources are read, ``stop_after`` and ``timeout``, stops and
+drains, idle sources, and the flushes, checkpoints and metric samples between two rounds of
+reads. How events go through the flow is its executor's (:mod:`rheos.runtime.executor`):
+per event (:class:`~rheos.runtime.event_executor.EventExecutor`, stream-first, the default)
+or per batch (:class:`~rheos.runtime.microbatch.executor.BatchExecutor`, micro-batch).
 
-Idle sources. While no source has data, the runner polls the trackers' idle timeouts and
-advances processing-time windows with the clock (see :mod:`rheos.windowing.watermarks` for the
-rule: a partition silent for ``idle_timeout`` stops holding the watermark; when all of a
-source's partitions are idle its watermark follows the clock from its last event).
+A streaming run ends when every source is exhausted (the final watermark closes every
+window), or when it is stopped: :meth:`Runner.stop`, SIGINT/SIGTERM, ``stop_after`` or
+``timeout``; a log source never ends in streaming mode.
 
-Bounded mode (``bounded=True``) reads every source to its end first (log topics: to their end
-offsets when the run starts), orders all events by event time (stably), and pushes them with a
-perfect watermark (each event's time: nothing earlier is still to come), so no event is late
-and arrival order does not change any result; the final watermark then closes every window.
+Idle sources. While no source has data, the runner polls the trackers' idle timeouts and the
+flow watermark follows (see :mod:`rheos.windowing.watermarks` for the rule: a partition
+silent for ``idle_timeout`` stops holding the watermark; when all of a source's partitions
+are idle its watermark follows the clock from its last event), and processing-time windows
+advance with the clock.
+
+Bounded mode (``bounded=True``) is the executor's whole: every source read to its end, its
+events pushed in event-time order with a perfect watermark, then every window closed.
+
+>>> import rheos as rh
+>>> out = []
+>>> flow = rh.Flow("doc-runner", checkpoint_interval=None)
+>>> _ = flow.source(rh.iterable_source([{"t": 1}, {"t": 2}]), timestamp="t").sink(
+...     rh.list_sink(out))
+>>> summary = Runner(flow.graph(), metrics=False).run()
+>>> summary.events_in, summary.stopped
+(2, 'exhausted')
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import os
-import signal
-import threading
 import time
 import warnings
-from collections.abc import Callable
-from typing import Any
+from functools import partial
 
-from rheos.connectors.base import Chunk, OpenContext, RawReader, SeekableReader
+from rheos.connectors.base import OpenContext
 from rheos.connectors.repartition_topic import WATERMARK_OF
-from rheos.errors import (
-    BadEventsWarning,
-    CheckpointError,
-    EventError,
-    FlowError,
-    NoDataDirWarning,
-    RheosError,
-    RheosWarning,
-)
-from rheos.flows.steps import Graph, SinkStep, SourceStep
-from rheos.runtime.bounded import (
-    Arrival,
-    disorder,
-    merged_order,
-    progress_bar,
-    read_all,
-    sort_times,
-)
-from rheos.runtime.checkpointing import Checkpointer, FlowLock
-from rheos.runtime.compile import BAD_EVENT_ERRORS, Compiled, compile_flow
-from rheos.runtime.deadletters import (
-    DeadLetters,
-    decode_letter_value,
-    dlq_topic,
-    read_dead_letters,
-)
+from rheos.errors import BadEventsWarning, CheckpointError, RheosWarning
+from rheos.flows.steps import Graph, SinkStep
+from rheos.runtime.badevents import BadEvents, replay_letters
+from rheos.runtime.build import Compiled
+from rheos.runtime.checkpointing import Checkpointed, Checkpointer, FlowLock, start_checkpoints
+from rheos.runtime.deadletters import DeadLetters
+from rheos.runtime.event_executor import EventExecutor
+from rheos.runtime.executor import Executor, RunParts, flush_writers
+from rheos.runtime.lifecycle import Lifecycle, resolve_data_dir, usable_data_dir
 from rheos.runtime.metrics import FlowMetrics, save_snapshot, snapshot_path
-from rheos.runtime.nodes import ProcessNode, WindowNode, where
-from rheos.runtime.repartition import source_stages
 from rheos.runtime.source_run import SourceRun
 from rheos.runtime.summary import RunSummary
-from rheos.state import DEFAULT_KEEP, CheckpointStore
-from rheos.transport import default_data_dir
-from rheos.windowing import (
-    MAX_WATERMARK,
-    MIN_WATERMARK,
-    Clock,
-    SystemClock,
-)
-
-IDLE_WAIT_S = 0.05
-FLUSH_EVERY_S = 0.2
-BOUNDED_SLICE = 10_000
-"""A bounded run pushes its ordered events this many at a time (progress ticks between)."""
-BOUNDED_GC_THRESHOLD = 50_000
-"""The garbage collector's first threshold while a bounded run pushes (Python's is 700)."""
-
-
-def resolve_data_dir(data_dir: str | None) -> str:
-    """The data directory a run uses: ``data_dir``, else ``$RHEOS_DATA_DIR``, else ``./.rheos``.
-
-    The default is a data directory like any other: checkpoints, metrics, late events and dead
-    letters go there exactly as they would to one named on the command line.
-    """
-    return data_dir if data_dir is not None else os.fspath(default_data_dir())
-
-
-def usable_data_dir(data_dir: str, flow: str) -> bool:
-    """Whether ``data_dir`` exists (or can be made) and is writable; warn loudly if not.
-
-    A flow whose data directory cannot be written has nowhere to keep checkpoints, late
-    events or dead letters: it still runs, keeping them in its :class:`RunSummary` only, and
-    says so when it starts (they are lost when the process ends).
-    """
-    try:
-        os.makedirs(data_dir, exist_ok=True)
-        writable = os.access(data_dir, os.W_OK | os.X_OK)
-        reason = "it is not writable"
-    except OSError as exc:
-        writable, reason = False, exc.strerror or str(exc)
-    if not writable:
-        warnings.warn(
-            f"flow {flow!r}: cannot use the data directory {data_dir} ({reason}): no "
-            "checkpoints; late events and dead letters are kept in the run summary only and "
-            "are lost when this process ends. Give a writable --data-dir (or $RHEOS_DATA_DIR).",
-            NoDataDirWarning,
-            stacklevel=4,
-        )
-    return writable
+from rheos.state import DEFAULT_KEEP
+from rheos.windowing import MAX_WATERMARK, MIN_WATERMARK, Clock, SystemClock
 
 
 class Runner:
-    """Runs one flow once; see the module docs. Use :meth:`Flow.run` rather than this."""
+    """Runs one flow once; see the module docs. Use :meth:`Flow.run` rather than this.
 
-    executor = "stream-first"
-    """How events go through the flow (the run summary says it)."""
+    ``executor``: how events go through the flow (per event when not given; a
+    :class:`~rheos.runtime.microbatch.executor.BatchExecutor` for micro-batch mode)."""
 
     def __init__(
         self,
         graph: Graph,
         *,
+        executor: Executor | None = None,
         data_dir: str | None = None,
         clock: Clock | None = None,
         checkpoint_interval_ms: int | None = None,
@@ -136,6 +77,7 @@ class Runner:
         tasks: int = 1,
     ) -> None:
         self.graph = graph
+        self.executor: Executor = executor if executor is not None else EventExecutor()
         self.task = task
         """The task this run is, of ``tasks``, in a flow split across workers (``None``: the
         whole flow; see :mod:`rheos.runtime.workers`): its sources read partition ``task``
@@ -147,40 +89,45 @@ class Runner:
         self.checkpoint_interval_ms = checkpoint_interval_ms
         self.keep = keep
         self.checkpointer: Checkpointer | None = None
-        self.dead: DeadLetters | None = None
-        self._at: Callable[[int], _Place] | None = None
-        """Where event ``i`` of the events being pushed comes from: its chunk, index there,
-        event time and value (for :meth:`event_failed`)."""
+        self.bad = BadEvents()
+        """The run's dead-letter policy."""
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.data_dir = resolve_data_dir(data_dir)
+        self.lifecycle = Lifecycle(graph.name, task)
         self._on_disk = True
         """Whether the data directory can be written (checked when a run starts)."""
-        self._stop = threading.Event()
-        self._stop_reason = "stopped"
-        self._stop_drain: bool | None = None
-        self.flow_wm = MIN_WATERMARK
-        self.timed = False
-        self._discarded = False
         self._accounted = False
         """Every event read has reached its sinks or the flow's final state: offsets may be
         committed (a bounded run, exhausted sources, or a drained stop without discards)."""
-        """Whether any node needs the watermark (else it is only tracked for statistics)."""
-        self.due = MIN_WATERMARK + 1
-        """The lowest flow watermark at which some node has something to do."""
-        self.sources: list[SourceRun] = []
-        self.compiled: Compiled | None = None
         self._draining: str | None = None
         """Why a drained stop of a flow split into tasks is under way: it no longer reads its
         own sources and reads its repartition topics to their end markers."""
+
+    # -- what the metrics and the summary read --------------------------------------------------
+    @property
+    def sources(self) -> list[SourceRun]:
+        """The flow's sources, as the executor opened them."""
+        return self.executor.sources
+
+    @property
+    def compiled(self) -> Compiled | None:
+        return self.executor.compiled
+
+    @property
+    def flow_wm(self) -> int:
+        """The flow watermark the nodes have seen."""
+        return self.executor.flow_wm
+
+    @property
+    def dead(self) -> DeadLetters | None:
+        return self.bad.dead
 
     # -- control ------------------------------------------------------------------------------
     def stop(self, reason: str = "stopped", *, drain: bool | None = None) -> None:
         """Ask the run to stop (thread-safe); it finishes the current chunk and returns.
         ``drain`` overrides the run's own ``drain`` for this stop (a task handed back to the
         other workers of its flow stops at a checkpoint without closing its windows)."""
-        self._stop_reason = reason
-        self._stop_drain = drain
-        self._stop.set()
+        self.lifecycle.stop(reason, drain=drain)
 
     # -- running ------------------------------------------------------------------------------
     def run(
@@ -207,28 +154,28 @@ class Runner:
                 stacklevel=3,
             )
         mode = "bounded" if bounded else "streaming"
-        summary = RunSummary(self.graph.name, mode, executor=self.executor)
+        summary = RunSummary(self.graph.name, mode, executor=self.executor.name)
         ctx = self._context(bounded)
         self._on_disk = usable_data_dir(self.data_dir, self.graph.name)
         late_topic = f"{self.graph.name}.late" if self._on_disk else None
-        restore = self._install_signals()
-        lock = self._start_checkpoints(ctx, bounded)
+        restore = self.lifecycle.install_signals()
+        wanted = not bounded and self._on_disk and self.checkpoint_interval_ms is not None
+        lock = self._start_checkpoints(ctx, wanted)
+        executor = self.executor
         try:
-            self._prepare(ctx, late_topic)
-            assert self.compiled is not None
-            self._setup_dead_letters(ctx)
-            if self.checkpointer is not None:
-                self.compiled.on_open = self.checkpointer.recover_writer
-                self.checkpointer.restore()
-            self._wire()
+            compiled = self._open(ctx, late_topic)
+            self._restore(compiled)
+            executor.wire()
             if self.metrics_on:
                 self.metrics = FlowMetrics(self.graph, mode)
-                self.metrics.watch_sinks(self.compiled.sink_counters)
+                self.metrics.watch_sinks(compiled.sink_counters)
                 if self._on_disk:
                     self.metrics.save_to = snapshot_path(self.data_dir, self.graph.name, self.task)
                 self.metrics.sample(self)
+                executor.metrics = self.metrics
+                executor.sample = partial(self.metrics.sample, self)
             if bounded:
-                self._run_bounded(progress)
+                executor.run_bounded(progress)
                 summary.stopped = "exhausted"
                 self._accounted = True
             else:
@@ -267,22 +214,61 @@ class Runner:
         marks = [src.wm for src in self.sources if src.step.name in names]
         return min(marks) if marks else MIN_WATERMARK
 
-    def _prepare(self, ctx: OpenContext, late_topic: str | None) -> None:
-        """Compile the flow (:attr:`compiled`) and open its sources (:attr:`sources`)."""
-        self.compiled = compile_flow(
-            self.graph, ctx, default_late_topic=late_topic, now=self.clock.now_ms
+    def _start_checkpoints(
+        self, ctx: OpenContext, wanted: bool, *, force: bool = False
+    ) -> FlowLock | None:
+        """Decide whether this run checkpoints; if so lock the flow and open its store."""
+        self.checkpointer, lock = start_checkpoints(
+            self.graph,
+            ctx,
+            data_dir=self.data_dir,
+            task=self.task,
+            keep=self.keep,
+            interval_ms=self.checkpoint_interval_ms,
+            wanted=wanted,
+            force=force,
         )
-        self._open_sources(ctx)
+        return lock
 
-    def _wire(self) -> None:
-        """Connect the stateful nodes to the runner (after a checkpoint was restored)."""
-        assert self.compiled is not None
-        self.timed = bool(self.compiled.nodes)
-        for node in self.compiled.nodes:
-            node.flow_watermark = self.current_watermark
-            if isinstance(node, ProcessNode):
-                node.lower_due = self._lower_due
+    def _open(self, ctx: OpenContext, late_topic: str | None) -> Compiled:
+        """Compile the flow and open its sources (the executor's), then its dead letters."""
+        parts = RunParts(self.graph, self.clock, self.bad, self.lifecycle)
+        compiled = self.executor.prepare(parts, ctx, late_topic)
+        self.bad.open(self.graph, ctx, self._on_disk, compiled, self.checkpointer)
+        return compiled
 
+    def _restore(self, compiled: Compiled) -> None:
+        """Restore the latest checkpoint, when this run checkpoints: what it records of the
+        run is bound to the checkpointer first."""
+        checkpointer = self.checkpointer
+        if checkpointer is None:
+            return
+        executor = self.executor
+        compiled.on_open = checkpointer.recover_writer
+        checkpointer.bind(
+            Checkpointed(
+                sources=executor.sources,
+                nodes=compiled.nodes,
+                writers=compiled.named_writers,
+                watermark=lambda: executor.flow_wm,
+                disk=compiled.disk,
+            )
+        )
+        saved = checkpointer.restore()
+        if saved is not None:
+            executor.flow_wm = saved
+
+    def _shut(self, ctx: OpenContext, lock: FlowLock | None) -> None:
+        """End a run: close its sources and sinks, then its checkpoints and the flow's lock."""
+        executor = self.executor
+        self.lifecycle.shut(ctx, executor.compiled, executor.sources, self.checkpointer, lock)
+
+    def checkpoint(self, kind: str = "periodic") -> None:
+        """Take a checkpoint now (between two polls: consistent by construction)."""
+        if self.checkpointer is not None:
+            self.checkpointer.take(kind)
+
+    # -- dead-letter replay -------------------------------------------------------------------
     def replay_dead_letters(self, *, drain: bool = False) -> RunSummary:
         """Send the flow's dead letters not replayed yet back through it, exactly once.
 
@@ -291,7 +277,8 @@ class Runner:
         dead-letter topic's position with the output. Events that fail again are dead-lettered
         again (after the replayed range). Sources are not read; windows are not closed,
         unless ``drain`` (then every window closes and every timer fires before the
-        checkpoint, as in a drained stop).
+        checkpoint, as in a drained stop). A replay runs event by event, whatever the
+        runner's executor.
         """
         if not usable_data_dir(self.data_dir, self.graph.name):
             raise CheckpointError(
@@ -302,20 +289,32 @@ class Runner:
         summary = RunSummary(self.graph.name, "dead-letter replay")
         ctx = self._context(False)
         lock = self._start_checkpoints(ctx, False, force=True)
+        executor = self.executor
+        if not isinstance(executor, EventExecutor):
+            executor = self.executor = EventExecutor()
         try:
-            self.compiled = compile_flow(
-                self.graph, ctx, default_late_topic=f"{self.graph.name}.late", now=self.clock.now_ms
+            compiled = self._open(ctx, f"{self.graph.name}.late")
+            checkpointer, dead = self.checkpointer, self.bad.dead
+            assert checkpointer is not None and dead is not None
+            dead.dedupe = False  # a letter that fails again is a new one
+            self._restore(compiled)
+            executor.wire_watermark()
+            replayed, until = replay_letters(
+                ctx,
+                self.graph.name,
+                executor.sources,
+                dead,
+                checkpointer,
+                stateful=bool(compiled.nodes),
+                push=executor.push_chunk,
+                now=self.clock.now_ms,
             )
-            self._open_sources(ctx)
-            self._setup_dead_letters(ctx)
-            assert self.checkpointer is not None and self.dead is not None
-            self.dead.dedupe = False  # a letter that fails again is a new one
-            self.compiled.on_open = self.checkpointer.recover_writer
-            self.checkpointer.restore()
-            self.timed = bool(self.compiled.nodes)
-            for node in self.compiled.nodes:
-                node.flow_watermark = self.current_watermark
-            summary.dead_letters_replayed = self._push_dead_letters(ctx, drain)
+            if until is not None:
+                if drain:
+                    executor.finish()
+                checkpointer.extra["dlq_replayed"] = until
+                checkpointer.take("dlq-replay")
+            summary.dead_letters_replayed = replayed
             summary.stopped = "drained" if drain else "exhausted"
         finally:
             self._shut(ctx, lock)
@@ -323,269 +322,16 @@ class Runner:
         self._fill(summary)
         return summary
 
-    def _push_dead_letters(self, ctx: OpenContext, drain: bool) -> int:
-        assert self.checkpointer is not None and self.dead is not None
-        assert self.compiled is not None
-        stateless = not self.compiled.nodes
-        done = {int(p): int(o) for p, o in self.checkpointer.extra["dlq_replayed"].items()}
-        log = ctx.log
-        topic = dlq_topic(self.graph.name)
-        if not log.has_topic(topic):
-            return 0
-        with log.reader(topic) as probe:
-            until = probe.end_offsets()
-        by_name = {src.step.name: src for src in self.sources}
-        n = 0
-        for letter in read_dead_letters(log, self.graph.name, start=done, until=until):
-            if not letter.replayable:
-                continue  # a window closing or a timer firing failed: no event to send back
-            if not stateless and self.checkpointer.restored is None:
-                raise CheckpointError(
-                    f"flow {self.graph.name!r} has windows or keyed state but no checkpoint "
-                    "(it has only run bounded, or never checkpointed): replayed events would "
-                    "have no state to join and their windows would never emit. Run the "
-                    "flow again over its input with the fixed code instead (rheos run "
-                    "APP --bounded); its dead letters are not written twice."
-                )
-            n += 1
-            src = by_name.get(letter.source)
-            if src is None:
-                continue
-            try:
-                value = decode_letter_value(letter, getattr(src.reader, "decode", None))
-            except Exception as exc:
-                err = exc
-                if not isinstance(exc, RheosError):
-                    err = EventError(
-                        f"{where(self.graph.name, src.step)}: cannot decode: {exc}",
-                        topic=letter.source_topic,
-                        partition=letter.source_partition,
-                        offset=letter.source_offset,
-                    )
-                    err.__cause__ = exc
-                self.dead.handle(
-                    err,
-                    source=src.step.name,
-                    step=src.step.name,
-                    raw=letter.value,
-                    topic=letter.source_topic,
-                    partition=letter.source_partition,
-                    offset=letter.source_offset,
-                    event_time=letter.event_time,
-                )
-                continue
-            offsets = None if letter.source_offset is None else [letter.source_offset]
-            chunk = Chunk(
-                letter.source_partition or 0,
-                [value],
-                [letter.event_time if letter.event_time is not None else self.clock.now_ms()],
-                letter.source_topic,
-                offsets,
-                [letter.value] if letter.value_format == "record" else None,
-            )
-            self._chunk(src, chunk)
-        if drain:
-            self._finish()
-        self.checkpointer.extra["dlq_replayed"] = until
-        self.checkpointer.take("dlq-replay")
-        return n
-
-    def _start_checkpoints(
-        self, ctx: OpenContext, bounded: bool, *, force: bool = False
-    ) -> FlowLock | None:
-        """Decide whether this run checkpoints; if so lock the flow and open its store."""
-        seekable = all(
-            getattr(step.source, "seekable", False)
-            for step in self.graph.steps
-            if isinstance(step, SourceStep)
-        )
-        off = bounded or not self._on_disk or self.checkpoint_interval_ms is None
-        if (off or not seekable) and not force:
-            return None
-        lock = FlowLock(self.data_dir, self.graph.name, self.task)
-        lock.acquire()
-        try:
-            store = CheckpointStore.for_flow(
-                self.data_dir, self.graph.name, keep=self.keep, task=self.task
-            )
-        except BaseException:
-            lock.release()
-            raise
-        self.checkpointer = Checkpointer(self, store, self.checkpoint_interval_ms)
-        ctx.transactional = True
-        ctx.epoch = self.checkpointer.epoch
-        return lock
-
-    def _setup_dead_letters(self, ctx: OpenContext) -> None:
-        assert self.compiled is not None
-        self.dead = DeadLetters(self.graph, ctx, self._on_disk, self.compiled.named_writers)
-        self.compiled.dead = self.dead
-        if self.checkpointer is not None:
-            self.dead.on_open = self.checkpointer.recover_writer
-        self.compiled.writers.append(_DeadLetterCloser(self.dead))
-
-    def checkpoint(self, kind: str = "periodic") -> None:
-        """Take a checkpoint now (between two polls: consistent by construction)."""
-        if self.checkpointer is not None:
-            self.checkpointer.take(kind)
-
-    # -- bad events ---------------------------------------------------------------------------
-    def event_failed(self, src: SourceRun, index: int, exc: Exception) -> None:
-        """Event ``index`` of the events being pushed is bad: apply the policy."""
-        assert self._at is not None
-        chunk, i, t, value = self._at(index)
-        self._dead_letter(src, chunk, i, t, value, exc)
-
-    def _dead_letter(
-        self, src: SourceRun, chunk: Chunk, i: int, t: int, value: Any, exc: Exception
-    ) -> None:
-        assert self.dead is not None
-        self.dead.handle(
-            exc,
-            source=src.step.name,
-            raw=chunk.raw[i] if chunk.raw is not None else None,
-            value=value,
-            event_time=t,
-            **chunk.where(i),
-        )
-
-    def _rejects(self, src: SourceRun, chunk: Chunk) -> None:
-        """Apply the policy to the records of a chunk that did not become events."""
-        assert self.dead is not None
-        for offset, raw, exc in chunk.rejects or ():
-            self.dead.handle(
-                exc,
-                source=src.step.name,
-                step=src.step.name,
-                raw=raw,
-                topic=chunk.topic,
-                partition=chunk.partition,
-                offset=offset,
-            )
-        chunk.rejects = None
-
-    def _sift(self, src: SourceRun, chunk: Chunk) -> list[int]:
-        """Apply the policy to a chunk's rejects and bad timestamps; return the good times."""
-        self._rejects(src, chunk)
-        dead = self.dead
-        assert dead is not None
-        tss, bad = src.timestamps(chunk)
-        if bad:
-            for i, exc in bad:
-                dead.handle(
-                    exc,
-                    source=src.step.name,
-                    step=src.step.name,
-                    raw=chunk.raw[i] if chunk.raw is not None else None,
-                    value=chunk.values[i],
-                    **chunk.where(i),
-                )
-            gone = {i for i, _ in bad}
-            chunk.drop(sorted(gone))
-            tss = [t for i, t in enumerate(tss) if i not in gone]
-        return tss
-
-    def _open_sources(self, ctx: OpenContext) -> None:
-        assert self.compiled is not None
-        for step in self.graph.steps:
-            if isinstance(step, SourceStep):
-                reader = step.source.open(ctx)
-                run = SourceRun(
-                    self.graph.name, step, reader, self.compiled.entries[step.id], self.clock
-                )
-                run.loop = self.compiled.loops[step.id]
-                run.ordered_loop = self.compiled.ordered_loops.get(step.id)
-                self.sources.append(run)
-
-    def _install_signals(self) -> Any:
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        previous = {}
-
-        def handler(signum: int, frame: Any) -> None:
-            self.stop("signal")
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError, OSError):
-                previous[sig] = signal.signal(sig, handler)
-
-        def restore() -> None:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
-
-        return restore
-
-    def _shut(self, ctx: OpenContext, lock: FlowLock | None) -> None:
-        """End a run: close its sources and sinks, then its checkpoints and the flow's lock."""
-        try:
-            self._close(ctx)
-        finally:
-            if self.checkpointer is not None:
-                self.checkpointer.close()
-            if lock is not None:
-                lock.release()
-
-    def _idle(self) -> None:
-        """No source gave events: idle sources' watermarks may advance (see the event-time
-        docs), and the flow's with them."""
-        for src in self.sources:
-            if not src.done and self._own_ready(src):
-                src.tracker.poll_idle()
-                src.wm = src.current()
-        self.advance_flow()
-
-    def _waiting(self, src: SourceRun) -> Callable[[], None]:
-        """For a bounded run reading a repartition topic to the other tasks' end markers:
-        raise if the run was stopped meanwhile (another task of the flow failed)."""
-
-        def check() -> None:
-            if self._stop.is_set():
-                raise FlowError(
-                    f"flow {self.graph.name!r}, task {self.task}: stopped ({self._stop_reason}) "
-                    f"while source {src.step.name!r} waited for the other tasks' end markers"
-                )
-
-        return check
-
-    def _reading(self, src: SourceRun) -> bool:
-        """Whether the run still reads ``src``: not ended, and not a source of the flow's own
-        while a drain of its repartition topics is under way."""
-        return not src.done and (self._draining is None or src.own_watermark is not None)
-
-    def _own_ready(self, src: SourceRun) -> bool:
-        """Whether every event ``src`` has read was processed (its own watermark, which
-        covers them, may be taken then)."""
-        return True
-
-    def _raise_own(self, src: SourceRun) -> None:
-        """Take the own watermark of a source that has one (after its events were pushed)."""
-        if src.own_watermark is not None and not src.done and self._own_ready(src):
-            w = src.current()
-            if w > src.wm:
-                src.wm = w
-                self.advance_flow()
-
-    def _close(self, ctx: OpenContext) -> None:
-        errors: list[BaseException] = []
-        if self.compiled is not None:
-            for writer in self.compiled.writers:
-                try:
-                    writer.close()
-                except Exception as exc:  # close the rest, then report
-                    errors.append(exc)
-        for src in self.sources:
-            src.reader.close()
-        ctx.close()
-        if errors:
-            raise errors[0]
-
     # -- streaming ----------------------------------------------------------------------------
     def _run_streaming(self, stop_after: int | None, timeout: float | None, drain: bool) -> str:
-        compiled = self.compiled
-        assert compiled is not None
+        """The run loop: rounds of reads, each source polled once (the executor pushes what
+        it read), then the run's control: stop, drain, processing time, checkpoints,
+        metrics, idle sources and flushes."""
+        executor = self.executor
+        executor.start()
         deadline = None if timeout is None else time.monotonic() + timeout
-        proc_nodes = [n for n in compiled.nodes if isinstance(n, WindowNode) and n.processing_time]
         metrics = self.metrics
+        checkpointer = self.checkpointer
         events = 0
         wait = 0.0
         last_flush = time.monotonic()
@@ -593,60 +339,50 @@ class Runner:
             got = 0
             active = [s for s in self.sources if self._reading(s)]
             for src in active:
-                chunks = src.reader.poll(wait if src is active[0] else 0.0)
                 # a repartition topic's events are not input: stop_after does not count them
-                limit = stop_after if src.own_watermark is None else None
-                for n, chunk in enumerate(chunks):
-                    if limit is not None and events >= limit:
-                        self._unread(src, chunks[n:], 0)  # read but not processed
-                        break
-                    if limit is not None and events + len(chunk.values) > limit:
-                        keep = limit - events
-                        self._unread(src, chunks[n:], keep)
-                        chunk.values = chunk.values[:keep]
-                        if chunk.timestamps is not None:
-                            chunk.timestamps = chunk.timestamps[:keep]
-                        if chunk.raw is not None:
-                            chunk.raw = chunk.raw[:keep]
-                        if chunk.offsets is not None:
-                            if chunk.rejects and keep < len(chunk.offsets):
-                                cut = chunk.offsets[keep]
-                                chunk.rejects = [r for r in chunk.rejects if (r[0] or 0) < cut]
-                            chunk.offsets = chunk.offsets[:keep]
-                    got += self._chunk(src, chunk)
-                    if limit is None and src.own_watermark is not None:
-                        continue
-                    events += len(chunk.values)
-                    if limit is not None and events >= limit and n + 1 < len(chunks):
-                        self._unread(src, chunks[n + 1 :], 0)
-                        break
+                room = None
+                if stop_after is not None and src.own_watermark is None:
+                    room = stop_after - events
+                got += executor.read(src, wait if src is active[0] else 0.0, room)
+                if room is not None:
+                    events = self._input_events()
                 self._raise_own(src)
                 if src.reader.exhausted and not src.done:
                     src.end()
-                    self.advance_flow()
-                if limit is not None and events >= limit:
+                    executor.advance_flow()
+                if room is not None and stop_after is not None and events >= stop_after:
                     break
-            for node in proc_nodes:
-                node.advance_processing(self.clock.now_ms())
+            # a stop or a checkpoint falls between rounds: what was read is processed first
             timed_out = deadline is not None and time.monotonic() >= deadline
-            reason = self._ended(events, stop_after, drain, timed_out, self._stop.is_set())
+            stop_requested = self.lifecycle.stopping
+            checkpoint = checkpointer is not None and checkpointer.due(time.monotonic())
+            if timed_out or stop_requested or checkpoint:
+                got += executor.settle()
+                if stop_after is not None:
+                    events = self._input_events()
+            executor.processing(self.clock.now_ms)
+            reason = self._ended(events, stop_after, drain, timed_out, stop_requested)
             if reason is not None:
                 return reason
-            now = time.monotonic()
-            if self.checkpointer is not None and self.checkpointer.due(now):
-                self.checkpointer.take()
-            if metrics is not None and now >= metrics.next_sample:
+            if checkpoint and checkpointer is not None and checkpointer.due(time.monotonic()):
+                checkpointer.take()
+            if metrics is not None and time.monotonic() >= metrics.next_sample:
                 metrics.sample(self)
+            now = time.monotonic()
             if got == 0:
                 self._idle()
                 self._flush()
                 last_flush = now
-                wait = IDLE_WAIT_S
+                wait = executor.idle_wait_s
             else:
                 wait = 0.0
-                if now - last_flush >= FLUSH_EVERY_S:
+                if now - last_flush >= executor.flush_every_s:
                     self._flush()
                     last_flush = now
+
+    def _input_events(self) -> int:
+        """The events run so far from the flow's own sources (not its repartition topics)."""
+        return sum(s.stats.events for s in self.sources if s.own_watermark is None)
 
     def _ended(
         self,
@@ -661,11 +397,10 @@ class Runner:
         ``"exhausted"`` when every source has ended (the final watermark closes every window);
         else ``"stop_after"``, ``"timeout"`` or the reason given to :meth:`stop`, after which
         open windows are closed (``drain``) and a last checkpoint is taken (when checkpointing).
-        Shared by the stream-first and micro-batch loops.
         """
         if not any(self._reading(s) for s in self.sources):
-            self._finish()
-            self._accounted = not self._discarded
+            self.executor.finish()
+            self._accounted = not self.executor.discarded
             if self._draining is not None:
                 if self.checkpointer is not None:
                     self.checkpointer.take("drain")
@@ -679,16 +414,16 @@ class Runner:
         elif timed_out:
             reason = "timeout"
         elif stop_requested:
-            reason = self._stop_reason
-            if self._stop_drain is not None:
-                drain = self._stop_drain
+            reason = self.lifecycle.reason
+            if self.lifecycle.drain is not None:
+                drain = self.lifecycle.drain
         if reason is not None and drain and any(s.own_watermark for s in self.sources):
             self._drain_tasks(reason)
             return None
         if reason is not None:
             if drain:
-                self._finish()
-                self._accounted = not self._discarded
+                self.executor.finish()
+                self._accounted = not self.executor.discarded
             if self.checkpointer is not None:
                 self.checkpointer.take("drain" if drain else "stop")
         return reason
@@ -706,231 +441,30 @@ class Runner:
         else:
             self._flush()
 
-    def _unread(self, src: SourceRun, chunks: list[Chunk], keep: int) -> None:
-        """Chunks (the first one from event ``keep`` on) were read but will not be processed:
-        seek back to them, so that a checkpoint records exactly what was processed."""
-        reader = src.reader
-        if not isinstance(reader, SeekableReader):
-            self._discarded = True  # read but not processed: do not commit groups
-            return
-        back: dict[int, int] = {}
-        for j, chunk in enumerate(chunks):
-            start = keep if j == 0 else 0
-            if chunk.offsets is not None and start < len(chunk.offsets):
-                back.setdefault(chunk.partition, chunk.offsets[start])
-        if back:
-            reader.seek(back)
-        self._discarded = True
-
     def _flush(self) -> None:
-        assert self.compiled is not None
-        for writer in self.compiled.writers:
-            writer.flush()
+        flush_writers(self.compiled)
 
-    def _finish(self) -> None:
-        """The final watermark: close every window, fire every timer.
+    def _idle(self) -> None:
+        """No source gave events: idle sources' watermarks may advance (see the event-time
+        docs), and the flow's with them."""
+        for src in self.sources:
+            if not src.done and not self.executor.holds(src):
+                src.tracker.poll_idle()
+                src.wm = src.current()
+        self.executor.advance_flow()
 
-        Nodes see the final watermark while they finish (``ctx.watermark`` in ``on_timer``,
-        late records), also when a streaming run is drained with its sources still open, as
-        in the last round of a micro-batch run."""
-        assert self.compiled is not None
-        self.flow_wm = MAX_WATERMARK
-        for node in self.compiled.nodes:  # all first: finishing nodes push to later ones
-            node.flow_watermark = _final_watermark
-        for node in self.compiled.nodes:
-            node.finish()
+    def _reading(self, src: SourceRun) -> bool:
+        """Whether the run still reads ``src``: not ended, and not a source of the flow's own
+        while a drain of its repartition topics is under way."""
+        return not src.done and (self._draining is None or src.own_watermark is not None)
 
-    def current_watermark(self) -> int:
-        """The flow watermark: the minimum of the sources' watermarks."""
-        sources = self.sources
-        if len(sources) == 1:
-            return sources[0].wm
-        return min(s.wm for s in sources)
-
-    def _lower_due(self, due: int) -> None:
-        if due < self.due:
-            self.due = due
-
-    def advance_flow(self) -> None:
-        """Raise the flow watermark; advance the nodes once it reaches one's next due point."""
-        w = self.current_watermark()
-        if w > self.flow_wm:
-            self.flow_wm = w
-        if w >= self.due:
-            assert self.compiled is not None
-            due = MAX_WATERMARK
-            for node in self.compiled.nodes:
-                node.advance(w)
-                if node.next_due < due:
-                    due = node.next_due
-            self.due = due
-
-    def _chunk(self, src: SourceRun, chunk: Chunk) -> int:
-        """Push one chunk's events, raising the watermark as they go; return the count."""
-        if not chunk.values and not chunk.rejects:
-            return 0
-        tss = self._sift(src, chunk)
-        values = chunk.values
-        if not values:
-            return 1  # something was read
-        self._at = _in_chunk(chunk, tss)
-        push = src.push
-        timed = self.timed
-        stats = src.stats
-        stats.events += len(values)
-        if src.single and src.loop is not None:
-            src.loop(values, tss, src, self)
-            src.tracker.observe(chunk.partition, max(tss))  # keeps idleness and max ts
-        else:
-            observe, current, part = src.tracker.observe, src.tracker.current, chunk.partition
-            bound, wm = src.bound, src.wm
-            for i, (v, t) in enumerate(zip(values, tss, strict=True)):
-                observe(part, t)
-                if timed and t - bound > wm:
-                    w = current()
-                    if w > wm:
-                        wm = src.wm = w
-                        if wm >= self.due:
-                            self.advance_flow()
-                try:
-                    push(None, v, t)
-                except BAD_EVENT_ERRORS as exc:
-                    self.event_failed(src, i, exc)
-            stats.out_of_order = src.tracker.out_of_order_count
-            stats.max_delay_ms = src.tracker.max_delay_ms
-        if src.own_watermark is None:
-            w = src.tracker.current()
+    def _raise_own(self, src: SourceRun) -> None:
+        """Take the own watermark of a source that has one (after its events were run)."""
+        if src.own_watermark is not None and not src.done and not self.executor.holds(src):
+            w = src.current()
             if w > src.wm:
                 src.wm = w
-        self.advance_flow()
-        if self.metrics is not None:
-            self.metrics.after_chunk(chunk.append_time)
-        return len(values)
-
-    # -- bounded ------------------------------------------------------------------------------
-    def _run_bounded(self, progress: bool | None) -> None:
-        """Read every source to its end, then push its events in event-time order; a
-        repartitioned graph (see :mod:`rheos.runtime.repartition`) stage by stage: the
-        flow's sources first, whose repartition topics then get their end markers, then the
-        sources reading those topics (to every upstream task's end marker)."""
-        groups = source_stages(self.graph, self.sources)
-        for n, group in enumerate(groups):
-            last = n == len(groups) - 1
-            self._bounded_stage(group, progress, timed=last)
-            for src in group:
-                src.end()
-            if not last:
-                self._flush()
-        self._finish()
-
-    def _bounded_stage(self, sources: list[SourceRun], progress: bool | None, timed: bool) -> None:
-        """Push the events of ``sources`` (read to their ends) in event-time order; nodes
-        advance with them only if ``timed`` (nodes lie behind the last stage's sources)."""
-        arrivals = [self._read_all(src) for src in sources]
-        assert self.compiled is not None
-        for node in self.compiled.nodes:  # steps reading it see the minimum until the end
-            node.flow_watermark = _min_watermark
-        total = sum(len(arrival.values) for arrival in arrivals)
-        # What was read (lists of millions of items) lives until the end: out of the garbage
-        # collector's way, or every full collection walks it; and collections less often, as
-        # the millions of objects that this many events make mostly die young.
-        threshold = gc.get_threshold()
-        gc.freeze()
-        if threshold[0]:
-            gc.set_threshold(max(threshold[0], BOUNDED_GC_THRESHOLD), *threshold[1:])
-        try:
-            with progress_bar(self.graph.name, total, progress) as tick:
-                self._push_all(sources, arrivals, tick, timed)
-        finally:
-            gc.set_threshold(*threshold)
-            gc.unfreeze()
-
-    def _read_all(self, src: SourceRun) -> Arrival:
-        check = self._waiting(src) if src.own_watermark is not None else None
-        field = src.step.timestamp
-        if isinstance(field, str) and isinstance(src.reader, RawReader):
-            src.reader.times_only(field)  # each event is decoded whole when it is pushed
-        arrival = read_all(src.reader, lambda chunk: self._sift(src, chunk), check)
-        stats = src.stats
-        stats.events = len(arrival.values)
-        late, most = disorder(arrival.times)
-        stats.out_of_order += late
-        stats.max_delay_ms = max(stats.max_delay_ms, most)
-        return arrival
-
-    def _push_all(
-        self,
-        sources: list[SourceRun],
-        arrivals: list[Arrival],
-        tick: Callable[[int], Any] | None,
-        timed: bool,
-    ) -> None:
-        if len(arrivals) == 1:
-            self._push_sorted(sources[0], arrivals[0], tick)
-        else:
-            self._push_merged(sources, arrivals, tick, timed)
-
-    def _push_sorted(
-        self, src: SourceRun, arrival: Arrival, tick: Callable[[int], Any] | None
-    ) -> None:
-        """One source's events in event-time order through its generated chunk loop, each
-        event's time the watermark (nothing earlier is still to come)."""
-        values, times = arrival.values, arrival.times
-        order = None
-        if src.stats.out_of_order:
-            order, times = sort_times(times)
-            values = list(map(values.__getitem__, order))
-        loop = src.ordered_loop or src.loop
-        assert loop is not None
-        src.bound = 0
-        for a in range(0, len(values), BOUNDED_SLICE):
-            self._at = _in_order(arrival, order, times, a)
-            events = arrival.events(values[a : a + BOUNDED_SLICE])
-            loop(events, times[a : a + BOUNDED_SLICE], src, self)
-            if tick is not None:
-                tick(min(a + BOUNDED_SLICE, len(values)))
-
-    def _push_merged(
-        self,
-        sources: list[SourceRun],
-        arrivals: list[Arrival],
-        tick: Callable[[int], Any] | None,
-        timed: bool,
-    ) -> None:
-        """Several sources' events in one event-time order, each event's time the flow
-        watermark; held record bytes are decoded slice by slice, as they are pushed."""
-        assert self.compiled is not None
-        order, times, owners = merged_order(arrivals)
-        held = [v for arrival in arrivals for v in arrival.values]
-        starts = [0]
-        for arrival in arrivals:
-            starts.append(starts[-1] + len(arrival.values))
-        pushes = [src.push for src in sources]
-        nodes = self.compiled.nodes if timed else []
-        wm = MIN_WATERMARK
-        for a in range(0, len(order), BOUNDED_SLICE):
-            positions = order[a : a + BOUNDED_SLICE]
-            values = _events_at(arrivals, held, owners, positions)
-            for j, v in zip(positions, values, strict=True):
-                t = times[j]
-                if t > wm and nodes:  # sorted input: no event below t is still to come
-                    wm = t
-                    if wm >= self.due:
-                        self.flow_wm = wm
-                        due = MAX_WATERMARK
-                        for node in nodes:
-                            node.advance(wm)
-                            if node.next_due < due:
-                                due = node.next_due
-                        self.due = due
-                try:
-                    pushes[owners[j]](None, v, t)
-                except BAD_EVENT_ERRORS as exc:
-                    owner = owners[j]
-                    chunk, i = arrivals[owner].locate(j - starts[owner])
-                    self._dead_letter(sources[owner], chunk, i, t, v, exc)
-            if tick is not None:
-                tick(min(a + BOUNDED_SLICE, len(order)))
+                self.executor.advance_flow()
 
     # -- summary ------------------------------------------------------------------------------
     def _fill(self, summary: RunSummary) -> None:
@@ -957,72 +491,6 @@ class Runner:
             summary.steps[node.step.name] = stats
             summary.late += stats.late
         summary.late_events = compiled.late_memory
-
-
-def _events_at(
-    arrivals: list[Arrival], held: list[Any], owners: list[int], positions: list[int]
-) -> list[Any]:
-    """The events at ``positions`` of the concatenated arrivals (``held``: their values),
-    each source's held record bytes decoded together."""
-    values = [held[j] for j in positions]
-    for index, arrival in enumerate(arrivals):
-        if arrival.decode is None:
-            continue
-        mine = [k for k, j in enumerate(positions) if owners[j] == index]
-        for k, event in zip(mine, arrival.decode([values[k] for k in mine]), strict=True):
-            values[k] = event
-    return values
-
-
-_Place = tuple[Chunk, int, int, Any]
-"""An event being pushed: its chunk, index there, event time and value."""
-
-
-def _in_chunk(chunk: Chunk, tss: list[int]) -> Callable[[int], _Place]:
-    """Event ``i`` of a chunk being pushed."""
-
-    def at(i: int) -> _Place:
-        return chunk, i, tss[i], chunk.values[i]
-
-    return at
-
-
-def _in_order(
-    arrival: Arrival, order: list[int] | None, times: list[int], first: int
-) -> Callable[[int], _Place]:
-    """Event ``i`` of the slice from ``first`` of a source's events in event-time order."""
-
-    def at(i: int) -> _Place:
-        position = first + i
-        chunk, index = arrival.locate(position if order is None else order[position])
-        return chunk, index, times[position], arrival.value(chunk, index)
-
-    return at
-
-
-class _DeadLetterCloser:
-    """Closes the dead-letter writer with the other writers (it opens lazily)."""
-
-    def __init__(self, dead: DeadLetters) -> None:
-        self.dead = dead
-
-    def write(self, value: Any, timestamp: int) -> None:  # pragma: no cover - never a sink
-        raise AssertionError("not a sink")
-
-    def flush(self) -> None:
-        if self.dead.writer is not None:
-            self.dead.writer.flush()
-
-    def close(self) -> None:
-        self.dead.close()
-
-
-def _min_watermark() -> int:
-    return MIN_WATERMARK
-
-
-def _final_watermark() -> int:
-    return MAX_WATERMARK
 
 
 __all__ = ["Runner", "resolve_data_dir", "usable_data_dir"]

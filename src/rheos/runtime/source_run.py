@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from rheos.connectors.base import Chunk, SourceReader, WatermarkReader
 from rheos.errors import EventError
@@ -58,7 +59,8 @@ class SourceRun:
         self.wm = MIN_WATERMARK
         self.done = False
         self.loop: ChunkLoop | None = None
-        """The generated chunk loop of a single-partition source (set by the runner)."""
+        """The generated chunk loop of a single-partition source (set by the per-event
+        executor)."""
         self.ordered_loop: ChunkLoop | None = None
         """The same loop for events in event-time order (a bounded run)."""
         self.stats = SourceStats(step.name)
@@ -95,23 +97,33 @@ class SourceRun:
                 and (self.step.timestamp_unit == "ms" or min(raw) >= AUTO_MS_FROM)
             ):
                 return raw, []
+        return self.times_of(chunk.values, chunk.where)
+
+    def times_of(
+        self, values: list[Any], place: Callable[[int], dict[str, Any]]
+    ) -> tuple[list[int], list[tuple[int, EventError]]]:
+        """Event times of ``values`` from the timestamp spec, and the events whose time is
+        missing or unparsable: ``(index, error)``, their time 0 (``place(i)``: where event
+        ``i`` was read, for the error). Both runtime modes read times through this."""
+        get = self.get_ts
+        assert get is not None
         try:
-            return [get(v) for v in chunk.values], []
+            return [get(v) for v in values], []
         except Exception:
             pass
         out: list[int] = []
         bad: list[tuple[int, EventError]] = []
-        for i, value in enumerate(chunk.values):  # find the events and say where they are
+        for i, value in enumerate(values):  # find the events and say where they are
             try:
                 out.append(get(value))
                 continue
             except EventError as exc:
-                err = EventError(f"{where(self.flow, self.step)}: {exc}", **chunk.where(i))
+                err = EventError(f"{where(self.flow, self.step)}: {exc}", **place(i))
             except Exception as exc:
                 err = EventError(
                     f"{where(self.flow, self.step)}: timestamp function raised "
                     f"{type(exc).__name__}: {exc}",
-                    **chunk.where(i),
+                    **place(i),
                 )
                 err.__cause__ = exc
             err.step = self.step.name

@@ -14,10 +14,11 @@ Larger batches raise throughput and latency: a result is visible only when its b
 from __future__ import annotations
 
 from rheos.runtime.microbatch.batch import Batch
-from rheos.runtime.microbatch.runner import (
+from rheos.runtime.microbatch.executor import (
     BOUNDED_BATCH_SIZE,
     DEFAULT_BATCH_SIZE,
     DEFAULT_INTERVAL_MS,
+    BatchExecutor,
     MicroBatchRunner,
 )
 from rheos.runtime.microbatch.sink import FrameSink, frame_sink
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_INTERVAL_MS",
     "Batch",
+    "BatchExecutor",
     "FrameSink",
     "MicroBatchRunner",
     "frame_sink",

@@ -1,12 +1,15 @@
-"""The micro-batch executor: sources hand over batches, every step processes a whole batch.
+"""The per-batch executor (micro-batch): sources hand over batches, every step runs a batch.
 
 A source batch holds up to ``batch_size`` events, or what arrived within ``batch_interval``
 (whichever comes first). Its event times give, vectorised, the source watermark after each
 event (a cumulative maximum minus the out-of-orderness bound; multi-partition sources compute
 it per event through their tracker) and so the flow watermark each event sees: the
-:class:`~rheos.runtime.microbatch.stateful.Round` the plan runs with. Run control (stop,
-``stop_after``, ``timeout``, ``drain``, signals, commits, the summary) is that of the
-stream-first :class:`~rheos.runtime.runner.Runner`, which this class extends.
+:class:`~rheos.runtime.microbatch.stateful.Round` the plan runs with. Run control (the run
+loop, stop, ``stop_after``, ``timeout``, ``drain``, signals, commits, checkpoints, the summary)
+is the :class:`~rheos.runtime.runner.Runner`'s, as in stream-first mode: it hands this
+executor one source's poll at a time (:meth:`BatchExecutor.read`), which queues the parts
+read and runs them as a round when ``batch_size`` events are queued, when ``batch_interval``
+has passed, or before a stop or a checkpoint (:meth:`BatchExecutor.settle`).
 
 Bounded mode reads every source to its end, orders all events by event time (stably, sources
 in flow order on ties) and runs them in rounds of ``batch_size`` with the perfect watermark,
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -36,15 +40,17 @@ import polars as pl
 from rheos.connectors.base import Chunk, OpenContext, SeekableReader
 from rheos.errors import EventError
 from rheos.flows.steps import Graph, SourceStep
-from rheos.runtime.bounded import progress_bar
+from rheos.runtime.bounded import progress_bar, run_stages
+from rheos.runtime.build import Compiled
+from rheos.runtime.executor import IDLE_WAIT_S, RunParts, flow_watermark, flush_writers
+from rheos.runtime.metrics import FlowMetrics
 from rheos.runtime.microbatch.batch import ROWS_BELOW, Batch
 from rheos.runtime.microbatch.kafka import ColumnarKafkaReader
 from rheos.runtime.microbatch.plan import Plan
 from rheos.runtime.microbatch.sources import ColumnarLogReader, Part, from_chunk
 from rheos.runtime.microbatch.stateful import Round
-from rheos.runtime.nodes import where
-from rheos.runtime.repartition import source_stages
-from rheos.runtime.runner import IDLE_WAIT_S, Runner
+from rheos.runtime.nodes import WindowNode
+from rheos.runtime.runner import Runner
 from rheos.runtime.source_run import AUTO_MS_FROM, SourceRun
 from rheos.state import DEFAULT_KEEP
 from rheos.windowing import MAX_WATERMARK, MIN_WATERMARK, Clock
@@ -56,39 +62,30 @@ BOUNDED_BATCH_SIZE = 100_000
 fewer, larger rounds cost less per event (results do not depend on batch boundaries)."""
 
 
-class MicroBatchRunner(Runner):
-    """Runs one flow once in micro-batch mode; use ``Flow.run(mode="micro-batch")``."""
+class BatchExecutor:
+    """Runs a run's events a batch at a time (see the module docs and
+    :class:`~rheos.runtime.executor.Executor`)."""
 
-    executor = "micro-batch"
+    name = "micro-batch"
+    flush_every_s = 0.0
 
     def __init__(
         self,
-        graph: Graph,
         *,
-        data_dir: str | None = None,
-        clock: Clock | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         batch_interval_ms: int = DEFAULT_INTERVAL_MS,
-        checkpoint_interval_ms: int | None = None,
-        keep: int = DEFAULT_KEEP,
-        metrics: bool = True,
-        task: int | None = None,
-        tasks: int = 1,
     ) -> None:
-        super().__init__(
-            graph,
-            data_dir=data_dir,
-            clock=clock,
-            checkpoint_interval_ms=checkpoint_interval_ms,
-            keep=keep,
-            metrics=metrics,
-            task=task,
-            tasks=tasks,
-        )
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
         self.batch_interval_s = batch_interval_ms / 1000
+        self.idle_wait_s = min(IDLE_WAIT_S, self.batch_interval_s) or IDLE_WAIT_S
+        self.sources: list[SourceRun] = []
+        self.compiled: Compiled | None = None
+        self.flow_wm = MIN_WATERMARK
+        self.discarded = False
+        self.metrics: FlowMetrics | None = None
+        self.sample: Callable[[], None] | None = None
         self.plan: Plan | None = None
         self._flow_now = MIN_WATERMARK
         self._ctx: OpenContext | None = None
@@ -96,27 +93,32 @@ class MicroBatchRunner(Runner):
         """The source event behind a position of the round running (for bad events)."""
         self._pending: dict[int, list[Part]] = {}
         """Per source (by ``id``): the parts read and not yet run (streaming)."""
+        self._since: dict[int, float] = {}
+        """Per source (by ``id``): when the first of its queued parts was read."""
+        self._proc_nodes: list[WindowNode] = []
+        self._eager = False
         self._progress: bool | None = None
         """Whether a bounded run shows a progress bar (``None``: on a terminal)."""
 
-    # run(): the stream-first Runner's, with these hooks and loops
-    def _prepare(self, ctx: OpenContext, late_topic: str | None) -> None:
+    def prepare(self, parts: RunParts, ctx: OpenContext, late_topic: str | None) -> Compiled:
+        self.graph = parts.graph
+        self.clock = parts.clock
+        self.bad = parts.bad
+        self.lifecycle = parts.lifecycle
         self._ctx = ctx
         self.plan = Plan(self.graph, ctx, default_late_topic=late_topic, now=self.clock.now_ms)
         self.compiled = self.plan.compiled
         self._open_parts(ctx)
+        return self.compiled
 
-    def _wire(self) -> None:
+    def wire(self) -> None:
         assert self.plan is not None
         self.plan.on_bad = self._bad_in_step
         self._flow_now = max(self._flow_now, self.flow_wm)  # restored from a checkpoint
 
-    def _run_bounded(self, progress: bool | None) -> None:
+    def run_bounded(self, progress: bool | None) -> None:
         self._progress = progress
         self._bounded()
-
-    def _run_streaming(self, stop_after: int | None, timeout: float | None, drain: bool) -> str:
-        return self._streaming(stop_after, timeout, drain)
 
     def _open_parts(self, ctx: OpenContext) -> None:
         for step in self.graph.steps:
@@ -132,6 +134,19 @@ class MicroBatchRunner(Runner):
                 else:
                     reader = step.source.open(ctx)
                 self.sources.append(SourceRun(self.graph.name, step, reader, _none, self.clock))
+
+    def _rejects(self, src: SourceRun, chunk: Chunk) -> None:
+        self.bad.rejects(src, chunk)
+
+    def _waiting(self, src: SourceRun) -> Callable[[], None]:
+        return self.lifecycle.waiting(src)
+
+    def _flush(self) -> None:
+        flush_writers(self.compiled)
+
+    def current_watermark(self) -> int:
+        """The flow watermark: the minimum of the sources' watermarks."""
+        return flow_watermark(self.sources)
 
     def _poll(self, src: SourceRun, timeout: float) -> list[Part]:
         """The parts of one poll, with their rejects (records that did not decode: the
@@ -180,8 +195,9 @@ class MicroBatchRunner(Runner):
         step: str | None = None,
         event_time: int | None = None,
     ) -> None:
-        assert self.dead is not None
-        self.dead.handle(
+        dead = self.bad.dead
+        assert dead is not None
+        dead.handle(
             exc,
             source=src.step.name,
             step=step,
@@ -289,8 +305,8 @@ class MicroBatchRunner(Runner):
         metrics = self.metrics
         if metrics is not None:
             metrics.after_chunk(part.append_time)
-            if time.monotonic() >= metrics.next_sample:
-                metrics.sample(self)
+            if time.monotonic() >= metrics.next_sample and self.sample is not None:
+                self.sample()
         return n
 
     def _run(self, rnd: Round, batches: dict[int, Batch]) -> None:
@@ -305,100 +321,89 @@ class MicroBatchRunner(Runner):
         if w > self._flow_now:
             self._run(Round(np.asarray([w], dtype=np.int64), self._flow_now), {})
 
+    def finish(self) -> None:
+        self._finish()
+
     def _finish(self) -> None:
         self._run(
             Round(np.asarray([MAX_WATERMARK], dtype=np.int64), self._flow_now, final=True), {}
         )
 
     # -- streaming ------------------------------------------------------------------------------
-    def _streaming(self, stop_after: int | None, timeout: float | None, drain: bool) -> str:
+    def start(self) -> None:
         assert self.plan is not None
-        deadline = None if timeout is None else time.monotonic() + timeout
-        proc_nodes = self.plan.processing_nodes()
+        self._proc_nodes = self.plan.processing_nodes()
         # processing time is the clock when a step runs: with processing-time windows, each
         # poll is its own batch, so events are not held back from the clock they arrived at
-        eager = bool(proc_nodes)
-        pending = self._pending = {id(s): [] for s in self.sources}
-        since: dict[int, float] = {}
-        metrics = self.metrics
-        checkpointer = self.checkpointer
-        events = 0
-        wait = 0.0
-        while True:
-            got = 0
-            active = [s for s in self.sources if self._reading(s)]
-            for src in active:
-                parts = self._poll(src, wait if src is active[0] else 0.0)
-                queue = pending[id(src)]
-                # a repartition topic's events are not input: stop_after does not count them
-                limit = stop_after if src.own_watermark is None else None
-                for k, part in enumerate(parts):
-                    if limit is not None:
-                        room = limit - events - sum(map(len, queue))
-                        if room <= 0:
-                            self._unread_parts(src, parts[k:])  # read but not processed
-                            break
-                        if len(part) > room:
-                            self._unread_parts(src, [part.tail(room), *parts[k + 1 :]])
-                            part = part.head(room)
-                    if queue and queue[-1].partition != part.partition:
-                        got += self._flush_queue(src, queue)
-                    if not queue:
-                        since[id(src)] = time.monotonic()
-                    queue.append(part)
-                    while sum(map(len, queue)) >= self.batch_size:
-                        got += self._flush_queue(src, queue, self.batch_size)
-                exhausted = src.reader.exhausted
-                stop_now = limit is not None and events + got + sum(map(len, queue)) >= limit
-                due = queue and time.monotonic() - since.get(id(src), 0) >= self.batch_interval_s
-                if queue and (exhausted or stop_now or due or eager or not parts):
-                    got += self._flush_queue(src, queue)
-                self._raise_own(src)
-                if exhausted and not src.done:
-                    src.end()
-                    self.advance_flow()
-            # a stop or a checkpoint falls between rounds: what was read is processed first
-            timed_out = deadline is not None and time.monotonic() >= deadline
-            stop_requested = self._stop.is_set()
-            checkpoint = checkpointer is not None and checkpointer.due(time.monotonic())
-            if timed_out or stop_requested or checkpoint:
-                for src in self.sources:
-                    queue = pending[id(src)]
-                    if queue:
-                        got += self._flush_queue(src, queue)
-            events = self._input_events()
-            now_ms = self.clock.now_ms()
-            for node in proc_nodes:
-                node.advance_processing(now_ms)
-            if proc_nodes:
-                self._processing_round()
-            reason = self._ended(events, stop_after, drain, timed_out, stop_requested)
-            if reason is not None:
-                return reason
-            if checkpoint:
-                assert checkpointer is not None
-                checkpointer.take()
-            if metrics is not None and time.monotonic() >= metrics.next_sample:
-                metrics.sample(self)
-            if got == 0:
-                self._idle()
-                self._flush()
-                wait = min(IDLE_WAIT_S, self.batch_interval_s) or IDLE_WAIT_S
-            else:
-                wait = 0.0
-                self._flush()
+        self._eager = bool(self._proc_nodes)
+        self._pending = {id(s): [] for s in self.sources}
+        self._since = {}
 
-    def _input_events(self) -> int:
-        """The events run so far from the flow's own sources (not its repartition topics)."""
-        return sum(s.stats.events for s in self.sources if s.own_watermark is None)
+    def read(self, src: SourceRun, timeout: float, room: int | None) -> int:
+        """Queue one poll's parts of ``src`` (at most ``room`` events); run the queue in
+        rounds of ``batch_size``, and the rest when it is due (see the module docs)."""
+        parts = self._poll(src, timeout)
+        queue = self._pending[id(src)]
+        since = self._since
+        got = 0
+        # the flow's input held in the other sources' queues counts against ``room`` too: it
+        # is run before the run stops (stop_after counts every source's events, as
+        # stream-first mode, which runs each event as it is read)
+        others = 0 if room is None else self._held_input(src)
+        for k, part in enumerate(parts):
+            if room is not None:
+                left = room - got - sum(map(len, queue)) - others
+                if left <= 0:
+                    self._unread_parts(src, parts[k:])  # read but not processed
+                    break
+                if len(part) > left:
+                    self._unread_parts(src, [part.tail(left), *parts[k + 1 :]])
+                    part = part.head(left)
+            if queue and queue[-1].partition != part.partition:
+                got += self._flush_queue(src, queue)
+            if not queue:
+                since[id(src)] = time.monotonic()
+            queue.append(part)
+            while sum(map(len, queue)) >= self.batch_size:
+                got += self._flush_queue(src, queue, self.batch_size)
+        exhausted = src.reader.exhausted
+        stop_now = room is not None and got + sum(map(len, queue)) + others >= room
+        due = queue and time.monotonic() - since.get(id(src), 0) >= self.batch_interval_s
+        if queue and (exhausted or stop_now or due or self._eager or not parts):
+            got += self._flush_queue(src, queue)
+        return got
 
-    def _own_ready(self, src: SourceRun) -> bool:
-        return not self._pending.get(id(src))
+    def _held_input(self, src: SourceRun) -> int:
+        """Events of the flow's own sources other than ``src`` read and not run yet."""
+        return sum(
+            len(part)
+            for other in self.sources
+            if other is not src and other.own_watermark is None
+            for part in self._pending.get(id(other), ())
+        )
+
+    def settle(self) -> int:
+        got = 0
+        for src in self.sources:
+            queue = self._pending.get(id(src))
+            if queue:
+                got += self._flush_queue(src, queue)
+        return got
+
+    def holds(self, src: SourceRun) -> bool:
+        return bool(self._pending.get(id(src)))
+
+    def processing(self, now: Callable[[], int]) -> None:
+        now_ms = now()
+        for node in self._proc_nodes:
+            node.advance_processing(now_ms)
+        if self._proc_nodes:
+            self._processing_round()
 
     def _unread_parts(self, src: SourceRun, parts: list[Part]) -> None:
         """Parts were read but will not be processed: seek back to them (as stream-first
         mode does), so that a checkpoint records exactly what was processed."""
-        self._discarded = True
+        self.discarded = True
         reader = src.reader
         if not isinstance(reader, SeekableReader):
             return
@@ -430,16 +435,8 @@ class MicroBatchRunner(Runner):
     # -- bounded --------------------------------------------------------------------------------
     def _bounded(self) -> None:
         """Every source read to its end, its events in event-time order, in rounds; a
-        repartitioned graph stage by stage (see :meth:`Runner._run_bounded`)."""
-        groups = source_stages(self.graph, self.sources)
-        for n, group in enumerate(groups):
-            last = n == len(groups) - 1
-            self._columnar_stage(group, timed=last)
-            for src in group:
-                src.end()
-            if not last:
-                self._flush()
-        self._finish()
+        repartitioned graph stage by stage (:func:`rheos.runtime.bounded.run_stages`)."""
+        run_stages(self.graph, self.sources, self._columnar_stage, self._flush, self._finish)
 
     def _columnar_stage(self, sources: list[SourceRun], timed: bool) -> None:
         """The events of ``sources`` in event-time order, in rounds: with the perfect
@@ -571,32 +568,10 @@ def _times(
     flow: str, src: SourceRun, part: Part
 ) -> tuple[np.ndarray, list[tuple[int, EventError]]]:
     """Event times from the source's timestamp spec, per event, and the events whose time is
-    missing or unparsable: ``(index, error)`` (their time is 0), as stream-first mode."""
-    assert src.get_ts is not None
-    get = src.get_ts
-    rows = part.get_rows()
-    try:
-        return np.asarray([get(v) for v in rows], dtype=np.int64), []
-    except Exception:
-        pass
-    out: list[int] = []
-    bad: list[tuple[int, EventError]] = []
-    for i, value in enumerate(rows):
-        try:
-            out.append(get(value))
-            continue
-        except EventError as exc:
-            err = EventError(f"{where(flow, src.step)}: {exc}", **_place(part, i))
-        except Exception as exc:
-            err = EventError(
-                f"{where(flow, src.step)}: timestamp function raised {type(exc).__name__}: {exc}",
-                **_place(part, i),
-            )
-            err.__cause__ = exc
-        err.step = src.step.name
-        bad.append((i, err))
-        out.append(0)
-    return np.asarray(out, dtype=np.int64), bad
+    missing or unparsable: ``(index, error)`` (their time is 0), as stream-first mode
+    (:meth:`SourceRun.times_of`)."""
+    times, bad = src.times_of(part.get_rows(), partial(_place, part))
+    return np.asarray(times, dtype=np.int64), bad
 
 
 def _place(part: Part, i: int) -> dict[str, Any]:
@@ -641,8 +616,9 @@ def _concat(parts: list[Part]) -> Part:
     rows = [r for p in parts for r in p.get_rows()]
     chunk = None
     if all(p.chunk is not None and p.chunk.offsets is not None for p in parts):
-        offsets = [o for p in parts for o in p.chunk.offsets]  # type: ignore[union-attr]
-        chunk = Chunk(parts[0].partition, rows, None, parts[0].chunk.topic, offsets)  # type: ignore[union-attr]
+        chunks = [p.chunk for p in parts if p.chunk is not None and p.chunk.offsets is not None]
+        offsets = [o for c in chunks for o in c.offsets or ()]
+        chunk = Chunk(parts[0].partition, rows, None, chunks[0].topic, offsets)
     return Part(parts[0].partition, ts, rows=rows, chunk=chunk, append_time=parts[-1].append_time)
 
 
@@ -650,8 +626,37 @@ def _none(key: Any, value: Any, ts: int) -> None:
     return None
 
 
+def MicroBatchRunner(
+    graph: Graph,
+    *,
+    data_dir: str | None = None,
+    clock: Clock | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_interval_ms: int = DEFAULT_INTERVAL_MS,
+    checkpoint_interval_ms: int | None = None,
+    keep: int = DEFAULT_KEEP,
+    metrics: bool = True,
+    task: int | None = None,
+    tasks: int = 1,
+) -> Runner:
+    """A :class:`~rheos.runtime.runner.Runner` of ``graph`` in micro-batch mode (its executor
+    a :class:`BatchExecutor`); use ``Flow.run(mode="micro-batch")`` rather than this."""
+    return Runner(
+        graph,
+        executor=BatchExecutor(batch_size=batch_size, batch_interval_ms=batch_interval_ms),
+        data_dir=data_dir,
+        clock=clock,
+        checkpoint_interval_ms=checkpoint_interval_ms,
+        keep=keep,
+        metrics=metrics,
+        task=task,
+        tasks=tasks,
+    )
+
+
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_INTERVAL_MS",
+    "BatchExecutor",
     "MicroBatchRunner",
 ]
