@@ -59,6 +59,9 @@ DIRTY_KEYS = 10_000
 """Changed keys a step's cache holds at most (fewer with a smaller cache): a checkpoint's
 pause writes at most these, the rest is written back as it goes."""
 
+_SCRATCH_COMMIT = 16
+"""Write-backs between two commits of a scratch file."""
+
 _PAGE = 4096
 """Rows of a closing window read at a time."""
 
@@ -105,6 +108,7 @@ class StateDB:
         """Checkpointed: committed at checkpoints only, kept at close. Otherwise the file
         is scratch space (committed whenever the cache writes back, removed at close)."""
         self.tables: list[WindowTable | KeyTable | TimerTable | DiskHeap] = []
+        self._writes = 0
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -160,11 +164,15 @@ class StateDB:
         return "s_" + step.encode().hex()
 
     def wrote_back(self) -> None:
-        """A cache wrote keys back: a scratch file commits (its WAL stays small)."""
+        """A cache wrote keys back: a scratch file commits every :data:`_SCRATCH_COMMIT`
+        write-backs (its WAL stays small)."""
         if not self.durable:
-            self._cycle()
+            self._writes += 1
+            if self._writes >= _SCRATCH_COMMIT:
+                self._cycle()
 
     def _cycle(self) -> None:
+        self._writes = 0
         self.execute("COMMIT")
         self.execute("BEGIN")
 
