@@ -215,6 +215,9 @@ class Graph:
     steps: tuple[Step, ...] = field(default=())
     on_error: str = "dead-letter"
     """The flow's policy for bad events (see :data:`ON_ERROR`); steps may override it."""
+    dead_letter_sink: Any = None
+    """A sink that also receives every dead letter of the flow (see :class:`~rheos.flows.
+    Flow`), or ``None``."""
 
     def consumers(self) -> dict[Port, list[tuple[Step, int]]]:
         """Map each port to the ``(step, input_index)`` pairs that read it."""
