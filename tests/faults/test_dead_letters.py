@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -43,13 +44,13 @@ def write_input(data_dir: Path) -> int:
     return len(values)
 
 
-def build(data_dir: Path, *, fixed: bool) -> rh.Flow:
+def build(data_dir: Path, *, fixed: bool, **options: Any) -> rh.Flow:
     def double(event: dict) -> dict:
         if event["k"] == "boom" and not fixed:
             raise ValueError(f"cannot double {event['k']}")
         return {**event, "v": 2 * event["v"]}
 
-    flow = rh.Flow("bad", data_dir=data_dir, checkpoint_interval="50ms")
+    flow = rh.Flow("bad", data_dir=data_dir, checkpoint_interval="50ms", **options)
     (
         flow.source(
             rh.log_source("in", schema=Event, max_record_bytes=200),
@@ -100,6 +101,28 @@ def test_every_kind_of_bad_event_is_dead_lettered_and_the_counts_add_up(
     assert summary.events_in + len(BAD) == total  # undecodable records are not events
     assert summary.events_in == summary.events_out + len(BOOM) + summary.late + filtered
     assert len(outputs(tmp_path)) == summary.events_out
+
+
+def test_a_dead_letter_sink_receives_every_dead_letter_too(tmp_path: Path) -> None:
+    """``dead_letter_sink``: a copy of each letter, as a dict, written with the checkpoints
+    (here a log sink; tests/kafka/test_exactly_once.py puts one in Kafka under kill -9)."""
+    write_input(tmp_path)
+    copy = rh.log_sink("bad-letters")
+    summary = build(tmp_path, fixed=False, dead_letter_sink=copy).run(
+        stop_after=len(GOOD) + len(BOOM)
+    )
+    letters = list(read_dead_letters(rh.Log(tmp_path), "bad"))
+    with rh.Log(tmp_path).reader("bad-letters") as reader:
+        copies = [msgspec.json.decode(r.value) for r in reader.read()]
+    assert len(copies) == len(letters) == summary.dead == len(BAD) + len(BOOM)
+    assert [(c["step"], c["error_type"], c["source_offset"]) for c in copies] == [
+        (x.step, x.error_type, x.source_offset) for x in letters
+    ]
+    texts = {c["value"] for c in copies if "value" in c}
+    assert {msgspec.json.encode(e).decode() for e in BOOM} <= texts
+    assert any(c.get("value_hex") == b"\x00\xff\xfe garbage".hex() for c in copies)
+    with pytest.raises(rh.FlowDefinitionError, match="dead_letter_sink must be a sink"):
+        rh.Flow("wrong", dead_letter_sink="bad.dlq")
 
 
 def test_replay_of_fixed_code_yields_the_missing_results_once(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 
 ``python chaos_app.py DATA_DIR SERVERS PREFIX`` reads ``PREFIX.events`` and writes
 ``PREFIX.windows`` and ``PREFIX.running`` to Kafka and ``running`` to the flow's log until
-SIGTERM (which takes a last checkpoint);
+SIGTERM (which takes a last checkpoint), a copy of each dead letter to ``PREFIX.dlq``;
 ``RHEOS_TEST_CHECKPOINT_PAUSE`` makes every checkpoint pause inside its transaction and again
 between the checkpoint's commit and the Kafka transactions' commit.
 """
@@ -24,7 +24,12 @@ def pace(event: Any) -> None:
 
 
 def build(data_dir: str, servers: str, prefix: str, interval: str = "0.3s") -> rh.Flow:
-    flow = rh.Flow("kchaos", data_dir=data_dir, checkpoint_interval=interval)
+    flow = rh.Flow(
+        "kchaos",
+        data_dir=data_dir,
+        checkpoint_interval=interval,
+        dead_letter_sink=rh.kafka_sink(f"{prefix}.dlq", bootstrap_servers=servers, create=True),
+    )
     keyed = (
         flow.source(
             rh.kafka_source(f"{prefix}.events", bootstrap_servers=servers, group=prefix),

@@ -63,6 +63,47 @@ def test_a_lost_broker_fails_the_run_after_lost_timeout(
     assert [e["i"] for e in out] == list(range(10))
 
 
+def test_lost_brokers_are_not_idle_partitions(own_broker: tuple[str, Path], tmp_path: Path) -> None:
+    """With an idle_timeout, a partition silent that long stops holding the watermark back
+    and the watermark follows the clock -- but not while the brokers are lost: the data may
+    be there, unreadable (and producers buffer what they send meanwhile). The window stays
+    open through the outage until lost_timeout fails the run; it is not closed early."""
+    servers, folder = own_broker
+    pid = int(json.loads((folder / "broker.json").read_text())["pid"])
+    topic = new_topic(servers)
+    produce(servers, topic, [{"k": "a", "ts": i} for i in range(10)])
+    seen: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = []
+    flow = rh.Flow("stalled", data_dir=tmp_path / "data", checkpoint_interval=None)
+    (
+        flow.source(
+            rh.kafka_source(topic, bootstrap_servers=servers, lost_timeout="12s"),
+            timestamp="ts",
+            timestamp_unit="ms",
+            idle_timeout="1s",
+        )
+        .inspect(seen.append)
+        .key_by("k")
+        .window(rh.tumbling("10s"))  # closes 10 s after the last event if the clock leads
+        .aggregate(n=rh.count())
+        .sink(rh.list_sink(out))
+    )
+
+    def kill_the_broker() -> None:
+        wait_until(lambda: len(seen) == 10, "the events before the loss", limit=60)
+        os.kill(pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_the_broker)
+    killer.start()
+    try:
+        with pytest.raises(BrokerUnreachableError):
+            flow.run(timeout=120)
+    finally:
+        killer.join(60)
+    assert len(seen) == 10
+    assert out == []  # the window [0, 10 s) was still open when the run failed
+
+
 def windows_of(events: list[dict[str, Any]]) -> list[tuple[str, int, int, int]]:
     """The 10 s tumbling windows of ``events`` per key: (key, start, count, sum)."""
     out: dict[tuple[str, int], list[int]] = {}

@@ -257,7 +257,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(kafka: str, tmp_path
     runs = {}
     for name in ("reference", "chaos"):
         prefix = f"{name}-{random.randrange(10**9)}"
-        for suffix, partitions in (("events", 1), ("windows", 2), ("running", 2)):
+        for suffix, partitions in (("events", 1), ("windows", 2), ("running", 2), ("dlq", 1)):
             new_topic(kafka, partitions, name=f"{prefix}.{suffix}")
         write_events(kafka, f"{prefix}.events", N)
         runs[name] = prefix
@@ -279,4 +279,8 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(kafka: str, tmp_path
     assert sum(map(len, in_log.values())) == N - len(BAD)
     assert committed_in_log(chaos, "running") == in_log
     assert dead_letters(chaos) == BAD
+    # the flow's dead_letter_sink: each letter in Kafka once, with the checkpoints
+    for name in runs.values():
+        copies = values(read_committed(kafka, f"{name}.dlq"))
+        assert sorted(c["source_offset"] for c in copies) == BAD, name
     assert committed_offset(kafka, runs["chaos"], f"{runs['chaos']}.events") == N

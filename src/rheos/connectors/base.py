@@ -127,6 +127,19 @@ class SourceReader(Protocol):
 
 
 @runtime_checkable
+class StallingReader(Protocol):
+    """A reader that knows when it cannot reach its data (a Kafka consumer whose brokers are
+    lost). While it is stalled its silence is not idleness: its partitions do not turn idle
+    and its watermark does not follow the clock, so an outage closes no window and events
+    delayed by it (a producer's buffer, sent once the brokers are back) are not late."""
+
+    @property
+    def stalled(self) -> bool:
+        """Whether the reader cannot reach its data now."""
+        ...
+
+
+@runtime_checkable
 class SeekableReader(Protocol):
     """A reader whose position can be saved in a checkpoint and restored (log sources)."""
 
@@ -286,6 +299,7 @@ __all__ = [
     "Source",
     "SourceReader",
     "SplittableSource",
+    "StallingReader",
     "TransactionalWriter",
     "WatermarkReader",
 ]

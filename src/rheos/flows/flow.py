@@ -84,10 +84,15 @@ class Flow:
     cannot process (undecodable, failing the schema, without a usable timestamp, or making a
     user function raise): ``"dead-letter"`` (default: to the topic ``<name>.dlq``),
     ``"skip"`` (dropped, counted) or ``"fail"`` (the run stops with the error); one step can
-    override it with :meth:`Stream.on_error`. ``state`` is where keyed state lives:
-    ``"memory"`` (default), ``"disk"`` or :func:`~rheos.disk_state` (windows and keyed
-    ``process`` state in SQLite with a bounded cache of hot keys; see
-    docs/concepts/state.md).
+    override it with :meth:`Stream.on_error`. ``dead_letter_sink`` (a sink, e.g.
+    ``rh.kafka_sink("orders.dlq", ...)``) also receives every dead letter written to
+    ``<name>.dlq``, as a dict (``DeadLetter.as_dict()``: the record as text, the step, the
+    error, where it was read), with the flow's checkpoints: a Kafka sink writes them in its
+    checkpoint's transaction, exactly once. ``<name>.dlq`` stays the one that ``rheos dlq``
+    lists and ``rheos replay`` replays.
+    ``state`` is where keyed state lives: ``"memory"`` (default), ``"disk"`` or
+    :func:`~rheos.disk_state` (windows and keyed ``process`` state in SQLite with a bounded
+    cache of hot keys; see docs/concepts/state.md).
     """
 
     def __init__(
@@ -97,13 +102,20 @@ class Flow:
         data_dir: str | os.PathLike[str] | None = None,
         clock: Any = None,
         on_error: OnError = "dead-letter",
+        dead_letter_sink: Any = None,
         state: StateOption = "memory",
     ) -> None:
         if not name or not isinstance(name, str):
             raise FlowDefinitionError(f"a flow needs a non-empty name, got {name!r}")
         _check_policy(name, on_error)
         self.state = state_backend(name, state)
+        if dead_letter_sink is not None and not callable(getattr(dead_letter_sink, "open", None)):
+            raise FlowDefinitionError(
+                f"flow {name!r}: dead_letter_sink must be a sink (rh.kafka_sink(...), "
+                f"rh.log_sink(...)), got {dead_letter_sink!r}"
+            )
         self.on_error: OnError = on_error
+        self.dead_letter_sink = dead_letter_sink
         self.name = name
         self.data_dir = os.fspath(data_dir) if data_dir is not None else None
         self.clock = clock
@@ -180,7 +192,13 @@ class Flow:
 
     def graph(self) -> Graph:
         """A frozen snapshot of the flow's steps."""
-        return Graph(self.name, tuple(self._steps), self.on_error, self.state)
+        return Graph(
+            self.name,
+            tuple(self._steps),
+            self.on_error,
+            dead_letter_sink=self.dead_letter_sink,
+            state=self.state,
+        )
 
     def describe(self) -> str:
         """The flow as text: one step per line with the ports it reads from."""

@@ -216,6 +216,9 @@ class Graph:
     steps: tuple[Step, ...] = field(default=())
     on_error: str = "dead-letter"
     """The flow's policy for bad events (see :data:`ON_ERROR`); steps may override it."""
+    dead_letter_sink: Any = None
+    """A sink that also receives every dead letter of the flow (see :class:`~rheos.flows.
+    Flow`), or ``None``."""
     state: DiskState | None = None
     """Where keyed state lives: ``None`` in memory, else on disk (:mod:`rheos.flows.backends`)."""
 

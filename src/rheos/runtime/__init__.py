@@ -226,8 +226,16 @@ class Flow(FlowDescription):
         checkpoint_interval: Duration | None = DEFAULT_CHECKPOINT_INTERVAL,
         keep_checkpoints: int = DEFAULT_KEEP,
         metrics: bool = True,
+        dead_letter_sink: Any = None,
     ) -> None:
-        super().__init__(name, data_dir=data_dir, clock=clock, on_error=on_error, state=state)
+        super().__init__(
+            name,
+            data_dir=data_dir,
+            clock=clock,
+            on_error=on_error,
+            dead_letter_sink=dead_letter_sink,
+            state=state,
+        )
         self.metrics_enabled = metrics
         self.checkpoint_interval_ms = _ms(checkpoint_interval)
         if keep_checkpoints < 1:

@@ -49,6 +49,7 @@ class BadEvents:
         """Open the run's dead letters (their writer opens at the first one, recovered to the
         restored checkpoint) and give them to the compiled flow's steps."""
         self.dead = DeadLetters(graph, ctx, on_disk, compiled.named_writers)
+        self.dead.open_copy()  # (recovered with the flow's sinks when the run restores)
         compiled.dead = self.dead
         if checkpointer is not None:
             self.dead.on_open = checkpointer.recover_writer
@@ -197,6 +198,8 @@ class _DeadLetterCloser:
     def flush(self) -> None:
         if self.dead.writer is not None:
             self.dead.writer.flush()
+        if self.dead.copy is not None:
+            self.dead.copy.flush()
 
     def close(self) -> None:
         self.dead.close()

@@ -241,6 +241,8 @@ class DeadLetters:
     """Skip letters already in the topic (off while dead letters are replayed: one that fails
     again is a new letter)."""
     _writer: DeadLetterWriter | None = None
+    _copy: SinkWriter | None = None
+    """The writer of the flow's ``dead_letter_sink`` (open with :attr:`_writer`)."""
     _known: set[tuple[Any, ...]] | None = None
 
     def __post_init__(self) -> None:
@@ -326,7 +328,21 @@ class DeadLetters:
             self.writers[self.topic] = self._writer
             if self.on_open is not None:
                 self.on_open(self.topic, self._writer)
-        self._writer.write_letter(letter, event_time if event_time is not None else now)
+        timestamp = event_time if event_time is not None else now
+        self._writer.write_letter(letter, timestamp)
+        if self._copy is not None:
+            self._copy.write(letter.as_dict(), timestamp)
+
+    def open_copy(self) -> None:
+        """Open the flow's ``dead_letter_sink``, if it has one, as the run starts: it is one
+        of the run's sinks, recovered with the others from the restored checkpoint and part
+        of every checkpoint (a sink opened at the first letter would miss the commit of what
+        an earlier run prepared)."""
+        sink = self.graph.dead_letter_sink
+        if sink is None or not self.to_log:
+            return
+        self._copy = sink.open(self.ctx)
+        self.writers[f"{self.topic} (dead_letter_sink)"] = self._copy
 
     def _pending(self) -> set[tuple[Any, ...]]:
         """The identities of the flow's committed letters that were not replayed yet: a run
@@ -355,9 +371,16 @@ class DeadLetters:
     def writer(self) -> DeadLetterWriter | None:
         return self._writer
 
+    @property
+    def copy(self) -> SinkWriter | None:
+        """The writer of the flow's ``dead_letter_sink``, once open."""
+        return self._copy
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+        if self._copy is not None:
+            self._copy.close()
 
 
 def read_dead_letters(

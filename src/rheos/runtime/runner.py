@@ -448,9 +448,12 @@ class Runner:
         """No source gave events: idle sources' watermarks may advance (see the event-time
         docs), and the flow's with them."""
         for src in self.sources:
-            if not src.done and not self.executor.holds(src):
-                src.tracker.poll_idle()
-                src.wm = src.current()
+            if src.done or self.executor.holds(src):
+                continue
+            if src.stalled():
+                continue  # its data cannot be reached: not idle (see StallingReader)
+            src.tracker.poll_idle()
+            src.wm = src.current()
         self.executor.advance_flow()
 
     def _reading(self, src: SourceRun) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rheos.connectors.base import Chunk, SourceReader, WatermarkReader
+from rheos.connectors.base import Chunk, SourceReader, StallingReader, WatermarkReader
 from rheos.errors import EventError
 from rheos.flows.steps import SourceStep
 from rheos.runtime.compile import ChunkLoop
@@ -44,6 +44,11 @@ class SourceRun:
         )
         self.tracker.declare_partitions(reader.partitions)
         self.single = len(reader.partitions) == 1
+        self.stalled: Callable[[], bool] = _never
+        """Whether the reader cannot reach its data now (then it is not idle: see
+        :class:`~rheos.connectors.base.StallingReader`)."""
+        if isinstance(reader, StallingReader):
+            self.stalled = lambda: reader.stalled
         self.own_watermark: Callable[[], int] | None = (
             reader.watermark if isinstance(reader, WatermarkReader) else None
         )
@@ -143,6 +148,10 @@ class SourceRun:
         for p in self.reader.partitions:
             self.tracker.end_partition(p)
         self.wm = MAX_WATERMARK
+
+
+def _never() -> bool:
+    return False
 
 
 __all__ = ["AUTO_MS_FROM", "OWN_BOUND", "SourceRun"]

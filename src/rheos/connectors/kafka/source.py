@@ -124,6 +124,8 @@ class KafkaReader(BaseReader):
         self._settings = settings
         self._lost_since: float | None = None
         """When librdkafka last said no broker could be reached (None: since answered)."""
+        self._probed = 0.0
+        """When :attr:`stalled` last asked the brokers whether they are back."""
         self._consumer = kafka.Consumer({**settings, "error_cb": self._on_error})
         try:
             self._pairs = topic_partitions(
@@ -166,6 +168,25 @@ class KafkaReader(BaseReader):
         lost = (self._kafka.KafkaError._ALL_BROKERS_DOWN, self._kafka.KafkaError._TRANSPORT)
         if err.code() in lost and self._lost_since is None:
             self._lost_since = time.monotonic()
+
+    @property
+    def stalled(self) -> bool:
+        """Whether the brokers are lost now (see :class:`~rheos.connectors.base.
+        StallingReader`): librdkafka said none could be reached, and none has answered
+        since -- a record, or the cluster's metadata, asked for at most once a second (for
+        0.2 s) while lost."""
+        if self._lost_since is None:
+            return False
+        now = time.monotonic()
+        if now - self._probed < 1.0:
+            return True
+        self._probed = now
+        try:
+            self._consumer.list_topics(timeout=0.2)
+        except self._kafka.KafkaException:
+            return True
+        self._lost_since = None
+        return False
 
     def _check_brokers(self) -> None:
         """Past ``lost_timeout`` without a broker (librdkafka retrying all along), fail with

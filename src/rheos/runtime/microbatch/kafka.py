@@ -49,6 +49,10 @@ class ColumnarKafkaReader:
     def exhausted(self) -> bool:
         return self._reader.exhausted
 
+    @property
+    def stalled(self) -> bool:
+        return self._reader.stalled
+
     def poll(self, timeout: float) -> list[Part]:
         parts = []
         for i, raw, offsets, stamps in self._reader.poll_records(timeout, self.max_records):
