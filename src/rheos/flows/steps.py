@@ -218,6 +218,8 @@ class Graph:
     dead_letter_sink: Any = None
     """A sink that also receives every dead letter of the flow (see :class:`~rheos.flows.
     Flow`), or ``None``."""
+    late_sink: Any = None
+    """A sink that also receives what goes to the flow's default late output, or ``None``."""
 
     def consumers(self) -> dict[Port, list[tuple[Step, int]]]:
         """Map each port to the ``(step, input_index)`` pairs that read it."""

@@ -225,6 +225,7 @@ class Flow(FlowDescription):
         keep_checkpoints: int = DEFAULT_KEEP,
         metrics: bool = True,
         dead_letter_sink: Any = None,
+        late_sink: Any = None,
     ) -> None:
         super().__init__(
             name,
@@ -232,6 +233,7 @@ class Flow(FlowDescription):
             clock=clock,
             on_error=on_error,
             dead_letter_sink=dead_letter_sink,
+            late_sink=late_sink,
         )
         self.metrics_enabled = metrics
         self.checkpoint_interval_ms = _ms(checkpoint_interval)
