@@ -38,8 +38,8 @@ QUOTES = [
 ]
 
 
-def quote_flow(data_dir, out_topic: str = "alerts"):
-    flow = rh.Flow("quote-alerts", data_dir=data_dir)
+def quote_flow(data_dir, out_topic: str = "alerts", **options):
+    flow = rh.Flow("quote-alerts", data_dir=data_dir, **options)
     quotes = flow.source(
         rh.log_source("quotes"), timestamp="ts", timestamp_unit="ms", out_of_orderness="1s"
     )
@@ -98,6 +98,27 @@ def test_log_round_trip_streaming_routes_late_events_to_the_default_topic(tmp_pa
     (late,) = read(tmp_path, "quote-alerts.late")
     assert late["event"] == QUOTES[4] and late["windows"] == [[0, 60_000]]
     assert summary.events_out == 3  # the default late topic is counted under `late`
+
+
+def test_late_sink_and_dead_letter_sink_receive_copies(tmp_path) -> None:
+    """``late_sink`` gets what goes to ``<flow>.late``, ``dead_letter_sink`` what goes to
+    ``<flow>.dlq`` (in both modes, checkpointed: written with the checkpoints)."""
+    write(tmp_path, "quotes", [*QUOTES[:2], {"symbol": "A", "price": 1.0}, *QUOTES[2:]])
+    flow = quote_flow(
+        tmp_path,
+        late_sink=rh.log_sink("late-copy"),
+        dead_letter_sink=rh.log_sink("dead-copy"),
+    )
+    flow.checkpoint_interval_ms = 50
+    summary = flow.run(stop_after=5, drain=True)
+    assert (summary.late, summary.dead) == (1, 1)
+    assert read(tmp_path, "late-copy") == read(tmp_path, "quote-alerts.late")
+    (letter,) = read(tmp_path, "dead-copy")
+    assert (letter["step"], letter["error_type"], letter["source_offset"]) == (
+        "source",
+        "EventError",
+        2,
+    )
 
 
 def test_streaming_log_source_waits_for_new_data_and_stops_from_another_thread(tmp_path) -> None:

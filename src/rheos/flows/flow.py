@@ -89,7 +89,9 @@ class Flow:
     ``<name>.dlq``, as a dict (``DeadLetter.as_dict()``: the record as text, the step, the
     error, where it was read), with the flow's checkpoints: a Kafka sink writes them in its
     checkpoint's transaction, exactly once. ``<name>.dlq`` stays the one that ``rheos dlq``
-    lists and ``rheos replay`` replays.
+    lists and ``rheos replay`` replays. ``late_sink`` likewise receives what goes to the
+    default late output ``<name>.late`` (late records of steps whose ``.late()`` is not
+    routed elsewhere).
     ``state`` is where keyed state lives: ``"memory"`` (default), ``"disk"`` or
     :func:`~rheos.disk_state` (windows and keyed ``process`` state in SQLite with a bounded
     cache of hot keys; see docs/concepts/state.md).
@@ -103,19 +105,22 @@ class Flow:
         clock: Any = None,
         on_error: OnError = "dead-letter",
         dead_letter_sink: Any = None,
+        late_sink: Any = None,
         state: StateOption = "memory",
     ) -> None:
         if not name or not isinstance(name, str):
             raise FlowDefinitionError(f"a flow needs a non-empty name, got {name!r}")
         _check_policy(name, on_error)
         self.state = state_backend(name, state)
-        if dead_letter_sink is not None and not callable(getattr(dead_letter_sink, "open", None)):
-            raise FlowDefinitionError(
-                f"flow {name!r}: dead_letter_sink must be a sink (rh.kafka_sink(...), "
-                f"rh.log_sink(...)), got {dead_letter_sink!r}"
-            )
+        for what, sink in (("dead_letter_sink", dead_letter_sink), ("late_sink", late_sink)):
+            if sink is not None and not callable(getattr(sink, "open", None)):
+                raise FlowDefinitionError(
+                    f"flow {name!r}: {what} must be a sink (rh.kafka_sink(...), "
+                    f"rh.log_sink(...)), got {sink!r}"
+                )
         self.on_error: OnError = on_error
         self.dead_letter_sink = dead_letter_sink
+        self.late_sink = late_sink
         self.name = name
         self.data_dir = os.fspath(data_dir) if data_dir is not None else None
         self.clock = clock
@@ -197,6 +202,7 @@ class Flow:
             tuple(self._steps),
             self.on_error,
             dead_letter_sink=self.dead_letter_sink,
+            late_sink=self.late_sink,
             state=self.state,
         )
 

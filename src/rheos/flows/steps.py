@@ -219,6 +219,8 @@ class Graph:
     dead_letter_sink: Any = None
     """A sink that also receives every dead letter of the flow (see :class:`~rheos.flows.
     Flow`), or ``None``."""
+    late_sink: Any = None
+    """A sink that also receives what goes to the flow's default late output, or ``None``."""
     state: DiskState | None = None
     """Where keyed state lives: ``None`` in memory, else on disk (:mod:`rheos.flows.backends`)."""
 

@@ -227,6 +227,7 @@ class Flow(FlowDescription):
         keep_checkpoints: int = DEFAULT_KEEP,
         metrics: bool = True,
         dead_letter_sink: Any = None,
+        late_sink: Any = None,
     ) -> None:
         super().__init__(
             name,
@@ -234,6 +235,7 @@ class Flow(FlowDescription):
             clock=clock,
             on_error=on_error,
             dead_letter_sink=dead_letter_sink,
+            late_sink=late_sink,
             state=state,
         )
         self.metrics_enabled = metrics

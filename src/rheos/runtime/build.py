@@ -199,7 +199,8 @@ def make_node(
 def default_late(ctx: OpenContext, topic: str | None, compiled: Compiled) -> Push:
     """The default late output: late records kept for the summary (all of them without a
     late topic; the first :data:`IN_SUMMARY` with one) and written to ``topic``, a log topic
-    opened when the first late record comes."""
+    opened when the first late record comes -- and to the flow's ``late_sink`` (opened with
+    the run, so that checkpoints recover it with the other sinks) when it has one."""
     memory = compiled.late_memory
     if topic is None:
 
@@ -208,6 +209,11 @@ def default_late(ctx: OpenContext, topic: str | None, compiled: Compiled) -> Pus
 
         return keep
     opened: list[Callable[[Any, int], None]] = []
+    copy = None
+    if compiled.graph.late_sink is not None:  # opened with the run, recovered as a sink
+        copy = compiled.graph.late_sink.open(ctx)
+        compiled.writers.append(copy)
+        compiled.named_writers[f"{topic} (late_sink)"] = copy
 
     def keep_and_write(key: Any, value: Any, ts: int) -> None:
         if len(memory) < IN_SUMMARY:
@@ -220,6 +226,8 @@ def default_late(ctx: OpenContext, topic: str | None, compiled: Compiled) -> Pus
                 compiled.on_open(topic, writer)
             opened.append(writer.write)
         opened[0](value, ts)
+        if copy is not None:
+            copy.write(value, ts)
 
     return keep_and_write
 

@@ -77,13 +77,7 @@ class _Builder:
             if needs_repartition(step) and not self._routed(step, inputs):
                 inputs = (self._through_topic(step, inputs),)
             self.new_id[step.id] = self._add(step, inputs).id
-        return Graph(
-            self.graph.name,
-            tuple(self.steps),
-            self.graph.on_error,
-            dead_letter_sink=self.graph.dead_letter_sink,
-            state=self.graph.state,
-        )
+        return dataclasses.replace(self.graph, steps=tuple(self.steps))
 
     def _add(self, step: Step, inputs: tuple[Port, ...]) -> Step:
         step = dataclasses.replace(step, id=len(self.steps), inputs=inputs)
