@@ -3,8 +3,18 @@
 from typing import Any
 
 import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from rheos.windowing import MAX_WATERMARK, WindowOperator, collect, count, session, sum
+from rheos.windowing import (
+    MAX_WATERMARK,
+    MIN_WATERMARK,
+    WindowOperator,
+    collect,
+    count,
+    session,
+    sum,
+)
 
 
 def ev(v: int) -> dict[str, int]:
@@ -158,3 +168,95 @@ def test_merged_session_keeps_the_earliest_first_arrival_for_ordering() -> None:
         ("a", 0, 28, 3),
         ("b", 0, 28, 3),
     ]
+
+
+class NaiveSessions:
+    """Session windows as their definition reads, for the property below: a list of
+    sessions per key, every one looked at on every call."""
+
+    def __init__(self, gap: int, lateness: int) -> None:
+        self.gap, self.lateness = gap, lateness
+        self.wm = MIN_WATERMARK
+        self.seq = 0
+        self.sessions: dict[str, list[list[Any]]] = {}  # [start, end, cseq, (ts, v)s]
+        self.closed: dict[str, tuple[int, int]] = {}
+
+    def late(self, end: int) -> bool:
+        return end + self.lateness <= self.wm
+
+    def process(self, key: str, v: int, ts: int) -> bool:
+        """Whether the event is late."""
+        end = ts + self.gap
+        closed = self.closed.get(key)
+        if self.late(end) or (closed is not None and ts < closed[1]):
+            return True
+        seq, self.seq = self.seq, self.seq + 1
+        mine = self.sessions.setdefault(key, [])
+        hits = [s for s in mine if s[0] < end and s[1] > ts]
+        merged = [min([ts, *(s[0] for s in hits)]), max([end, *(s[1] for s in hits)])]
+        cseq = min([seq, *(s[2] for s in hits)])
+        values = [x for s in hits for x in s[3]] + [(ts, v)]
+        mine[:] = sorted([s for s in mine if s not in hits] + [[*merged, cseq, values]])
+        return False
+
+    def advance(self, wm: int) -> list[dict[str, Any]]:
+        if wm <= self.wm:
+            return []
+        self.wm = wm
+        done = sorted(
+            (s[1], s[0], s[2], key, s[3])
+            for key, mine in self.sessions.items()
+            for s in mine
+            if self.late(s[1])
+        )
+        rows = []
+        for end, start, _, key, values in done:
+            self.sessions[key] = [s for s in self.sessions[key] if s[0] != start]
+            if key not in self.closed or end > self.closed[key][1]:
+                self.closed[key] = (start, end)
+            rows.append(
+                {
+                    "key": key,
+                    "window_start": start,
+                    "window_end": end,
+                    "n": len(values),
+                    "vals": [v for _, v in sorted(values)],  # (by time, then arrival)
+                }
+            )
+        for key, (_, end) in list(self.closed.items()):
+            if self.late(end + self.gap):
+                del self.closed[key]
+        return rows
+
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("event"), st.sampled_from("abc"), st.integers(0, 300)),
+        st.tuples(st.just("advance"), st.just(""), st.integers(0, 320)),
+        st.tuples(st.just("restore"), st.just(""), st.just(0)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps, st.sampled_from([0, 7, 25]))
+def test_sessions_equal_their_definition(ops: list[tuple[str, str, int]], lateness: int) -> None:
+    """Out-of-order events, merges, lateness, restores: the operator (a heap of session
+    ends, entries pushed again only when found stale, the watermark taken without a look
+    at the heap below the next end) closes the same sessions, in the same order, as the
+    naive definition."""
+    aggs = {"n": count(), "vals": collect("v")}
+    op = WindowOperator(session(10), aggs, allowed_lateness_ms=lateness)
+    naive = NaiveSessions(10, lateness)
+    values = iter(range(10_000))
+    for kind, key, t in ops:
+        if kind == "event":
+            v = next(values)
+            assert (op.process(key, ev(v), t).late is not None) == naive.process(key, v, t)
+        elif kind == "advance":
+            assert op.advance(t) == naive.advance(t)
+        else:
+            snap = msgspec.msgpack.decode(msgspec.msgpack.encode(op.snapshot()))
+            op = WindowOperator.restore(session(10), aggs, snap, allowed_lateness_ms=lateness)
+    assert op.advance(MAX_WATERMARK) == naive.advance(MAX_WATERMARK)

@@ -163,6 +163,7 @@ class WindowNode:
         self.flow_watermark: Callable[[], int] = lambda: self.op.watermark
         """Set by the runner: the flow watermark now (for late records)."""
         self._due = MIN_WATERMARK + 1
+        self._sessions = self.op.kernel.session
         self.on_close_error: CloseErrorHandler = raise_close_error
         """Set by the runtime: where errors of user code at window close go."""
         self.disorder = Disorder()
@@ -259,6 +260,13 @@ class WindowNode:
         points the operator is not called (the result is the same).
         """
         if self.processing_time or watermark < self._due:
+            return
+        if self._sessions and MIN_WATERMARK < watermark < MAX_WATERMARK:
+            # sessions change at every rise (the operator mostly just takes the watermark)
+            rows = self.op.advance(watermark - self.hold_ms, self._close_failed, self.emit_rows)
+            if rows:
+                self.emit_rows(rows)
+            self._due = watermark + 1
             return
         wm = held(watermark, self.hold_ms)
         self._close(wm)

@@ -102,7 +102,7 @@ from rheos.errors import CheckpointError, ConfigError, EventError
 from rheos.windowing.aggregations import Aggregation, BoundAggregation, bind
 from rheos.windowing.containers import ListHeap, NoChanges, SessionHeap
 from rheos.windowing.kernel import WindowKernel
-from rheos.windowing.watermarks import MIN_WATERMARK
+from rheos.windowing.watermarks import MAX_WATERMARK, MIN_WATERMARK
 from rheos.windowing.windows import (
     CalendarWindows,
     SessionWindows,
@@ -262,6 +262,11 @@ class WindowOperator:
         self._closed: Any = {}
         self._closed_heap: Any = ListHeap()
         self._pushes = 0
+        self._quiet_until = MIN_WATERMARK
+        """Sessions: below this watermark no session finalizes and no finalized one is
+        forgotten (the lowest end on the heap plus the lateness, the next forget time), so
+        :meth:`advance` only moves the watermark. A stale heap entry makes it lower, never
+        higher; :data:`MIN_WATERMARK` until an advance has computed it."""
         self._on_disk = False
         """Keys in a disk-backed store (:meth:`keep_keys_in`, :meth:`keep_sessions_in`)."""
         self._new_keys: Callable[[int], Any] = _new_dict
@@ -414,6 +419,8 @@ class WindowOperator:
 
     def _push_session(self, key: Hashable, state: list[Any]) -> None:
         self._pushes += 1
+        if state[1] + self.allowed_lateness_ms < self._quiet_until:
+            self._quiet_until = state[1] + self.allowed_lateness_ms
         self._session_heap.push((state[1], state[0], state[2], self._pushes, key))
 
     def _process_session(self, key: Hashable, event: Any, ts: int) -> ProcessResult:
@@ -450,7 +457,9 @@ class WindowOperator:
                 self._state_size -= len(hits) - 1
             state[0] = min(state[0], ts)
             state[1] = max(state[1], end)
-            if len(hits) > 1 or bounds != (state[0], state[1]):
+            if len(hits) > 1 or bounds[0] != state[0]:
+                # (a session that only ends later keeps its heap entry, found too early and
+                # pushed again then: one push per session and gap, not one per event)
                 self._push_session(key, state)
         self._add(state, 3, event, values, ts, seq)
         self._changed.add(key)
@@ -481,6 +490,8 @@ class WindowOperator:
             return []
         self._watermark = watermark
         if self._kind is SessionWindows:
+            if watermark < self._quiet_until:
+                return []  # (the common case: called at every rise of the watermark)
             return self._advance_sessions(watermark, on_error)
         out: list[Row] = []
         heap = self._starts
@@ -521,17 +532,16 @@ class WindowOperator:
             sessions = self._sessions.get(key)
             if not sessions:
                 continue
-            index = next(
-                (
-                    i
-                    for i, s in enumerate(sessions)
-                    if s[0] == start and s[1] == end and s[2] == cseq
-                ),
-                None,
-            )
+            index = next((i for i, s in enumerate(sessions) if s[2] == cseq), None)
             if index is None:
-                continue  # a stale entry: the session grew or merged since
-            state = sessions.pop(index)
+                continue  # a stale entry: the session merged into another since
+            state = sessions[index]
+            if state[1] != end:  # it grew since (not pushed again then): in its new place
+                self._push_session(key, state)
+                continue
+            if state[0] != start:
+                continue  # it started earlier since: pushed again then
+            sessions.pop(index)
             if not sessions:
                 del self._sessions[key]
             self._state_size -= 1
@@ -555,6 +565,10 @@ class WindowOperator:
             if closed is not None and is_late(closed[1] + self._size, watermark):
                 del self._closed[key]
                 self._changed.add(key)
+        top = heap.peek()
+        quiet = MAX_WATERMARK if top is None else top[0] + self.allowed_lateness_ms
+        top = closed_heap.peek()
+        self._quiet_until = quiet if top is None else min(quiet, top[0])
         return out
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -586,6 +600,7 @@ class WindowOperator:
         self._sessions, self._closed = sessions, closed
         self._session_heap, self._closed_heap = heap, closed_heap
         self._untracked()
+        self._quiet_until = MIN_WATERMARK
 
     def _untracked(self) -> None:
         self._on_disk = True
@@ -603,6 +618,7 @@ class WindowOperator:
         """After :meth:`load`, with sessions kept on disk: their count and numbering."""
         self._state_size = state_size
         self._pushes = pushes
+        self._quiet_until = MIN_WATERMARK
 
     def open_windows(self, starts: Mapping[int, Any]) -> None:
         """After :meth:`load`: the open windows of a disk-backed store, ``start -> keys``
@@ -708,6 +724,7 @@ class WindowOperator:
         if data is None:
             return
         if self._kind is SessionWindows:
+            self._quiet_until = MIN_WATERMARK
             sessions = []
             for start, end, cseq, accs in data["sessions"]:
                 state = [start, end, cseq, *self._load(accs)]
@@ -789,6 +806,7 @@ class WindowOperator:
         self._state_size = 0
         self._watermark = int(snapshot["watermark"])
         self._seq = int(snapshot["seq"])
+        self._quiet_until = MIN_WATERMARK
         self.late_events = int(snapshot["late_events"])
         for key, data in snapshot.get("keys", ()):
             self.restore_key(key_from_plain(key), data)

@@ -87,6 +87,19 @@ class Round:
         self.reads_min = reads_min
         """Bounded runs: steps reading the flow watermark see the minimum until the end."""
 
+    @functools.cached_property
+    def rises(self) -> list[int]:
+        """``rises[j]``: the first crossing at or after ``j`` where the watermark rises
+        (``n + 1`` if none): what a search for "above the watermark before crossing ``j``"
+        finds, for the steps due at every rise (session windows), without a search."""
+        wm = self.wm
+        before = np.empty_like(wm)
+        before[0] = self.start_wm
+        before[1:] = wm[:-1]
+        at = np.where(wm > before, np.arange(len(wm)), len(wm))
+        rises: list[int] = np.minimum.accumulate(at[::-1])[::-1].tolist()
+        return rises
+
     def flow_watermark(self, pos: int) -> int:
         """The flow watermark while the item at ``pos`` is processed."""
         if self.reads_min:
@@ -170,8 +183,9 @@ class Driver:
                 found = (rnd.n + 1, MIN_WATERMARK)  # no crossing left in the round
                 break
             due = node.next_due
-            target = max(due, floor + 1)
-            j = j0 + int(wm[j0:].searchsorted(target, "left"))
+            # (due at the next rise: found without a search)
+            rise = due <= floor + 1
+            j = rnd.rises[j0] if rise else j0 + int(wm[j0:].searchsorted(due, "left"))
             if j >= last or j > rnd.n:
                 found = (j, due)
                 break
