@@ -29,6 +29,12 @@ ratios), not across machines or runs. Results are checked: bounded against strea
 micro-batch against stream-first (the same rows, sums to 9 significant digits).
 
     python benchmarks/bench_batch.py [--events N] [--repeat R] [--batch-size B]
+                                     [--extra-fields K] [--out FILE]
+
+``--extra-fields K`` gives every event K more fields that no workload reads (ids, flags,
+counters, coordinates, a nested object, a null: :func:`extra_fields`), as the events of
+real apps have: stream-first mode decodes only the fields a flow reads where it can
+(:mod:`rheos.runtime.projection`), micro-batch mode and the baselines decode them all.
 
 The table is also written as JSON to ``benchmarks/results/batch.json`` (``--out``).
 """
@@ -67,8 +73,9 @@ WINDOW_MS = 60_000
 START = 1_700_000_000_000
 
 
-def write_jsonl(path: str, n: int, seed: int, step_ms: int = 10) -> None:
-    """``n`` events, ``step_ms`` apart in event time, 5% of them up to 5 s late."""
+def write_jsonl(path: str, n: int, seed: int, step_ms: int = 10, extra: int = 0) -> None:
+    """``n`` events, ``step_ms`` apart in event time, 5% of them up to 5 s late; ``extra``
+    more fields no workload reads (:func:`extra_fields`)."""
     rnd = random.Random(seed)
     with open(path, "wb") as f:
         lines = []
@@ -83,12 +90,30 @@ def write_jsonl(path: str, n: int, seed: int, step_ms: int = 10) -> None:
                 "category": CATEGORIES[rnd.randrange(8)],
                 "amount": round(rnd.random() * 200, 2),
             }
+            if extra:
+                event.update(extra_fields(rnd, extra))
             lines.append(orjson.dumps(event))
             if len(lines) == 50_000:
                 f.write(b"\n".join(lines) + b"\n")
                 lines = []
         if lines:
             f.write(b"\n".join(lines) + b"\n")
+
+
+def extra_fields(rnd: random.Random, k: int) -> dict[str, Any]:
+    """``k`` fields of the kinds apps add to their events (ids, versions, flags, counters,
+    coordinates, a nested object, a null), named ``x00``, ``x01``..."""
+    kinds: list[Callable[[], Any]] = [
+        lambda: f"{rnd.getrandbits(64):016x}",
+        lambda: rnd.randrange(1_000),
+        lambda: round(rnd.uniform(-90, 90), 6),
+        lambda: rnd.random() < 0.5,
+        lambda: rnd.choice(["ios", "android", "web"]),
+        lambda: {"id": rnd.randrange(10_000), "tier": rnd.choice(["free", "pro"])},
+        lambda: None,
+        lambda: f"5.{rnd.randrange(20)}.{rnd.randrange(10)}",
+    ]
+    return {f"x{j:02d}": kinds[j % len(kinds)]() for j in range(k)}
 
 
 def cli(data_dir: str, *args: str) -> None:
@@ -289,6 +314,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100_000)
     parser.add_argument("--workloads", default="W1,W2,S,J")
     parser.add_argument("--out", default=str(RESULTS), help="where the JSON results go")
+    parser.add_argument(
+        "--extra-fields", type=int, default=0, help="K more fields per event that no step reads"
+    )
     args = parser.parse_args()
     n, repeat, batch = args.events, args.repeat, args.batch_size
     table: list[tuple[str, str, float, str]] = []
@@ -303,8 +331,8 @@ def main() -> None:
         data_dir = os.path.join(folder, "data")
         events = os.path.join(folder, "events.jsonl")
         right = os.path.join(folder, "right.jsonl")
-        write_jsonl(events, n, seed=7)
-        write_jsonl(right, n // 2, seed=8, step_ms=20)
+        write_jsonl(events, n, seed=7, extra=args.extra_fields)
+        write_jsonl(right, n // 2, seed=8, step_ms=20, extra=args.extra_fields)
         started = time.perf_counter()
         cli(data_dir, "topic", "create", TOPIC, "--partitions", "1")
         cli(data_dir, "produce", TOPIC, "--file", events)
@@ -371,9 +399,8 @@ def main() -> None:
         {"workload": w, "run": label, "events_per_s": round(rate), "ratios": note}
         for w, label, rate, note in table
     ]
-    Path(args.out).write_text(
-        json.dumps({"events": n, "repeat": repeat, "batch_size": batch, "rows": rows}, indent=2)
-    )
+    report = {"events": n, "extra_fields": args.extra_fields, "repeat": repeat}
+    Path(args.out).write_text(json.dumps({**report, "batch_size": batch, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ Per workload and mode (``stream-first``, ``micro-batch`` with ``--batch-size``, 
 events per CPU second streaming and bounded, and their ratio.
 
     python benchmarks/bench_bounded_cpu.py [--events N] [--repeat R] [--workloads W1,W2]
+                                           [--extra-fields K]
 """
 
 from __future__ import annotations
@@ -63,14 +64,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100_000)
     parser.add_argument("--workloads", default="W1,W2")
     parser.add_argument("--out", default=str(RESULTS), help="where the JSON results go")
+    parser.add_argument(
+        "--extra-fields", type=int, default=0, help="K more fields per event that no step reads"
+    )
     args = parser.parse_args()
     n = args.events
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rheos-bench-bounded-") as folder:
         data_dir = os.path.join(folder, "data")
         events, right = os.path.join(folder, "events.jsonl"), os.path.join(folder, "right.jsonl")
-        write_jsonl(events, n, seed=7)
-        write_jsonl(right, n // 2, seed=8, step_ms=20)
+        write_jsonl(events, n, seed=7, extra=args.extra_fields)
+        write_jsonl(right, n // 2, seed=8, step_ms=20, extra=args.extra_fields)
         cli(data_dir, "topic", "create", TOPIC, "--partitions", "1")
         cli(data_dir, "produce", TOPIC, "--file", events)
         cli(data_dir, "topic", "create", RIGHT, "--partitions", "1")

@@ -17,7 +17,7 @@ import rheos.windowing as _windowing
 
 NAMES = {
     _runtime: ["Flow", "RunSummary"],
-    _flows: ["Stream", "KeyedStream", "WindowedStream"],
+    _flows: ["Stream", "KeyedStream", "WindowedStream", "col"],
     _connectors: [
         "log_source",
         "log_sink",

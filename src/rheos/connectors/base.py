@@ -163,6 +163,23 @@ class WatermarkReader(Protocol):
 
 
 @runtime_checkable
+class ProjectingReader(Protocol):
+    """A reader that can decode only some fields of its events (see
+    :mod:`rheos.runtime.projection`), its chunks still carrying the record bytes."""
+
+    def project(self, fields: frozenset[str]) -> bool:
+        """From now on, decode each event as a dict of only ``fields`` (those it has);
+        False (and nothing changes) where this reader cannot. A chunk whose records do
+        not all decode that way holds whole events, as before. :meth:`decode` still
+        decodes whole events."""
+        ...
+
+    def decode(self, value: bytes) -> Any:
+        """One record value decoded whole, as without :meth:`project`."""
+        ...
+
+
+@runtime_checkable
 class RawReader(Protocol):
     """A reader whose chunks carry each event's record bytes (``Chunk.raw``, log sources)
     and can decode them again: a bounded run holds the bytes, not the events."""
@@ -293,6 +310,7 @@ __all__ = [
     "BaseWriter",
     "Chunk",
     "OpenContext",
+    "ProjectingReader",
     "SeekableReader",
     "Sink",
     "SinkWriter",

@@ -15,7 +15,7 @@ b'{"a":[1,2]}'
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import msgspec
 
@@ -57,6 +57,17 @@ def value_decoder(
 
         return decode_struct
     return dec
+
+
+def fields_decoder(fmt: str, fields: frozenset[str]) -> Callable[[bytes], Any] | None:
+    """A function decoding one JSON or MessagePack object into a dict of only ``fields``
+    (those it has; the rest of the object is checked and skipped, not built), or None for
+    another format. A value that is not an object raises :class:`msgspec.ValidationError`."""
+    if fmt not in ("json", "msgpack"):
+        return None
+    only = TypedDict("Fields", dict.fromkeys(fields, Any), total=False)  # type: ignore[misc]
+    module = msgspec.json if fmt == "json" else msgspec.msgpack
+    return module.Decoder(only).decode  # type: ignore[no-any-return]
 
 
 def decoder(
@@ -162,4 +173,13 @@ def key_bytes(key: Any) -> bytes | None:
     return msgspec.json.encode(key, enc_hook=_fallback)
 
 
-__all__ = ["FORMATS", "Format", "decoder", "encoder", "key_bytes", "sift", "value_decoder"]
+__all__ = [
+    "FORMATS",
+    "Format",
+    "decoder",
+    "encoder",
+    "fields_decoder",
+    "key_bytes",
+    "sift",
+    "value_decoder",
+]

@@ -38,6 +38,7 @@ from rheos.connectors.base import BaseReader, BaseWriter, Chunk, OpenContext
 from rheos.connectors.codecs import (
     check_format,
     encoder,
+    fields_decoder,
     key_bytes,
     key_getter,
     sift,
@@ -129,6 +130,9 @@ class LogReader(BaseReader):
         self._times: Callable[[list[bytes]], list[Any]] | None = None
         """Decodes only the event-time field (see :meth:`times_only`), else None."""
         self._time_field: str | None = None
+        self._hot = self._decode
+        """What decodes records into chunks: :attr:`_decode`, or only the fields a flow
+        reads (:meth:`project`)."""
         self._check_done()
 
     def times_only(self, field: str) -> None:
@@ -148,6 +152,18 @@ class LogReader(BaseReader):
 
         self._times = times
         self._time_field = field
+
+    def project(self, fields: frozenset[str]) -> bool:
+        """Decode only ``fields`` of each record (JSON and MessagePack objects without a
+        schema; see :class:`~rheos.connectors.base.ProjectingReader`)."""
+        source = self.source
+        if source.schema is not None:
+            return False
+        only = fields_decoder(source.format, fields)
+        if only is None:
+            return False
+        self._hot = only
+        return True
 
     def _check_done(self) -> None:
         if self._ends is not None:
@@ -182,7 +198,7 @@ class LogReader(BaseReader):
                 raw = [raw[i] for i in keep]
                 offsets = [offsets[i] for i in keep]
                 timestamps = [timestamps[i] for i in keep]
-        dec = self._decode
+        dec = self._hot
         limit = self.source.max_record_bytes
         try:
             if limit is not None and raw and max(map(len, raw)) > limit:
@@ -225,7 +241,7 @@ class LogReader(BaseReader):
 
     def decode_all(self, raw: list[bytes]) -> list[Any]:
         """Decode record values that decoded once already (a bounded run holds the bytes)."""
-        dec = self._decode
+        dec = self._hot
         return [dec(v) for v in raw]
 
     def positions(self) -> dict[int, int]:

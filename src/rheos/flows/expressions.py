@@ -110,6 +110,14 @@ class Expr:
         """The column name this expression produces, if it has one."""
         return None
 
+    def columns(self) -> frozenset[str] | None:
+        """The fields of the event this expression reads (None: not known).
+
+        >>> sorted((col("price") * col("qty") > 100).columns())
+        ['price', 'qty']
+        """
+        return None
+
     def __call__(self, event: Any) -> Any:
         return self.eval_row(event)
 
@@ -227,6 +235,9 @@ class Col(Expr):
     def output_name(self) -> str:
         return self.name
 
+    def columns(self) -> frozenset[str]:
+        return frozenset((self.name,))
+
     def __repr__(self) -> str:
         return f"col({self.name!r})"
 
@@ -245,6 +256,9 @@ class Lit(Expr):
 
         return pl.lit(self.value)
 
+    def columns(self) -> frozenset[str]:
+        return frozenset()
+
     def __repr__(self) -> str:
         return f"lit({self.value!r})"
 
@@ -255,6 +269,10 @@ class BinOp(Expr):
     def __init__(self, op: str, left: Expr, right: Expr) -> None:
         self.op, self.left, self.right = op, left, right
         self._fn = _and if op == "&" else _or if op == "|" else _ARITH[op]
+
+    def columns(self) -> frozenset[str] | None:
+        left, right = self.left.columns(), self.right.columns()
+        return None if left is None or right is None else left | right
 
     def eval_row(self, event: Any) -> Any:
         a, b = self.left.eval_row(event), self.right.eval_row(event)
@@ -311,6 +329,9 @@ class Not(Expr):
     def to_polars(self) -> Any:
         return ~self.inner.to_polars()
 
+    def columns(self) -> frozenset[str] | None:
+        return self.inner.columns()
+
     def __repr__(self) -> str:
         return f"~{self.inner!r}"
 
@@ -326,6 +347,9 @@ class IsNull(Expr):
 
     def to_polars(self) -> Any:
         return self.inner.to_polars().is_null()
+
+    def columns(self) -> frozenset[str] | None:
+        return self.inner.columns()
 
     def __repr__(self) -> str:
         return f"{self.inner!r}.is_null()"
@@ -346,6 +370,9 @@ class Alias(Expr):
     @property
     def output_name(self) -> str:
         return self.name
+
+    def columns(self) -> frozenset[str] | None:
+        return self.inner.columns()
 
     def __repr__(self) -> str:
         return f"{self.inner!r}.alias({self.name!r})"
@@ -369,6 +396,12 @@ class PolarsExpr(Expr):
     def output_name(self) -> str | None:
         try:
             return str(self.inner.meta.output_name())
+        except Exception:
+            return None
+
+    def columns(self) -> frozenset[str] | None:
+        try:
+            return frozenset(self.inner.meta.root_names())
         except Exception:
             return None
 

@@ -80,12 +80,16 @@ def read_all(
     reader: SourceReader,
     sift: Callable[[Chunk], list[int]],
     stopped: Callable[[], None] | None = None,
+    *,
+    hold_bytes: bool = True,
 ) -> Arrival:
     """Every event of ``reader`` up to its end; ``sift`` gives a chunk's good event times
     (after dropping, and dead-lettering, the chunk's bad events). ``stopped`` is called while
     the reader waits for more (it raises to give up: a repartition topic whose other tasks
-    failed)."""
-    arrival = Arrival(reader.decode_all if isinstance(reader, RawReader) else None)
+    failed). ``hold_bytes``: a reader whose chunks carry the record bytes gives those to
+    hold, not the events (see :class:`Arrival`)."""
+    bytes_held = hold_bytes and isinstance(reader, RawReader)
+    arrival = Arrival(reader.decode_all if bytes_held else None)  # type: ignore[attr-defined]
     while not reader.exhausted:
         if stopped is not None:
             stopped()

@@ -40,6 +40,7 @@ from rheos.runtime.nodes import (
     user_error,
     where,
 )
+from rheos.runtime.projection import fields_read
 from rheos.windowing.watermarks import disorder_source
 
 
@@ -148,7 +149,12 @@ def fuse(flow: str, chain: list[Step], tail: Push, window: WindowNode | None = N
 
 
 def source_loop(
-    flow: str, chain: list[Step], tail: Push, window: WindowNode | None = None
+    flow: str,
+    chain: list[Step],
+    tail: Push,
+    window: WindowNode | None = None,
+    *,
+    track: bool = False,
 ) -> ChunkLoop:
     """Generate the loop over one chunk of a single-partition source, with the source's
     chain of stateless steps (and its window, if that comes next) inlined.
@@ -157,7 +163,9 @@ def source_loop(
     (``t - bound``) past the executor's next due point, ``rt.advance_flow()`` *before* the
     event is pushed (which cannot make the event itself late); then the chain, inside a
     ``try`` (free when nothing raises) that hands a bad event to ``rt.event_failed`` (``rt``:
-    the :class:`~rheos.runtime.event_executor.EventExecutor`).
+    the :class:`~rheos.runtime.event_executor.EventExecutor`). With ``track``, ``rt.i`` is
+    the index of the event being pushed (a source whose events are projected:
+    :mod:`rheos.runtime.projection`).
     """
     head = [
         "def loop(values, tss, src, rt):",
@@ -166,6 +174,7 @@ def source_loop(
         "    ooo, maxd = 0, stats.max_delay_ms",
         "    failed = rt.event_failed",
         "    for i, (v, t) in enumerate(zip(values, tss)):",
+        *(["        rt.i = i"] if track else []),
         *(
             "        " + line
             for line in disorder_source(
@@ -191,7 +200,12 @@ def source_loop(
 
 
 def ordered_loop(
-    flow: str, chain: list[Step], tail: Push, window: WindowNode | None = None
+    flow: str,
+    chain: list[Step],
+    tail: Push,
+    window: WindowNode | None = None,
+    *,
+    track: bool = False,
 ) -> ChunkLoop:
     """:func:`source_loop` for events already in event-time order (a bounded run): each
     event's time is the watermark (nothing earlier is still to come), so there is no
@@ -201,6 +215,7 @@ def ordered_loop(
         "    wm, timed = src.wm, rt.timed",
         "    failed = rt.event_failed",
         "    for i, (v, t) in enumerate(zip(values, tss)):",
+        *(["        rt.i = i"] if track else []),
         "        if timed and t > wm:",
         "            wm = src.wm = t",
         "            if wm >= rt.due:",
@@ -308,8 +323,11 @@ class StreamWiring:
                     chain, tail, window = self.chains[first.id]
                 elif first.id in self.windows and not self.windows[first.id].processing_time:
                     window = self.windows[first.id]
-            self.compiled.loops[step.id] = source_loop(flow, chain, tail, window)
-            self.compiled.ordered_loops[step.id] = ordered_loop(flow, chain, tail, window)
+            track = fields_read(self.compiled.graph, step) is not None
+            self.compiled.loops[step.id] = source_loop(flow, chain, tail, window, track=track)
+            self.compiled.ordered_loops[step.id] = ordered_loop(
+                flow, chain, tail, window, track=track
+            )
 
 
 def compile_flow(

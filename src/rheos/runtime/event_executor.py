@@ -28,7 +28,13 @@ import gc
 from collections.abc import Callable
 from typing import Any
 
-from rheos.connectors.base import Chunk, OpenContext, RawReader, SeekableReader
+from rheos.connectors.base import (
+    Chunk,
+    OpenContext,
+    ProjectingReader,
+    RawReader,
+    SeekableReader,
+)
 from rheos.flows.steps import SourceStep
 from rheos.runtime.bounded import (
     Arrival,
@@ -49,6 +55,7 @@ from rheos.runtime.executor import (
 )
 from rheos.runtime.metrics import FlowMetrics
 from rheos.runtime.nodes import ProcessNode, WindowNode
+from rheos.runtime.projection import fields_read, steps_after
 from rheos.runtime.source_run import SourceRun
 from rheos.windowing import MAX_WATERMARK, MIN_WATERMARK
 
@@ -81,6 +88,11 @@ class EventExecutor:
         """Where event ``i`` of the events being pushed comes from: its chunk, index there,
         event time and value (for :meth:`event_failed`)."""
         self._proc_nodes: list[WindowNode] = []
+        self._src: SourceRun | None = None
+        """The source of the events being pushed."""
+        self.i = 0
+        """The index of the event being pushed, where its source is projected (set by the
+        chunk loops: :meth:`whole_event`)."""
 
     def prepare(self, parts: RunParts, ctx: OpenContext, late_topic: str | None) -> Compiled:
         """Compile the flow (:attr:`compiled`) and open its sources (:attr:`sources`)."""
@@ -105,6 +117,34 @@ class EventExecutor:
                 run.loop = self.compiled.loops[step.id]
                 run.ordered_loop = self.compiled.ordered_loops.get(step.id)
                 self.sources.append(run)
+                self._project(run)
+
+    def _project(self, src: SourceRun) -> None:
+        """Have ``src``'s reader decode only the fields the flow reads, where it can (see
+        :mod:`rheos.runtime.projection`); the windows after it write late events whole."""
+        fields = fields_read(self.graph, src.step)
+        reader = src.reader
+        if fields is None or not isinstance(reader, ProjectingReader):
+            return
+        if not reader.project(fields):
+            return
+        src.projected = True
+        assert self.compiled is not None
+        after = steps_after(self.graph, src.step)
+        for node in self.compiled.nodes:
+            if isinstance(node, WindowNode) and node.step.id in after:
+                node.late_router.whole = self.whole_event
+
+    def whole_event(self, event: Any) -> Any:
+        """The whole event behind ``event``, the projected event being pushed (a late one):
+        its record decoded again; ``event`` itself where there is no such record."""
+        src, at = self._src, self._at
+        if src is None or at is None or not isinstance(src.reader, ProjectingReader):
+            return event
+        chunk, i, _, value = at(self.i)
+        if value is not event or chunk.raw is None:
+            return event
+        return src.reader.decode(chunk.raw[i])
 
     def wire_watermark(self) -> None:
         """Give the nodes the flow watermark (a dead-letter replay: no more)."""
@@ -235,6 +275,7 @@ class EventExecutor:
         if not values:
             return 1  # something was read
         self._at = _in_chunk(chunk, tss)
+        self._src = src
         push = src.push
         timed = self.timed
         stats = src.stats
@@ -245,7 +286,10 @@ class EventExecutor:
         else:
             observe, current, part = src.tracker.observe, src.tracker.current, chunk.partition
             bound, wm = src.bound, src.wm
+            track = src.projected
             for i, (v, t) in enumerate(zip(values, tss, strict=True)):
+                if track:
+                    self.i = i
                 observe(part, t)
                 if timed and t - bound > wm:
                     w = current()
@@ -332,9 +376,13 @@ class EventExecutor:
     def _read_all(self, src: SourceRun) -> Arrival:
         check = self._waiting(src) if src.own_watermark is not None else None
         field = src.step.timestamp
-        if isinstance(field, str) and isinstance(src.reader, RawReader):
+        if src.projected:  # (the events are small: held decoded)
+            pass
+        elif isinstance(field, str) and isinstance(src.reader, RawReader):
             src.reader.times_only(field)  # each event is decoded whole when it is pushed
-        arrival = read_all(src.reader, lambda chunk: self._sift(src, chunk), check)
+        arrival = read_all(
+            src.reader, lambda chunk: self._sift(src, chunk), check, hold_bytes=not src.projected
+        )
         stats = src.stats
         stats.events = len(arrival.values)
         late, most = disorder(arrival.times)
@@ -367,6 +415,7 @@ class EventExecutor:
         loop = src.ordered_loop or src.loop
         assert loop is not None
         src.bound = 0
+        self._src = src
         for a in range(0, len(values), BOUNDED_SLICE):
             self._at = _in_order(arrival, order, times, a)
             events = arrival.events(values[a : a + BOUNDED_SLICE])
@@ -395,7 +444,9 @@ class EventExecutor:
         for a in range(0, len(order), BOUNDED_SLICE):
             positions = order[a : a + BOUNDED_SLICE]
             values = _events_at(arrivals, held, owners, positions)
-            for j, v in zip(positions, values, strict=True):
+            self._at = _merged_at(arrivals, starts, owners, times, positions, values)
+            for k, (j, v) in enumerate(zip(positions, values, strict=True)):
+                self.i, self._src = k, sources[owners[j]]
                 t = times[j]
                 if t > wm and nodes:  # sorted input: no event below t is still to come
                     wm = t
@@ -430,6 +481,25 @@ def _events_at(
         for k, event in zip(mine, arrival.decode([values[k] for k in mine]), strict=True):
             values[k] = event
     return values
+
+
+def _merged_at(
+    arrivals: list[Arrival],
+    starts: list[int],
+    owners: list[int],
+    times: list[int],
+    positions: list[int],
+    values: list[Any],
+) -> Callable[[int], _Place]:
+    """Event ``k`` of a slice of several sources' events in event-time order."""
+
+    def at(k: int) -> _Place:
+        j = positions[k]
+        owner = owners[j]
+        chunk, index = arrivals[owner].locate(j - starts[owner])
+        return chunk, index, times[j], values[k]
+
+    return at
 
 
 _Place = tuple[Chunk, int, int, Any]

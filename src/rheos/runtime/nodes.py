@@ -118,9 +118,14 @@ class LateRouter:
 
     def __init__(self, flow: str, step: Step, out: Push, stats: StepStats) -> None:
         self.flow, self.step, self.out, self.stats = flow, step, out, stats
+        self.whole: Callable[[Any], Any] | None = None
+        """Set by the runtime where the step sees only some fields of its source's events
+        (:mod:`rheos.runtime.projection`): the whole event behind the one being pushed."""
 
     def __call__(self, late: LateInfo, watermark: int) -> None:
         self.stats.late += 1
+        if self.whole is not None:
+            late = late._replace(event=self.whole(late.event))
         record = {
             "flow": self.flow,
             "step": self.step.name,
@@ -215,6 +220,11 @@ class WindowNode:
             except BAD_EVENT_ERRORS as exc:  # a later step failed on this result
                 context = output_context(row["key"], row)
                 self.on_close_error(self.step, exc, context, row["window_end"] - 1)
+
+    @property
+    def late_router(self) -> LateRouter:
+        """What turns this step's late events into late records."""
+        return self._late
 
     def route_late(self, late: LateInfo) -> None:
         """Send a late event to the late output."""

@@ -63,6 +63,9 @@ class SourceRun:
         self.top = MIN_WATERMARK
         self.wm = MIN_WATERMARK
         self.done = False
+        self.projected = False
+        """Whether its reader decodes only the fields the flow reads
+        (:mod:`rheos.runtime.projection`)."""
         self.loop: ChunkLoop | None = None
         """The generated chunk loop of a single-partition source (set by the per-event
         executor)."""

@@ -1,0 +1,87 @@
+"""Which fields of a source's events a flow reads: decode only those.
+
+A JSON record is mostly decoded into objects nobody reads when a flow aggregates a few fields
+of wide events. When every step that sees a source's events reads named fields only --
+filters and keys by field or expression, windows aggregating fields or expressions (or
+counting) -- the stream-first runtime asks the reader for those fields alone
+(:class:`~rheos.connectors.base.ProjectingReader`): the same values, without the rest.
+
+Nothing else sees the events: a sink, a user's function (``map``, ``process``, a key or
+filter function), a join or a union of them would see the whole event, so any such step
+turns this off (:func:`fields_read` gives ``None``). What still needs the whole event gets
+it from the record: a dead letter keeps the record bytes, and a late event is decoded
+whole again before it is written (:meth:`~rheos.runtime.nodes.LateRouter.whole`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rheos.flows.expressions import Expr
+from rheos.flows.steps import LATE, OUT, Graph, KeyByStep, SourceStep, TransformStep, WindowStep
+from rheos.windowing.aggregations import BoundAggregation
+
+
+def fields_read(graph: Graph, source: SourceStep) -> frozenset[str] | None:
+    """The fields of ``source``'s events that the steps after it read, or ``None`` when
+    some step sees whole events (see the module docs)."""
+    fields: set[str] = set()
+    if isinstance(source.timestamp, str):
+        fields.add(source.timestamp)
+    elif source.timestamp is not None:
+        return None  # a function of the event
+    consumers = graph.consumers()
+    ports = [(source.id, OUT)]
+    while ports:
+        for step, _ in consumers.get(ports.pop(), []):
+            read = _reads(step)
+            if read is None or consumers.get((step.id, LATE)):
+                return None  # (a late stream: its events reach the user whole)
+            fields |= read
+            if not isinstance(step, WindowStep):  # (a window's rows are its own)
+                ports.append((step.id, OUT))
+    return frozenset(fields)
+
+
+def steps_after(graph: Graph, source: SourceStep) -> set[int]:
+    """The ids of the steps that see ``source``'s events (through filters and keys)."""
+    step = source
+    consumers = graph.consumers()
+    seen: set[int] = set()
+    ports = [(step.id, OUT)]
+    while ports:
+        for after, _ in consumers.get(ports.pop(), []):
+            if after.id not in seen:
+                seen.add(after.id)
+                if not isinstance(after, WindowStep):
+                    ports.append((after.id, OUT))
+    return seen
+
+
+def _reads(step: Any) -> frozenset[str] | None:
+    if isinstance(step, TransformStep):
+        return _columns(step.fn) if step.transform == "filter" else None
+    if isinstance(step, KeyByStep):
+        return frozenset((step.key,)) if isinstance(step.key, str) else _columns(step.key)
+    if isinstance(step, WindowStep):
+        fields: frozenset[str] = frozenset()
+        for agg in step.aggregations.values():
+            if not isinstance(agg, BoundAggregation):
+                return None
+            if not agg.reads_value:
+                continue
+            read = _columns(agg.field)
+            if read is None:
+                return None
+            fields |= read
+        return fields
+    return None
+
+
+def _columns(fn: Any) -> frozenset[str] | None:
+    if isinstance(fn, str):
+        return frozenset((fn,))
+    return fn.columns() if isinstance(fn, Expr) else None
+
+
+__all__ = ["fields_read", "steps_after"]
