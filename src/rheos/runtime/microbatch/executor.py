@@ -50,6 +50,7 @@ from rheos.runtime.microbatch.plan import Plan
 from rheos.runtime.microbatch.sources import ColumnarLogReader, Part, from_chunk
 from rheos.runtime.microbatch.stateful import Round
 from rheos.runtime.nodes import WindowNode
+from rheos.runtime.projection import fields_read, steps_after
 from rheos.runtime.runner import Runner
 from rheos.runtime.source_run import AUTO_MS_FROM, SourceRun
 from rheos.state import DEFAULT_KEEP
@@ -133,7 +134,39 @@ class BatchExecutor:
                     reader = ColumnarKafkaReader(step.source, ctx, self.batch_size)
                 else:
                     reader = step.source.open(ctx)
-                self.sources.append(SourceRun(self.graph.name, step, reader, _none, self.clock))
+                src = SourceRun(self.graph.name, step, reader, _none, self.clock)
+                self.sources.append(src)
+                self._project(src)
+
+    def _project(self, src: SourceRun) -> None:
+        """Have ``src``'s reader decode only the fields the flow reads where it decodes
+        record by record (see :mod:`rheos.runtime.projection`); the windows after it write
+        late events whole."""
+        fields = fields_read(self.graph, src.step)
+        project = getattr(src.reader, "project", None)
+        if fields is None or project is None or not project(fields):
+            return
+        src.projected = True
+        after = steps_after(self.graph, src.step)
+        assert self.compiled is not None
+        for node in self.compiled.nodes:
+            if isinstance(node, WindowNode) and node.step.id in after:
+                node.late_router.whole = self._whole_event
+
+    def _whole_event(self, event: Any) -> Any:
+        """The whole event behind ``event``, a late source event of the round running,
+        its record decoded again (:meth:`_project`)."""
+        if self._bad_at is None or self.plan is None:
+            return event
+        pos = self.plan.cur[0]
+        if pos % 3 != 2:
+            return event
+        src, part, i, _ = self._bad_at(pos)
+        decode = getattr(src.reader, "decode", None)
+        if decode is None:  # pragma: no cover - a projected reader decodes whole too
+            return event
+        raw = self._raw(src, part, i)
+        return event if raw is None else decode(raw)
 
     def _rejects(self, src: SourceRun, chunk: Chunk) -> None:
         self.bad.rejects(src, chunk)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -26,6 +27,12 @@ PROBE = 2_000
 
 SKIP_AFTER_MISS = 8
 """Polls read by Arrow (inferring types) after one Polars could not read exactly."""
+
+REST_AT_MOST = 64
+"""Polls decoded per record, at most, without trying, after polls that could not be read in
+bulk (the records have a nested value, a null, fields that change): none after the first
+such poll, 1 after the second in a row, twice as many after each next one; back to none
+once a poll is read in bulk."""
 
 RECHUNK_UP_TO = 20_000
 """Frames read by Polars of at most this many rows are made one piece."""
@@ -53,6 +60,9 @@ class JsonDecoder:
         """Fields read as strings (Arrow would read them as timestamps)."""
         self._learned: list[pl.Schema | None] = [None] if like is None else like._learned
         """(what :attr:`schema` is: shared by the decoders made ``like`` this one)"""
+        self._only: list[Any] = [None, None] if like is None else like._only
+        """With :meth:`project`: the fields to read, and their Arrow schema once learned
+        (shared by the decoders made ``like`` this one)."""
         self._decode = msgspec.json.Decoder().decode
         self._text = np.empty(0, dtype=np.uint8)
         self._keep = np.empty(0, dtype=bool)
@@ -63,6 +73,8 @@ class JsonDecoder:
         self.inferred_reads = 0
         """Polls read inferring the types (by Arrow)."""
         self._skip = 0
+        self._rest = self._misses = 0
+        """Polls left to decode per record; polls in a row not read in bulk."""
         self._pool: ThreadPoolExecutor | None = None
 
     @property
@@ -104,13 +116,34 @@ class JsonDecoder:
             return None
         return pl.concat(frames, rechunk=False)  # type: ignore[type-var]
 
+    def project(self, fields: frozenset[str]) -> None:
+        """Read only ``fields`` of each record, into a frame of those columns (see
+        :meth:`_projected`): the records may have any other fields, nested values and
+        nulls among them."""
+        self._only[:] = [fields, None]
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
 
     def _frame(self, batches: list[RecordBatch], n: int) -> pl.DataFrame | None:
+        if self._rest:
+            self._rest -= 1
+            return None
+        frame = self._bulk(batches, n)
+        if frame is None:
+            self._misses += 1
+            if self._misses >= 2:
+                self._rest = min(2 ** (self._misses - 2), REST_AT_MOST)
+        else:
+            self._misses = 0
+        return frame
+
+    def _bulk(self, batches: list[RecordBatch], n: int) -> pl.DataFrame | None:
         if not n or not all(map(_plain_objects, batches)):
             return None
+        if self._only[0] is not None:
+            return self._projected(batches, n)
         if self.schema is None and self._skip == 0 and n >= 4 * PROBE:
             # learn the fields and types from the first records (Arrow, inferring), then read
             # them all the faster way
@@ -151,6 +184,53 @@ class JsonDecoder:
         self.known_reads += 1
         # (Polars reads in pieces, one per thread; on a small frame, every later operation
         # pays for them more than one copy costs)
+        return frame.rechunk() if n <= RECHUNK_UP_TO else frame
+
+    def _projected(self, batches: list[RecordBatch], n: int) -> pl.DataFrame | None:
+        """Only the fields of :meth:`project`, read by Arrow's JSON reader with their types
+        (learned from a record decoded by msgspec: an ``int``, a ``float``, a ``str`` or a
+        ``bool`` each) and every other field skipped.
+
+        Given the types, Arrow's reader is strict where msgspec would give something else: a
+        number in a string field, a float (``1.0``, ``1e3``) or an integer beyond 64 bits in an
+        integer field, a string or a boolean in a number field, a field twice in a record all
+        fail the read (the poll is then decoded per record); a field missing or ``null``
+        somewhere is a null, refused here. What it reads alike and msgspec does not: an
+        integer in a float field (checked by :meth:`_exact_floats`), ``NaN`` (refused there
+        too), invalid UTF-8 (checked first). Nested fields of the same name are not read.
+        """
+        fields, schema = self._only
+        if schema is None:
+            try:
+                first = self._decode(_raw(batches, 0))
+            except msgspec.DecodeError:
+                return None
+            kinds = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
+            if not isinstance(first, dict):
+                return None
+            named = [(name, kinds.get(type(value))) for name, value in first.items()]
+            schema = pa.schema([(name, kind) for name, kind in named if name in fields])
+            if len(schema) != len(fields) or None in schema.types:
+                return None  # a field not in the first record, or not a scalar there
+            self._only[1] = schema
+        records = self._lines(batches, n)
+        size = int(records.buffers()[1].size)
+        block = max(1 << 16, min(1 << 20, size // 4 + 1))
+        options = pj.ReadOptions(use_threads=True, block_size=block)
+        parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+        try:
+            records.cast(pa.large_string())  # valid UTF-8 (Arrow's JSON reader does not check)
+            text = pa.BufferReader(records.buffers()[2])
+            table = pj.read_json(text, read_options=options, parse_options=parse)
+        except (pa.ArrowException, ValueError):
+            self._only[1] = None  # (the types may have changed: learned again next time)
+            return None
+        if table.num_rows != n or any(column.null_count for column in table.columns):
+            return None
+        frame = pl.from_arrow(table, rechunk=False)
+        assert isinstance(frame, pl.DataFrame)
+        if frame.columns != schema.names or not self._exact_floats(batches, frame):
+            return None
         return frame.rechunk() if n <= RECHUNK_UP_TO else frame
 
     def _inferred(

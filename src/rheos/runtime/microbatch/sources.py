@@ -18,6 +18,7 @@ import itertools
 import threading
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from queue import SimpleQueue
@@ -28,6 +29,7 @@ import numpy as np
 import polars as pl
 
 from rheos.connectors.base import Chunk, OpenContext
+from rheos.connectors.codecs import fields_decoder
 from rheos.connectors.log import CONTROL_HEADER, LogSource
 from rheos.errors import OffsetOutOfRangeError
 from rheos.runtime.microbatch.jsondecode import JsonDecoder
@@ -101,7 +103,8 @@ def _sub(chunk: Chunk | None, a: int, b: int | None) -> Chunk | None:
         return None
     offsets = None if chunk.offsets is None else chunk.offsets[a:b]
     stamps = None if chunk.timestamps is None else chunk.timestamps[a:b]
-    return Chunk(chunk.partition, chunk.values[a:b], stamps, chunk.topic, offsets)
+    raw = None if chunk.raw is None else chunk.raw[a:b]
+    return Chunk(chunk.partition, chunk.values[a:b], stamps, chunk.topic, offsets, raw)
 
 
 def from_chunk(chunk: Chunk) -> Part:
@@ -156,8 +159,9 @@ class ColumnarLogReader:
         self.source = source
         self.topic = source.topic
         self._ctx = ctx
-        self._decode = msgspec.json.Decoder().decode
-        first = JsonDecoder()
+        self._whole: Callable[[bytes], Any] = msgspec.json.Decoder().decode
+        self._decode: Callable[[bytes], Any] = self._whole
+        first = self._bulk = JsonDecoder()
         self._decoders: SimpleQueue[JsonDecoder] = SimpleQueue()
         self._decoders.put(first)
         for _ in range(READ_AHEAD):  # (what they learn of the records, shared)
@@ -182,6 +186,20 @@ class ColumnarLogReader:
         """Reads ahead are given tickets in order, and read the log in that order."""
         self._done = False
         self._check_done()
+
+    def project(self, fields: frozenset[str]) -> bool:
+        """Decode only ``fields`` of each record (see :mod:`rheos.runtime.projection`): in
+        bulk (:meth:`JsonDecoder.project`), and record by record into dicts of those."""
+        only = fields_decoder("json", fields)
+        if only is None:  # pragma: no cover - JSON always projects
+            return False
+        self._decode = only
+        self._bulk.project(fields)  # (and the decoders made like it)
+        return True
+
+    def decode(self, value: bytes) -> Any:
+        """One record value decoded whole."""
+        return self._whole(value)
 
     @staticmethod
     def accepts(source: Any) -> bool:
@@ -322,11 +340,12 @@ class ColumnarLogReader:
             place = Chunk(partition, [], None, self.topic, offsets)
             return Part(partition, ts, frame=frame, chunk=place, append_time=append_time)
         decode = self._decode
+        raw = [value for b in batches for value in b.values()]
         try:
-            values = [decode(raw) for b in batches for raw in b.values()]
+            values = [decode(value) for value in raw]
         except Exception:  # one or more do not decode: read again per record
             return _Stretch(partition, batches[0].first_offset, batches[-1].next_offset)
-        chunk = Chunk(partition, values, None, self.topic, offsets)
+        chunk = Chunk(partition, values, None, self.topic, offsets, raw)
         return Part(partition, ts, rows=values, chunk=chunk, append_time=append_time)
 
     def _per_record(self, stretch: _Stretch) -> list[Part]:
