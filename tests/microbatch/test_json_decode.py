@@ -413,3 +413,39 @@ def test_what_a_read_of_some_fields_takes_is_exact(late: bytes) -> None:
     except (msgspec.DecodeError, KeyError):
         want = None  # msgspec gives no such record: bulk must decline
     assert got is None or got == want
+
+
+def test_rows_that_make_no_frame_are_filtered_and_extended_from_the_fields_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows with a nested value and nulls (no frame of them all): ``filter`` and
+    ``with_columns`` on expressions read a frame of their fields alone (not row by row), and
+    give what they give row by row."""
+    import numpy as np
+
+    from rheos.flows.expressions import BinOp, WithColumns
+    from rheos.flows.steps import OUT, TransformStep
+    from rheos.runtime.microbatch.batch import Batch
+    from rheos.runtime.microbatch.stateless import run_transform
+
+    rows = [
+        {"a": i, "meta": {"x": [i, None]}, "b": None if i % 3 else i / 2, "s": f"s{i}"}
+        for i in range(120)
+    ]
+    batch = Batch(np.arange(120) * 3 + 2, np.arange(120), rows=rows)
+    assert batch.columnar() is None
+    row_by_row = BinOp.eval_row
+
+    def refused(self: BinOp, event: Any) -> Any:
+        raise AssertionError("evaluated row by row")
+
+    monkeypatch.setattr(BinOp, "eval_row", refused)
+    keep = TransformStep(1, "keep", ((0, OUT),), "filter", col("a") > 50)
+    kept = run_transform("flow", keep, batch)
+    assert [encode(r) for r in kept.rows] == [encode(r) for r in rows if r["a"] > 50]
+    more = WithColumns({"c": col("a") * 2, "d": col("b") + 1, "a": col("a") - 1})
+    extend = TransformStep(2, "extend", ((1, OUT),), "map", more)
+    extended = run_transform("flow", extend, kept)
+    assert extended.frame is None
+    monkeypatch.setattr(BinOp, "eval_row", row_by_row)
+    assert [encode(r) for r in extended.rows] == [encode(more(r)) for r in rows if r["a"] > 50]

@@ -40,7 +40,7 @@ _INT64 = (-(2**63), 2**63 - 1)
 class Batch:
     """Events with times, keys and positions (see the module docs)."""
 
-    __slots__ = ("_rows", "frame", "keys", "pos", "ts")
+    __slots__ = ("_rows", "_rows_only", "frame", "keys", "pos", "ts")
 
     def __init__(
         self,
@@ -56,6 +56,8 @@ class Batch:
         self.frame = frame
         self._rows = rows
         self.keys = keys
+        self._rows_only = False
+        """Whether the rows were found not to make a frame (not tried again)."""
 
     def __len__(self) -> int:
         return len(self.pos)
@@ -96,9 +98,27 @@ class Batch:
     def columnar(self) -> pl.DataFrame | None:
         """The events as a frame, converting rows if that is exact (and there are at least
         :data:`ROWS_BELOW` of them); else ``None``."""
-        if self.frame is None and self._rows is not None and len(self._rows) >= ROWS_BELOW:
-            self.frame = rows_to_frame(self._rows)
+        rows = self._rows
+        if (
+            self.frame is None
+            and rows is not None
+            and not self._rows_only
+            and len(rows) >= ROWS_BELOW
+        ):
+            self.frame = rows_to_frame(rows)
+            self._rows_only = self.frame is None
         return self.frame
+
+    def columns(self, names: frozenset[str] | None) -> pl.DataFrame | None:
+        """A frame with at least the fields ``names`` (None: all) of every event: the whole
+        frame when there is one (see :meth:`columnar`), else, from rows that do not make one
+        (a nested value or a ``null`` in another field), a frame of those fields alone."""
+        frame = self.columnar()
+        if frame is not None or names is None or self._rows is None:
+            return frame
+        if len(self._rows) < ROWS_BELOW:
+            return None
+        return rows_to_frame(self._rows, names)
 
     def take(self, mask: np.ndarray) -> Batch:
         """The events where ``mask`` (a bool array) is true."""
@@ -111,7 +131,9 @@ class Batch:
         rows = None
         if self._rows is not None:
             rows = [r for r, m in zip(self._rows, mask.tolist(), strict=True) if m]
-        return Batch(self.pos[mask], self.ts[mask], frame=frame, rows=rows, keys=keys)
+        taken = Batch(self.pos[mask], self.ts[mask], frame=frame, rows=rows, keys=keys)
+        taken._rows_only = self._rows_only  # (fewer rows of the same kind)
+        return taken
 
     def with_values(
         self,
@@ -137,11 +159,12 @@ def empty() -> Batch:
     return Batch(np.empty(0, np.int64), np.empty(0, np.int64), rows=[])
 
 
-def rows_to_frame(rows: list[Any]) -> pl.DataFrame | None:
-    """A frame of ``rows`` if the conversion is exact (see the module docs), else ``None``.
+def rows_to_frame(rows: list[Any], only: frozenset[str] | None = None) -> pl.DataFrame | None:
+    """A frame of ``rows`` if the conversion is exact (see the module docs), else ``None``;
+    with ``only``, a frame of those fields alone (every row must have them).
 
     Checked and built column by column (C loops over the rows: ``map``, ``itemgetter``),
-    not row by row."""
+    not row by row, and given up at the first column that does not fit."""
     if not rows:
         return None
     first = rows[0]
@@ -149,12 +172,20 @@ def rows_to_frame(rows: list[Any]) -> pl.DataFrame | None:
         return None
     if set(map(type, rows)) != {dict}:
         return None
-    names = tuple(first)
-    if not all(map(names.__eq__, map(tuple, rows))):  # the same fields, in the same order
-        return None
-    columns = [list(map(itemgetter(name), rows)) for name in names]
+    if only is None:
+        names = tuple(first)
+        if not all(map(names.__eq__, map(tuple, rows))):  # the same fields, in the same order
+            return None
+    else:
+        names = tuple(name for name in first if name in only)
+        if len(names) != len(only):
+            return None
     series = []
-    for name, column in zip(names, columns, strict=True):
+    for name in names:
+        try:
+            column = list(map(itemgetter(name), rows))
+        except KeyError:
+            return None
         seen = set(map(type, column))
         seen.discard(type(None))
         if len(seen) > 1 or (seen and next(iter(seen)) not in _SCALARS):

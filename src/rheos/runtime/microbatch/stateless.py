@@ -32,8 +32,9 @@ with ``"fail"``)."""
 
 
 def _columnar(batch: Batch, expr: Expr) -> pl.DataFrame | None:
-    """``batch.frame.select(expr)``, or None when the batch is not columnar or it fails."""
-    frame = batch.columnar()
+    """``batch.frame.select(expr)``, or None when the batch is not columnar or it fails (the
+    fields ``expr`` reads are enough: :meth:`Batch.columns`)."""
+    frame = batch.columns(expr.columns())
     if frame is None:
         return None
     try:
@@ -63,6 +64,10 @@ def run_transform(
                 return batch.with_values(frame=batch.frame.with_columns(fn.polars()))
             except Exception:
                 pass
+        elif isinstance(fn, WithColumns):
+            added = _added_to_rows(batch, fn)
+            if added is not None:
+                return batch.with_values(rows=added)
         if isinstance(fn, Expr):
             out = _columnar(batch, fn)
             if out is not None:
@@ -90,6 +95,34 @@ def run_transform(
     if keys is not None:
         keys = [k for k, c in zip(batch.key_list(), counts, strict=True) for _ in range(c)]
     return Batch(np.repeat(batch.pos, repeat), np.repeat(batch.ts, repeat), rows=items, keys=keys)
+
+
+def _added_to_rows(batch: Batch, fn: WithColumns) -> list[Any] | None:
+    """``fn`` on rows that make no frame (a nested value or a ``null`` in a field it does not
+    read): its columns computed from a frame of the fields it reads, then added to a copy of
+    each row, as ``fn`` adds them; None where that frame cannot be made or a column fails."""
+    read: frozenset[str] = frozenset()
+    for expr in fn.columns.values():
+        fields = expr.columns()
+        if fields is None:
+            return None
+        read |= fields
+    if not read:
+        return None
+    frame = batch.columns(read)
+    if frame is None:
+        return None
+    try:
+        added = frame.select(fn.polars())
+    except Exception:
+        return None
+    names = added.columns
+    out = []
+    for row, values in zip(batch.rows, added.iter_rows(), strict=True):
+        new = dict(row)
+        new.update(zip(names, values, strict=True))
+        out.append(new)
+    return out
 
 
 def _mask(flow: str, step: TransformStep, batch: Batch, on_bad: OnBad | None) -> np.ndarray:
