@@ -97,3 +97,34 @@ def test_streaming_runs_and_asked_modes_are_kept(
     assert columnar(tmp_path, "env", []).run(bounded=True, progress=False).executor == (
         "stream-first"
     )
+
+
+def test_events_read_whole_with_nested_values_run_stream_first(tmp_path: Path) -> None:
+    """A flow that reads whole events (here: its sink gets them), over records with a nested
+    value, runs stream-first (micro-batch would decode them one by one); the same flow over
+    flat records, or reading three fields of the nested records, runs micro-batch."""
+    log = rh.Log(tmp_path)
+    for topic, extra in [("flat", {"tag": "x"}), ("nested", {"tag": {"x": [1, None]}})]:
+        log.create_topic(topic, 1)
+        with log.producer(topic) as p:
+            p.append([msgspec.json.encode({**e, **extra}) for e in EVENTS])
+    log.close()
+
+    def run(topic: str, *, whole: bool) -> str:
+        out: list[Any] = []
+        flow = rh.Flow(f"{topic}-{whole}", data_dir=tmp_path, checkpoint_interval=None)
+        events = flow.source(rh.log_source(topic), timestamp="ts", timestamp_unit="ms")
+        kept = events.filter(rh.col("v") > 10)
+        if whole:
+            kept.sink(rh.list_sink(out))
+        else:
+            kept.key_by("k").window(w.tumbling("10s")).aggregate(n=w.count()).sink(
+                rh.list_sink(out)
+            )
+        summary = flow.run(bounded=True, progress=False)
+        assert out and summary.events_in == len(EVENTS)
+        return summary.executor
+
+    assert run("flat", whole=True) == "micro-batch"
+    assert run("nested", whole=True) == "stream-first"
+    assert run("nested", whole=False) == "micro-batch"

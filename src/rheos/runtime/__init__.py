@@ -34,12 +34,13 @@ from rheos.durations import Duration, to_ms
 from rheos.errors import ConfigError
 from rheos.flows import Flow as FlowDescription
 from rheos.flows.backends import StateOption
-from rheos.flows.steps import Graph, OnError
+from rheos.flows.steps import Graph, OnError, SourceStep
 from rheos.runtime.checkpointing import FlowLock
 from rheos.runtime.deadletters import dlq_topic
 from rheos.runtime.event_executor import EventExecutor
 from rheos.runtime.executor import Executor
 from rheos.runtime.metrics import empty_snapshot, summary_snapshot
+from rheos.runtime.projection import fields_read
 from rheos.runtime.repartition import repartitioned
 from rheos.runtime.runner import Runner, resolve_data_dir
 from rheos.runtime.summary import CheckpointStats, RunSummary, SourceStats, StepStats
@@ -73,7 +74,9 @@ def make_runner(
     graph = flow.graph()
     if task is not None:
         graph = repartitioned(graph, tasks)
-    chosen = mode or os.environ.get(MODE_ENV) or (bounded_mode(graph) if bounded else None)
+    chosen = mode or os.environ.get(MODE_ENV)
+    if chosen is None and bounded:
+        chosen = bounded_mode(graph, resolve_data_dir(data_dir or flow.data_dir))
     return Runner(
         graph,
         executor=_executor(chosen or "stream-first", batch_size, batch_interval, bounded),
@@ -113,17 +116,28 @@ def _executor(mode: str, batch_size: int | None, batch_interval: Any, bounded: b
     )
 
 
-def bounded_mode(graph: Graph) -> Mode:
+def bounded_mode(graph: Graph, data_dir: str | None = None) -> Mode:
     """The mode a bounded run takes when none is given: ``"micro-batch"`` when every step
     of ``graph`` runs columnar in that mode (JSON log sources, expressions, fields as keys,
     windows with columnar aggregations: :func:`rheos.runtime.microbatch.plan.runs_columnar`)
     and its libraries are installed, else ``"stream-first"``. A bounded run has no latency
-    to trade for throughput, and both modes give the same results."""
+    to trade for throughput, and both modes give the same results.
+
+    Given ``data_dir``, a source whose events the flow reads whole (see
+    :mod:`rheos.runtime.projection`) is looked at too: records with a nested value or a
+    ``null`` are decoded one by one in micro-batch mode, slower than stream-first mode
+    decodes them (:func:`~rheos.runtime.microbatch.sources.decodes_in_bulk`)."""
     try:
         from rheos.runtime.microbatch.plan import runs_columnar
+        from rheos.runtime.microbatch.sources import decodes_in_bulk
     except ImportError:  # the micro-batch extra (polars, numpy) is not installed
         return "stream-first"
-    return "micro-batch" if runs_columnar(graph) else "stream-first"
+    if not runs_columnar(graph):
+        return "stream-first"
+    whole = [s for s in graph.steps if isinstance(s, SourceStep) and fields_read(graph, s) is None]
+    if data_dir is not None and not all(decodes_in_bulk(data_dir, s.source) for s in whole):
+        return "stream-first"
+    return "micro-batch"
 
 
 def run_flow(

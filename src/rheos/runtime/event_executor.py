@@ -376,10 +376,10 @@ class EventExecutor:
     def _read_all(self, src: SourceRun) -> Arrival:
         check = self._waiting(src) if src.own_watermark is not None else None
         field = src.step.timestamp
-        if src.projected:  # (the events are small: held decoded)
-            pass
-        elif isinstance(field, str) and isinstance(src.reader, RawReader):
-            src.reader.times_only(field)  # each event is decoded whole when it is pushed
+        # each event decoded whole when it is pushed (a projected source's events are small:
+        # held decoded)
+        if not src.projected and isinstance(field, str) and isinstance(src.reader, RawReader):
+            src.reader.times_only(field)
         arrival = read_all(
             src.reader, lambda chunk: self._sift(src, chunk), check, hold_bytes=not src.projected
         )

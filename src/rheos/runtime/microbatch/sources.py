@@ -33,7 +33,7 @@ from rheos.connectors.codecs import fields_decoder
 from rheos.connectors.log import CONTROL_HEADER, LogSource
 from rheos.errors import OffsetOutOfRangeError
 from rheos.runtime.microbatch.jsondecode import JsonDecoder
-from rheos.transport import RecordBatch
+from rheos.transport import Log, RecordBatch
 
 BULK_FROM = 2_000
 """Records a poll must have (for a partition) to be decoded in bulk: below, the fixed cost of
@@ -96,6 +96,43 @@ class Part:
             _sub(self.chunk, n, None),
             self.append_time,
         )
+
+
+PEEK = 200
+"""Records :func:`decodes_in_bulk` looks at."""
+
+
+def decodes_in_bulk(data_dir: str, source: LogSource) -> bool:
+    """Whether the first records of ``source``'s topic are JSON objects of scalar fields,
+    none of them ``null`` -- what :class:`JsonDecoder` reads in bulk when a flow reads whole
+    events (a guess from the first :data:`PEEK` records of each partition; True where there
+    are none to look at)."""
+    try:
+        log = Log(data_dir)
+        try:
+            if not log.has_topic(source.topic):
+                return True
+            reader = log.reader(source.topic, isolation=source.isolation)
+            try:
+                batches = reader.poll(0.0, PEEK)
+            finally:
+                reader.close()
+        finally:
+            log.close()
+    except Exception:  # (the run says what is wrong with the data directory)
+        return True
+    decode = msgspec.json.decode
+    for batch in batches:
+        for raw in batch.values():
+            try:
+                event = decode(raw)
+            except msgspec.DecodeError:
+                continue  # (a bad record: dead-lettered either way)
+            if type(event) is not dict:
+                return False
+            if any(value is None or isinstance(value, dict | list) for value in event.values()):
+                return False
+    return True
 
 
 def _sub(chunk: Chunk | None, a: int, b: int | None) -> Chunk | None:
