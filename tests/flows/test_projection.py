@@ -35,14 +35,18 @@ def write(data_dir: Any, topic: str, records: list[bytes], partitions: int = 1) 
     log.close()
 
 
-def quote_flow(data_dir: Any, *, projected: bool, name: str = "quotes-by-symbol") -> rh.Flow:
+def quote_flow(
+    data_dir: Any, *, projected: bool, name: str = "quotes-by-symbol", extend: bool = False
+) -> rh.Flow:
     """A flow that reads four fields (projected), or the same one with a Python filter,
-    which sees whole events (not projected)."""
+    which sees whole events (not projected); ``extend``: with columns added and replaced."""
     flow = rh.Flow(name, data_dir=data_dir, checkpoint_interval=None)
     quotes = flow.source(
         rh.log_source("quotes"), timestamp="ts", timestamp_unit="ms", out_of_orderness="1s"
     )
     kept = quotes.filter(rh.col("price") > 0 if projected else lambda q: q["price"] > 0)
+    if extend:
+        kept = kept.with_columns(notional=rh.col("price") * rh.col("qty"), qty=rh.col("qty") * 10)
     (
         kept.key_by("symbol")
         .window(rh.tumbling("1m"))
@@ -87,6 +91,8 @@ def test_fields_read_are_those_of_filters_keys_and_aggregations(tmp_path: Any) -
         )
     )
     assert source_fields(by_expression) == {"ts", "venue", "price", "qty"}
+    extended = quote_flow(tmp_path, projected=True, extend=True)
+    assert source_fields(extended) == {"ts", "price", "symbol", "qty"}
 
 
 def _late_to_sink(windowed: Any) -> None:
@@ -94,13 +100,14 @@ def _late_to_sink(windowed: Any) -> None:
     windowed.late().sink(rh.list_sink([]))
 
 
-@pytest.mark.parametrize("partitions", [1, 2])
+@pytest.mark.parametrize("partitions, extend", [(1, False), (2, False), (1, True), (2, True)])
 def test_projected_run_equals_whole_events_and_writes_late_events_whole(
-    tmp_path: Any, partitions: int
+    tmp_path: Any, partitions: int, extend: bool
 ) -> None:
     """Streaming, one partition (the generated loop) and two (the loop per partition): the
-    bars, the late event written whole (with the fields no step reads) and the dead letter
-    (no quantity to sum, its record as written) equal those of whole events."""
+    bars, the late event written whole (with the fields no step reads, and with what
+    ``with_columns`` added and replaced) and the dead letter (no quantity to sum, its record
+    as written) equal those of whole events."""
     bad = {"venue": "X", "symbol": "A", "ts": 40_000, "price": 1.0, "meta": None}
     records = [msgspec.json.encode(q) for q in [*QUOTES[:3], bad, *QUOTES[3:]]]
     runs = {}
@@ -114,9 +121,9 @@ def test_projected_run_equals_whole_events_and_writes_late_events_whole(
                 p.append(records, partition=0)
                 p.append(records, partition=1)
             log.close()
-        flow = quote_flow(data, projected=projected)
+        flow = quote_flow(data, projected=projected, extend=extend)
         if partitions == 2:
-            flow = _on_topic(flow, "quotes-2")
+            flow = _on_topic(flow, "quotes-2", projected=projected, extend=extend)
         summary = flow.run(stop_after=len(records) * partitions, drain=True)
         assert (summary.late, summary.dead) == (1, partitions)
         runs[projected] = (
@@ -126,6 +133,12 @@ def test_projected_run_equals_whole_events_and_writes_late_events_whole(
         )
     assert runs[True] == runs[False]
     bars, (late,), letters = runs[True]
+    if extend:  # whole, the replaced field in its place, the new one last
+        assert list(late["event"].items()) == [
+            *{**QUOTES[4], "qty": 90}.items(),
+            ("notional", 99.0 * 9),
+        ]
+        return
     assert late["event"] == QUOTES[4]  # whole
     assert letters == [bad] * partitions  # whole
     # (two partitions: the first one read is not late, its copy of the late event counts)
@@ -136,7 +149,7 @@ def test_projected_run_equals_whole_events_and_writes_late_events_whole(
     ]
 
 
-def _on_topic(flow: rh.Flow, topic: str) -> rh.Flow:
+def _on_topic(flow: rh.Flow, topic: str, *, projected: bool, extend: bool) -> rh.Flow:
     """``flow`` reading ``topic`` instead."""
     data_dir = flow.data_dir
     again = rh.Flow(flow.name, data_dir=data_dir, checkpoint_interval=None)
@@ -146,9 +159,11 @@ def _on_topic(flow: rh.Flow, topic: str) -> rh.Flow:
         timestamp_unit="ms",
         out_of_orderness="1s",
     )
+    kept = quotes.filter(rh.col("price") > 0 if projected else lambda q: q["price"] > 0)
+    if extend:
+        kept = kept.with_columns(notional=rh.col("price") * rh.col("qty"), qty=rh.col("qty") * 10)
     (
-        quotes.filter(rh.col("price") > 0)
-        .key_by("symbol")
+        kept.key_by("symbol")
         .window(rh.tumbling("1m"))
         .aggregate(n=rh.count(), volume=rh.sum("qty"), close=rh.last("price"))
         .sink(rh.log_sink("bars", key="key"))

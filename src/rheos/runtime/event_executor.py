@@ -55,7 +55,7 @@ from rheos.runtime.executor import (
 )
 from rheos.runtime.metrics import FlowMetrics
 from rheos.runtime.nodes import ProcessNode, WindowNode
-from rheos.runtime.projection import fields_read, steps_after
+from rheos.runtime.projection import fields_read, steps_after, whole
 from rheos.runtime.source_run import SourceRun
 from rheos.windowing import MAX_WATERMARK, MIN_WATERMARK
 
@@ -136,15 +136,16 @@ class EventExecutor:
                 node.late_router.whole = self.whole_event
 
     def whole_event(self, event: Any) -> Any:
-        """The whole event behind ``event``, the projected event being pushed (a late one):
-        its record decoded again; ``event`` itself where there is no such record."""
+        """The whole event behind ``event``, what the projected event being pushed became (a
+        late one): its record decoded again, under ``event``'s fields (:func:`whole`);
+        ``event`` itself where there is no such record."""
         src, at = self._src, self._at
         if src is None or at is None or not isinstance(src.reader, ProjectingReader):
             return event
-        chunk, i, _, value = at(self.i)
-        if value is not event or chunk.raw is None:
+        chunk, i, _, _ = at(self.i)
+        if chunk.raw is None:
             return event
-        return src.reader.decode(chunk.raw[i])
+        return whole(src.reader.decode(chunk.raw[i]), event)
 
     def wire_watermark(self) -> None:
         """Give the nodes the flow watermark (a dead-letter replay: no more)."""

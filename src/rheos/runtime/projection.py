@@ -2,22 +2,23 @@
 
 A JSON record is mostly decoded into objects nobody reads when a flow aggregates a few fields
 of wide events. When every step that sees a source's events reads named fields only --
-filters and keys by field or expression, windows aggregating fields or expressions (or
-counting) -- the stream-first runtime asks the reader for those fields alone
+filters and keys by field or expression, ``with_columns``, windows aggregating fields or
+expressions (or counting) -- the runtime asks the reader for those fields alone
 (:class:`~rheos.connectors.base.ProjectingReader`): the same values, without the rest.
 
 Nothing else sees the events: a sink, a user's function (``map``, ``process``, a key or
 filter function), a join or a union of them would see the whole event, so any such step
 turns this off (:func:`fields_read` gives ``None``). What still needs the whole event gets
 it from the record: a dead letter keeps the record bytes, and a late event is decoded
-whole again before it is written (:meth:`~rheos.runtime.nodes.LateRouter.whole`).
+whole again before it is written, with what ``with_columns`` added or replaced on top
+(:func:`whole`, :meth:`~rheos.runtime.nodes.LateRouter.whole`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rheos.flows.expressions import Expr
+from rheos.flows.expressions import Expr, WithColumns
 from rheos.flows.steps import LATE, OUT, Graph, KeyByStep, SourceStep, TransformStep, WindowStep
 from rheos.windowing.aggregations import BoundAggregation
 
@@ -43,6 +44,16 @@ def fields_read(graph: Graph, source: SourceStep) -> frozenset[str] | None:
     return frozenset(fields)
 
 
+def whole(record: Any, event: Any) -> Any:
+    """The event ``record`` (decoded whole) became, where ``event`` is what the projected
+    record became by the same steps: its fields, with those of ``event`` over them (a
+    ``with_columns`` adds at the end and replaces in place, as on the whole event)."""
+    if type(record) is not dict or type(event) is not dict:
+        return event
+    record.update(event)
+    return record
+
+
 def steps_after(graph: Graph, source: SourceStep) -> set[int]:
     """The ids of the steps that see ``source``'s events (through filters and keys)."""
     step = source
@@ -60,7 +71,17 @@ def steps_after(graph: Graph, source: SourceStep) -> set[int]:
 
 def _reads(step: Any) -> frozenset[str] | None:
     if isinstance(step, TransformStep):
-        return _columns(step.fn) if step.transform == "filter" else None
+        if step.transform == "filter":
+            return _columns(step.fn)
+        if step.transform == "map" and isinstance(step.fn, WithColumns):
+            read: frozenset[str] = frozenset()
+            for expr in step.fn.columns.values():
+                names = _columns(expr)
+                if names is None:
+                    return None
+                read |= names
+            return read
+        return None
     if isinstance(step, KeyByStep):
         return frozenset((step.key,)) if isinstance(step.key, str) else _columns(step.key)
     if isinstance(step, WindowStep):
@@ -70,10 +91,10 @@ def _reads(step: Any) -> frozenset[str] | None:
                 return None
             if not agg.reads_value:
                 continue
-            read = _columns(agg.field)
-            if read is None:
+            names = _columns(agg.field)
+            if names is None:
                 return None
-            fields |= read
+            fields |= names
         return fields
     return None
 
@@ -84,4 +105,4 @@ def _columns(fn: Any) -> frozenset[str] | None:
     return fn.columns() if isinstance(fn, Expr) else None
 
 
-__all__ = ["fields_read", "steps_after"]
+__all__ = ["fields_read", "steps_after", "whole"]

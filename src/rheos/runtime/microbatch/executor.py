@@ -50,7 +50,7 @@ from rheos.runtime.microbatch.plan import Plan
 from rheos.runtime.microbatch.sources import ColumnarLogReader, Part, from_chunk
 from rheos.runtime.microbatch.stateful import Round
 from rheos.runtime.nodes import WindowNode
-from rheos.runtime.projection import fields_read, steps_after
+from rheos.runtime.projection import fields_read, steps_after, whole
 from rheos.runtime.runner import Runner
 from rheos.runtime.source_run import AUTO_MS_FROM, SourceRun
 from rheos.state import DEFAULT_KEEP
@@ -154,8 +154,8 @@ class BatchExecutor:
                 node.late_router.whole = self._whole_event
 
     def _whole_event(self, event: Any) -> Any:
-        """The whole event behind ``event``, a late source event of the round running,
-        its record decoded again (:meth:`_project`)."""
+        """The whole event behind ``event``, a late source event of the round running: its
+        record decoded again, under ``event``'s fields (:func:`whole`)."""
         if self._bad_at is None or self.plan is None:
             return event
         pos = self.plan.cur[0]
@@ -166,7 +166,7 @@ class BatchExecutor:
         if decode is None:  # pragma: no cover - a projected reader decodes whole too
             return event
         raw = self._raw(src, part, i)
-        return event if raw is None else decode(raw)
+        return event if raw is None else whole(decode(raw), event)
 
     def _rejects(self, src: SourceRun, chunk: Chunk) -> None:
         self.bad.rejects(src, chunk)
