@@ -161,3 +161,36 @@ def test_a_reader_left_behind_by_retention_is_told_so(log: Log) -> None:
     assert info.value.offset == 1
     reader.seek(0, start)
     assert [r.offset for r in reader.read()] == list(range(start, 31))
+
+
+def test_tasks_opening_a_new_group_file_at_once_all_get_it(tmp_path) -> None:
+    """The tasks of a split flow open the group offsets of a new data directory at once:
+    SQLite refuses some of them at once (not after its busy timeout) while another turns
+    the file to WAL; each is let in (before: about 3 opens in 100 failed, and a task that
+    failed left the others waiting for its end marker)."""
+    import threading
+
+    errors: list[BaseException] = []
+    for attempt in range(100):
+        path = tmp_path / f"{attempt}.sqlite"
+        start = threading.Barrier(4)
+
+        def open_and_commit(task: int, path=path, start=start) -> None:
+            start.wait()
+            try:
+                groups = GroupOffsets(path)
+                groups.commit("g", "t", {task: task + 1})
+                groups.close()
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_and_commit, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if not errors:
+            groups = GroupOffsets(path)
+            assert groups.committed("g", "t") == {0: 1, 1: 2, 2: 3, 3: 4}
+            groups.close()
+    assert not errors, errors[:3]

@@ -70,10 +70,12 @@ def where(threads: list[threading.Thread]) -> list[object]:
 
 
 def join_all(threads: list[threading.Thread]) -> None:
+    errors = threads[0].errors  # type: ignore[attr-defined]
     for thread in threads:
         thread.join(60)
+        if thread.is_alive() and errors:  # (a task that failed leaves the others waiting)
+            raise AssertionError(f"a task failed, the others wait: {where(threads)}") from errors[0]
         assert not thread.is_alive(), f"a task did not end: {where(threads)}"
-    errors = threads[0].errors  # type: ignore[attr-defined]
     if errors:
         raise errors[0]
 

@@ -24,15 +24,33 @@ CREATE TABLE IF NOT EXISTS group_offsets (
 """
 
 
+BUSY_TIMEOUT_S = 30.0
+"""How long a connection waits for another one's write (SQLite's busy timeout)."""
+
+
 class GroupOffsets:
     """Durable, atomic committed offsets per (group, topic, partition)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(_SCHEMA)
+        self._db = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        # Connections opening a new file at once (the tasks of a split flow, in threads or
+        # processes) can be refused at once, without the busy timeout, while one of them
+        # turns the file to WAL or creates the table: tried again until the timeout.
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.execute(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    self._db.close()
+                    raise
+                time.sleep(0.005)
 
     def close(self) -> None:
         self._db.close()
