@@ -110,3 +110,35 @@ def test_a_data_directory_that_cannot_be_written_is_said_at_start(tmp_path: Path
         summary = flow.run()
     assert out == [1.0]
     assert [letter.error_type for letter in summary.dead_letters] == ["UserFunctionError"]
+
+
+@pytest.mark.parametrize(
+    "windows",
+    [rh.tumbling("10s"), rh.sliding("10s", every="5s"), rh.session("10s")],
+    ids=["tumbling", "sliding", "session"],
+)
+def test_an_event_an_aggregation_cannot_add_changes_no_accumulator(windows: object) -> None:
+    """A value the sum cannot add (a string) dead-letters the event and leaves every
+    accumulator of its window as it was -- the count too, though it was added first -- and
+    a key whose only event it was gets no window at all (a replay of the dead letter, once
+    fixed, counts it once)."""
+    events = [
+        {"k": "a", "v": 1, "ts": 1_000},
+        {"k": "a", "v": "lots", "ts": 2_000},  # bad for the sum, after an event of "a"
+        {"k": "b", "v": "lots", "ts": 3_000},  # bad, and "b"'s only event
+        {"k": "a", "v": 3, "ts": 4_000},
+    ]
+    out: list = []
+    flow = rh.Flow("bad-values")
+    (
+        flow.source(rh.iterable_source(events), timestamp="ts", timestamp_unit="ms")
+        .key_by("k")
+        .window(windows)
+        .aggregate(n=rh.count(), total=rh.sum("v"), avg=rh.mean("v"), top=rh.max("v"))
+        .sink(rh.list_sink(out))
+    )
+    summary = flow.run()
+    assert summary.dead == 2
+    assert {row["key"] for row in out} == {"a"}
+    for row in out:
+        assert (row["n"], row["total"], row["avg"], row["top"]) == (2, 4, 2.0, 3)

@@ -225,6 +225,9 @@ class WindowOperator:
         self._reads = tuple(a.read for a in self._aggs)
         self._reads_fields = any(read is not None for read in self._reads)
         self._adds = tuple(a.add_value for a in self._aggs)
+        self._add_order = sorted(range(len(self._aggs)), key=lambda j: _in_place(self._aggs[j]))
+        """The aggregations in the order :meth:`_add` adds to them: those whose accumulator
+        is changed in place last."""
         self._update = emit == "update"
         self._watermark = MIN_WATERMARK
         self._seq = 0
@@ -357,15 +360,14 @@ class WindowOperator:
     def _add(
         self, state: list[Any], at: int, event: Any, values: list[Any] | None, ts: int, seq: int
     ) -> None:
-        i = at
-        if values is None:
-            for add in self._adds:
-                state[i] = add(state[i], event, ts, seq)
-                i += 1
-        else:
-            for add in self._adds:
-                state[i] = add(state[i], values[i - at], ts, seq)
-                i += 1
+        """Add one event to the accumulators from ``state[at]`` on: into a copy, stored once
+        every add succeeded (an accumulator changed in place -- a list, a user's object -- is
+        added to last), so that an event an aggregation cannot add changes none of them."""
+        accs = state[at : at + len(self._adds)]
+        adds = self._adds
+        for j in self._add_order:
+            accs[j] = adds[j](accs[j], event if values is None else values[j], ts, seq)
+        state[at : at + len(accs)] = accs
 
     def _bad_event(self, event: Any, exc: Exception) -> Exception:
         for agg in self._aggs:
@@ -397,19 +399,14 @@ class WindowOperator:
         seq = self._seq
         self._seq = seq + 1
         state = keys.get(key)
-        if state is None:
-            state = keys[key] = [seq]
-            state.extend([agg.init() for agg in self._aggs])
+        if state is None:  # (kept only once the event is added)
+            fresh = [seq]
+            fresh.extend([agg.init() for agg in self._aggs])
+            self._add(fresh, 1, event, values, ts, seq)
+            state = keys[key] = fresh
             self._state_size += 1
-        i = 1
-        if values is None:
-            for add in self._adds:
-                state[i] = add(state[i], event, ts, seq)
-                i += 1
         else:
-            for add in self._adds:
-                state[i] = add(state[i], values[i - 1], ts, seq)
-                i += 1
+            self._add(state, 1, event, values, ts, seq)
         self._changed.add(key)
         if self._update:
             row = self._row(key, start, end, state, 1)
@@ -435,15 +432,26 @@ class WindowOperator:
         seq = self._seq
         self._seq = seq + 1
         sessions = self._sessions.get(key)
-        if sessions is None:
-            sessions = self._sessions[key] = []
-        hits = [i for i, s in enumerate(sessions) if s[0] < end and s[1] > ts]
-        if not hits:
+        hits = (
+            []
+            if sessions is None
+            else [i for i, s in enumerate(sessions) if s[0] < end and s[1] > ts]
+        )
+        if not hits:  # (kept only once the event is added)
             state = [ts, end, seq]
             state.extend([agg.init() for agg in self._aggs])
+            self._add(state, 3, event, values, ts, seq)
+            if sessions is None:
+                sessions = self._sessions[key] = []
             insort(sessions, state, key=lambda s: s[0])
             self._state_size += 1
             self._push_session(key, state)
+            self._changed.add(key)
+            if self._update:
+                row = self._row(key, state[0], state[1], state, 3)
+                row["final"] = False
+                return ProcessResult([row], None)
+            return ProcessResult([], None)
         else:
             state = sessions[hits[0]]
             bounds = (state[0], state[1])
@@ -908,6 +916,16 @@ _NO_RESULT = ProcessResult([], None)
 """What the generated tumbling path returns for an on-time event (callers never mutate it)."""
 
 
+def _in_place(agg: BoundAggregation) -> bool:
+    """Whether ``agg``'s accumulator may be changed in place by an add (a list, a dict, a
+    user's object): :meth:`WindowOperator._add` adds to those last."""
+    try:
+        acc = agg.init()
+    except Exception:  # (the user's init: it fails again where it matters)
+        return True
+    return not isinstance(acc, int | float | str | bytes | bool | tuple | type(None))
+
+
 def _compile_sliding(op: WindowOperator) -> Any:
     """The ``process`` of a sliding window operator, with the event-time kernel's formulas
     (the windows of an event, whether it is late for each) inlined as source text.
@@ -949,11 +967,14 @@ def _compile_sliding(op: WindowOperator) -> Any:
         "            keys = windows[start] = op._new_keys(start)",
         "            heappush(starts, start)",
         "        state = keys.get(key)",
-        "        if state is None:",
-        "            state = keys[key] = [seq]",
+        "        if state is None:",  # (kept only once the event is added)
+        "            state = [seq]",
         "            state.extend([agg.init() for agg in aggs])",
+        "            op._add(state, 1, event, values, ts, seq)",
+        "            keys[key] = state",
         "            op._state_size += 1",
-        "        op._add(state, 1, event, values, ts, seq)",
+        "        else:",
+        "            op._add(state, 1, event, values, ts, seq)",
         "        added = True",
     ]
     if op._update:
@@ -985,10 +1006,18 @@ def _compile_tumbling(op: WindowOperator) -> Any:
     calls its ``add_value``. The generated function does exactly what
     :meth:`WindowOperator.process` does for tumbling windows: all values are read before any
     state changes, the arrival number grows by one per event, and the key is marked changed.
+    The accumulators are added to in locals and stored once every add succeeded: an event
+    whose value an aggregation cannot add (a string to a sum) changes no accumulator and
+    makes no key (it is a bad event, dead-lettered).
     """
     reads: list[str] = []
     inits: list[str] = []
     adds: list[str] = []
+    later: list[str] = []
+    calls: list[str] = []
+    loads: list[str] = []
+    fresh: list[str] = []
+    stores: list[str] = []
     env: dict[str, Any] = {
         "op": op,
         "windows": op._windows,
@@ -1010,15 +1039,21 @@ def _compile_tumbling(op: WindowOperator) -> Any:
             env[f"read{i}"] = field
             reads.append(f"        v{i} = read{i}(event)")
             value = f"v{i}"
-        add = agg.add_source(f"state[{at}]", value)  # the aggregation's row form, inlined
+        add = agg.add_source(f"a{i}", value)  # the aggregation's row form, inlined
         if add is not None and agg.INIT is not None:
             inits.append(agg.INIT)
-            adds.extend("    " + line for line in add.splitlines())
+            # (mean's accumulator is a list changed in place: added after those that are not)
+            mutable = agg.INIT.startswith("[")
+            (later if mutable else adds).extend("    " + line for line in add.splitlines())
         else:
             env[f"init{i}"] = agg.init
             env[f"add{i}"] = agg.add_value
             inits.append(f"init{i}()")
-            adds.append(f"    state[{at}] = add{i}(state[{at}], {value}, ts, seq)")
+            calls.append(f"    a{i} = add{i}(a{i}, {value}, ts, seq)")
+        loads.append(f"        a{i} = state[{at}]")
+        fresh.append(f"        a{i} = {inits[-1]}")
+        stores.append(f"        state[{at}] = a{i}")
+    adds += later + calls  # (user code last: it may change an accumulator in place)
     kernel = op.kernel  # the formulas of event time, as source text
     if op._calendar is None:
         lines = [
@@ -1042,6 +1077,7 @@ def _compile_tumbling(op: WindowOperator) -> Any:
             "    except (LookupError, TypeError) as exc:",
             "        raise op._bad_event(event, exc) from None",
         ]
+    names = ", ".join(f"a{i}" for i in range(len(op._aggs)))
     lines += [
         "    keys = windows.get(start)",
         "    if keys is None:",
@@ -1051,9 +1087,15 @@ def _compile_tumbling(op: WindowOperator) -> Any:
         "    op._seq = seq + 1",
         "    state = keys.get(key)",
         "    if state is None:",
-        f"        state = keys[key] = [seq, {', '.join(inits)}]",
+        *(fresh or ["        pass"]),
+        "    else:",
+        *(loads or ["        pass"]),
+        *adds,  # (into locals: an add that raises leaves the state as it was)
+        "    if state is None:",
+        f"        keys[key] = [seq, {names}]",
         "        op._state_size += 1",
-        *adds,
+        "    else:",
+        *(stores or ["        pass"]),
         "    changed_add(key)",
         "    return NO_RESULT",
     ]
