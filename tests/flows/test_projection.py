@@ -36,13 +36,14 @@ def write(data_dir: Any, topic: str, records: list[bytes], partitions: int = 1) 
 
 
 def quote_flow(
-    data_dir: Any, *, projected: bool, name: str = "quotes-by-symbol", extend: bool = False
+    data_dir: Any, *, projected: bool, extend: bool = False, topic: str = "quotes"
 ) -> rh.Flow:
-    """A flow that reads four fields (projected), or the same one with a Python filter,
-    which sees whole events (not projected); ``extend``: with columns added and replaced."""
-    flow = rh.Flow(name, data_dir=data_dir, checkpoint_interval=None)
+    """A flow that reads four fields of ``topic`` (projected), or the same one with a Python
+    filter, which sees whole events (not projected); ``extend``: with columns added and
+    replaced."""
+    flow = rh.Flow("quotes-by-symbol", data_dir=data_dir, checkpoint_interval=None)
     quotes = flow.source(
-        rh.log_source("quotes"), timestamp="ts", timestamp_unit="ms", out_of_orderness="1s"
+        rh.log_source(topic), timestamp="ts", timestamp_unit="ms", out_of_orderness="1s"
     )
     kept = quotes.filter(rh.col("price") > 0 if projected else lambda q: q["price"] > 0)
     if extend:
@@ -121,9 +122,8 @@ def test_projected_run_equals_whole_events_and_writes_late_events_whole(
                 p.append(records, partition=0)
                 p.append(records, partition=1)
             log.close()
-        flow = quote_flow(data, projected=projected, extend=extend)
-        if partitions == 2:
-            flow = _on_topic(flow, "quotes-2", projected=projected, extend=extend)
+        topic = "quotes" if partitions == 1 else "quotes-2"
+        flow = quote_flow(data, projected=projected, extend=extend, topic=topic)
         summary = flow.run(stop_after=len(records) * partitions, drain=True)
         assert (summary.late, summary.dead) == (1, partitions)
         runs[projected] = (
@@ -147,28 +147,6 @@ def test_projected_run_equals_whole_events_and_writes_late_events_whole(
         ("A", 60_000, partitions, partitions),
         ("B", 0, partitions, 2 * partitions),
     ]
-
-
-def _on_topic(flow: rh.Flow, topic: str, *, projected: bool, extend: bool) -> rh.Flow:
-    """``flow`` reading ``topic`` instead."""
-    data_dir = flow.data_dir
-    again = rh.Flow(flow.name, data_dir=data_dir, checkpoint_interval=None)
-    quotes = again.source(
-        rh.log_source(topic),
-        timestamp="ts",
-        timestamp_unit="ms",
-        out_of_orderness="1s",
-    )
-    kept = quotes.filter(rh.col("price") > 0 if projected else lambda q: q["price"] > 0)
-    if extend:
-        kept = kept.with_columns(notional=rh.col("price") * rh.col("qty"), qty=rh.col("qty") * 10)
-    (
-        kept.key_by("symbol")
-        .window(rh.tumbling("1m"))
-        .aggregate(n=rh.count(), volume=rh.sum("qty"), close=rh.last("price"))
-        .sink(rh.log_sink("bars", key="key"))
-    )
-    return again
 
 
 def test_projected_bounded_runs_equal_whole_events(tmp_path: Any) -> None:

@@ -55,7 +55,7 @@ from rheos.runtime.executor import (
 )
 from rheos.runtime.metrics import FlowMetrics
 from rheos.runtime.nodes import ProcessNode, WindowNode
-from rheos.runtime.projection import fields_read, steps_after, whole
+from rheos.runtime.projection import project_source, whole
 from rheos.runtime.source_run import SourceRun
 from rheos.windowing import MAX_WATERMARK, MIN_WATERMARK
 
@@ -117,23 +117,9 @@ class EventExecutor:
                 run.loop = self.compiled.loops[step.id]
                 run.ordered_loop = self.compiled.ordered_loops.get(step.id)
                 self.sources.append(run)
-                self._project(run)
-
-    def _project(self, src: SourceRun) -> None:
-        """Have ``src``'s reader decode only the fields the flow reads, where it can (see
-        :mod:`rheos.runtime.projection`); the windows after it write late events whole."""
-        fields = fields_read(self.graph, src.step)
-        reader = src.reader
-        if fields is None or not isinstance(reader, ProjectingReader):
-            return
-        if not reader.project(fields):
-            return
-        src.projected = True
-        assert self.compiled is not None
-        after = steps_after(self.graph, src.step)
-        for node in self.compiled.nodes:
-            if isinstance(node, WindowNode) and node.step.id in after:
-                node.late_router.whole = self.whole_event
+                run.projected = project_source(
+                    self.graph, step, reader, self.compiled.nodes, self.whole_event
+                )
 
     def whole_event(self, event: Any) -> Any:
         """The whole event behind ``event``, what the projected event being pushed became (a

@@ -16,10 +16,22 @@ whole again before it is written, with what ``with_columns`` added or replaced o
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from rheos.connectors.base import ProjectingReader
 from rheos.flows.expressions import Expr, WithColumns
-from rheos.flows.steps import LATE, OUT, Graph, KeyByStep, SourceStep, TransformStep, WindowStep
+from rheos.flows.steps import (
+    LATE,
+    OUT,
+    Graph,
+    KeyByStep,
+    SourceStep,
+    Step,
+    TransformStep,
+    WindowStep,
+)
+from rheos.runtime.nodes import WindowNode
 from rheos.windowing.aggregations import BoundAggregation
 
 
@@ -32,16 +44,32 @@ def fields_read(graph: Graph, source: SourceStep) -> frozenset[str] | None:
     elif source.timestamp is not None:
         return None  # a function of the event
     consumers = graph.consumers()
-    ports = [(source.id, OUT)]
-    while ports:
-        for step, _ in consumers.get(ports.pop(), []):
-            read = _reads(step)
-            if read is None or consumers.get((step.id, LATE)):
-                return None  # (a late stream: its events reach the user whole)
-            fields |= read
-            if not isinstance(step, WindowStep):  # (a window's rows are its own)
-                ports.append((step.id, OUT))
+    for step in _after(graph, source):
+        read = _reads(step)
+        if read is None or consumers.get((step.id, LATE)):
+            return None  # (a late stream: its events reach the user whole)
+        fields |= read
     return frozenset(fields)
+
+
+def project_source(
+    graph: Graph,
+    step: SourceStep,
+    reader: Any,
+    nodes: Sequence[Any],
+    whole_event: Callable[[Any], Any],
+) -> bool:
+    """Have ``reader`` decode only the fields the flow reads of ``step``'s events, where
+    it can; then the windows after it write their late events whole, by ``whole_event``
+    (the executor's: it knows the record behind the event being pushed). Whether it does."""
+    fields = fields_read(graph, step)
+    if fields is None or not isinstance(reader, ProjectingReader) or not reader.project(fields):
+        return False
+    after = {s.id for s in _after(graph, step)}
+    for node in nodes:
+        if isinstance(node, WindowNode) and node.step.id in after:
+            node.late_router.whole = whole_event
+    return True
 
 
 def whole(record: Any, event: Any) -> Any:
@@ -54,19 +82,19 @@ def whole(record: Any, event: Any) -> Any:
     return record
 
 
-def steps_after(graph: Graph, source: SourceStep) -> set[int]:
-    """The ids of the steps that see ``source``'s events (through filters and keys)."""
-    step = source
+def _after(graph: Graph, source: SourceStep) -> Iterator[Step]:
+    """The steps that see ``source``'s events, each once: those reading it, those reading
+    them... up to the windows (a window's rows are its own)."""
     consumers = graph.consumers()
     seen: set[int] = set()
-    ports = [(step.id, OUT)]
+    ports = [(source.id, OUT)]
     while ports:
-        for after, _ in consumers.get(ports.pop(), []):
-            if after.id not in seen:
-                seen.add(after.id)
-                if not isinstance(after, WindowStep):
-                    ports.append((after.id, OUT))
-    return seen
+        for step, _ in consumers.get(ports.pop(), []):
+            if step.id not in seen:
+                seen.add(step.id)
+                yield step
+                if not isinstance(step, WindowStep):
+                    ports.append((step.id, OUT))
 
 
 def _reads(step: Any) -> frozenset[str] | None:
@@ -105,4 +133,4 @@ def _columns(fn: Any) -> frozenset[str] | None:
     return fn.columns() if isinstance(fn, Expr) else None
 
 
-__all__ = ["fields_read", "steps_after", "whole"]
+__all__ = ["fields_read", "project_source", "whole"]

@@ -446,12 +446,6 @@ class WindowOperator:
             insort(sessions, state, key=lambda s: s[0])
             self._state_size += 1
             self._push_session(key, state)
-            self._changed.add(key)
-            if self._update:
-                row = self._row(key, state[0], state[1], state, 3)
-                row["final"] = False
-                return ProcessResult([row], None)
-            return ProcessResult([], None)
         else:
             state = sessions[hits[0]]
             bounds = (state[0], state[1])
@@ -469,7 +463,7 @@ class WindowOperator:
                 # (a session that only ends later keeps its heap entry, found too early and
                 # pushed again then: one push per session and gap, not one per event)
                 self._push_session(key, state)
-        self._add(state, 3, event, values, ts, seq)
+            self._add(state, 3, event, values, ts, seq)
         self._changed.add(key)
         if self._update:
             row = self._row(key, state[0], state[1], state, 3)
@@ -1011,7 +1005,6 @@ def _compile_tumbling(op: WindowOperator) -> Any:
     makes no key (it is a bad event, dead-lettered).
     """
     reads: list[str] = []
-    inits: list[str] = []
     adds: list[str] = []
     later: list[str] = []
     calls: list[str] = []
@@ -1041,17 +1034,16 @@ def _compile_tumbling(op: WindowOperator) -> Any:
             value = f"v{i}"
         add = agg.add_source(f"a{i}", value)  # the aggregation's row form, inlined
         if add is not None and agg.INIT is not None:
-            inits.append(agg.INIT)
+            init = agg.INIT
             # (mean's accumulator is a list changed in place: added after those that are not)
-            mutable = agg.INIT.startswith("[")
-            (later if mutable else adds).extend("    " + line for line in add.splitlines())
+            (later if _in_place(agg) else adds).extend("    " + ln for ln in add.splitlines())
         else:
             env[f"init{i}"] = agg.init
             env[f"add{i}"] = agg.add_value
-            inits.append(f"init{i}()")
+            init = f"init{i}()"
             calls.append(f"    a{i} = add{i}(a{i}, {value}, ts, seq)")
         loads.append(f"        a{i} = state[{at}]")
-        fresh.append(f"        a{i} = {inits[-1]}")
+        fresh.append(f"        a{i} = {init}")
         stores.append(f"        state[{at}] = a{i}")
     adds += later + calls  # (user code last: it may change an accumulator in place)
     kernel = op.kernel  # the formulas of event time, as source text

@@ -50,7 +50,7 @@ from rheos.runtime.microbatch.plan import Plan
 from rheos.runtime.microbatch.sources import ColumnarLogReader, Part, from_chunk
 from rheos.runtime.microbatch.stateful import Round
 from rheos.runtime.nodes import WindowNode
-from rheos.runtime.projection import fields_read, steps_after, whole
+from rheos.runtime.projection import project_source, whole
 from rheos.runtime.runner import Runner
 from rheos.runtime.source_run import AUTO_MS_FROM, SourceRun
 from rheos.state import DEFAULT_KEEP
@@ -136,26 +136,15 @@ class BatchExecutor:
                     reader = step.source.open(ctx)
                 src = SourceRun(self.graph.name, step, reader, _none, self.clock)
                 self.sources.append(src)
-                self._project(src)
-
-    def _project(self, src: SourceRun) -> None:
-        """Have ``src``'s reader decode only the fields the flow reads where it decodes
-        record by record (see :mod:`rheos.runtime.projection`); the windows after it write
-        late events whole."""
-        fields = fields_read(self.graph, src.step)
-        project = getattr(src.reader, "project", None)
-        if fields is None or project is None or not project(fields):
-            return
-        src.projected = True
-        after = steps_after(self.graph, src.step)
-        assert self.compiled is not None
-        for node in self.compiled.nodes:
-            if isinstance(node, WindowNode) and node.step.id in after:
-                node.late_router.whole = self._whole_event
+                assert self.compiled is not None
+                src.projected = project_source(
+                    self.graph, step, reader, self.compiled.nodes, self._whole_event
+                )
 
     def _whole_event(self, event: Any) -> Any:
         """The whole event behind ``event``, a late source event of the round running: its
-        record decoded again, under ``event``'s fields (:func:`whole`)."""
+        record decoded again, under ``event``'s fields (:func:`whole`; see
+        :func:`~rheos.runtime.projection.project_source`)."""
         if self._bad_at is None or self.plan is None:
             return event
         pos = self.plan.cur[0]
