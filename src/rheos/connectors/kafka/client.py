@@ -17,8 +17,9 @@ READERS = "kafka.readers"
 """The key of :attr:`OpenContext.shared` under which Kafka sources with a group list
 themselves."""
 
-Records = tuple[int, list[bytes], list[int], list[int]]
-"""Undecoded records of one partition: its index, values, offsets and Kafka timestamps."""
+Records = tuple[int, list[bytes], range | list[int], list[int]]
+"""Undecoded records of one partition: its index, values, offsets (a list, or a range where
+they follow each other) and Kafka timestamps."""
 
 PARTITION_EOF = -191
 """librdkafka's code for "reached the end of the partition" (an event, not an error)."""

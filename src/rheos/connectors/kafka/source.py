@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from itertools import repeat
+from operator import is_, itemgetter
 from typing import Any
 
 from rheos.connectors.base import BaseReader, Chunk, OpenContext
-from rheos.connectors.codecs import check_format, sift, value_decoder
+from rheos.connectors.codecs import check_format, fields_decoder, sift, value_decoder
 from rheos.connectors.kafka.client import (
     PARTITION_EOF,
     READERS,
@@ -21,6 +24,8 @@ from rheos.connectors.kafka.client import (
 )
 from rheos.durations import Duration, to_ms
 from rheos.errors import BrokerUnreachableError, ConfigError, KafkaError
+
+_second = itemgetter(1)
 
 
 class KafkaSource:
@@ -76,6 +81,10 @@ class KafkaSource:
             "auto.offset.reset": "earliest",
             "enable.partition.eof": True,
             "isolation.level": "read_committed",
+            # librdkafka stops fetching for this long once its queue of fetched records is
+            # full (1 s by default): a consumer that drains the queue faster than that (a
+            # micro-batch run does) then waits, idle, for most of each second
+            "fetch.queue.backoff.ms": 10,
             **self.config,
         }
 
@@ -120,6 +129,9 @@ class KafkaReader(BaseReader):
         self.topic = ",".join(source.topics)
         self._who = f"kafka_source {self.topic!r}"
         self._decode = value_decoder(source.format, source.schema, as_dict=source.as_dict)
+        self._hot = self._decode
+        """What decodes records into chunks: :attr:`_decode`, or only the fields a flow
+        reads (:meth:`project`)."""
         settings = source.settings(ctx.flow)
         self._settings = settings
         self._lost_since: float | None = None
@@ -284,6 +296,9 @@ class KafkaReader(BaseReader):
             self._check_brokers()
             return []
         self._lost_since = None
+        one = self._one_run(messages)
+        if one is not None:
+            return one
         by_partition: dict[int, list[Any]] = {}
         index, ends, pos = self._index, self._ends, self._pos
         for m in messages:
@@ -303,7 +318,7 @@ class KafkaReader(BaseReader):
                 continue
             pos[i] = offset + 1
             by_partition.setdefault(i, []).append(m)
-        out = [
+        out: list[Records] = [
             (
                 i,
                 [m.value() or b"" for m in ms],
@@ -316,17 +331,68 @@ class KafkaReader(BaseReader):
             self._check_done()
         return out
 
-    def chunk(self, i: int, raw: list[bytes], offsets: list[int], timestamps: list[int]) -> Chunk:
+    def _one_run(self, messages: list[Any]) -> list[Records] | None:
+        """The records of a poll whose messages are all records of one partition (the
+        common case: librdkafka hands a partition's fetched records out in runs), taken
+        column by column in C (``map`` over the message type's methods) instead of message
+        by message; None for any other poll (an event, an error, several partitions)."""
+        message = self._kafka.Message
+        n = len(messages)
+        if not all(map(is_, map(message.error, messages), repeat(None))):
+            return None
+        if len(self.partitions) == 1:  # (assigned one partition: every record is of it)
+            i = self.partitions[0]
+        else:
+            topics = list(map(message.topic, messages))
+            numbers = list(map(message.partition, messages))
+            if topics.count(topics[0]) != n or numbers.count(numbers[0]) != n:
+                return None
+            i = self._index[(topics[0], numbers[0])]
+        first, last = messages[0].offset(), messages[-1].offset()
+        # (a partition's offsets increase: n of them spanning n - 1 follow each other)
+        offsets: range | list[int] = (
+            range(first, last + 1) if last - first == n - 1 else list(map(message.offset, messages))
+        )
+        values = list(map(message.value, messages))
+        stamps = list(map(_second, map(message.timestamp, messages)))
+        if self._ends is not None and offsets[-1] >= self._ends[i]:
+            keep = bisect_left(offsets, self._ends[i])
+            offsets, values, stamps = offsets[:keep], values[:keep], stamps[:keep]
+        if None in values:  # tombstones: empty values, as per message
+            values = [v or b"" for v in values]
+        if offsets:
+            self._pos[i] = offsets[-1] + 1
+        if self._ends is not None:
+            self._check_done()
+        return [(i, values, offsets, stamps)] if offsets else []
+
+    def chunk(
+        self, i: int, raw: list[bytes], offsets: range | list[int], timestamps: list[int]
+    ) -> Chunk:
         """The chunk of records of partition (index) ``i``: decoded, or with rejects."""
         topic, partition = self._pairs[i]
-        dec = self._decode
+        dec = self._hot
         try:
             values = [dec(v) for v in raw]
         except Exception:  # the rejects name the Kafka partition, the chunk the index
-            chunk = sift(dec, self.source.format, (topic, partition), raw, offsets, timestamps)
+            chunk = sift(
+                self._decode, self.source.format, (topic, partition), raw, list(offsets), timestamps
+            )
             chunk.partition = i
             return chunk
         return Chunk(i, values, timestamps, topic, offsets, raw)
+
+    def project(self, fields: frozenset[str]) -> bool:
+        """Decode only ``fields`` of each record (JSON and MessagePack objects without a
+        schema; see :class:`~rheos.connectors.base.ProjectingReader`)."""
+        source = self.source
+        if source.schema is not None:
+            return False
+        only = fields_decoder(source.format, fields)
+        if only is None:
+            return False
+        self._hot = only
+        return True
 
     def topic_of(self, i: int) -> str:
         """The topic of partition (index) ``i``."""

@@ -69,6 +69,15 @@ class ColumnarKafkaReader:
             parts.append(Part(i, np.asarray(stamps, dtype=np.int64), frame=frame, chunk=place))
         return parts
 
+    def project(self, fields: frozenset[str]) -> bool:
+        """Decode only ``fields`` of each record (see :mod:`rheos.runtime.projection`): in
+        bulk (:meth:`JsonDecoder.project`), and record by record as the stream-first reader
+        does."""
+        if not self._reader.project(fields):  # pragma: no cover - JSON always projects
+            return False
+        self._json.project(fields)
+        return True
+
     def decode(self, value: bytes) -> Any:
         return self._reader.decode(value)
 
