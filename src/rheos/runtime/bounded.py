@@ -9,6 +9,12 @@ source's events in arrival order on ties, as a stable merge of the sources would
 
 No per-event record is built while reading: a bad event found later (a failing step) is
 located back in its chunk through the positions (:meth:`Arrival.locate`).
+
+A flow whose steps are all stateless (:func:`order_free`: sources, ``map``, ``filter``,
+``flat_map``, ``with_columns``, unions and sinks; no ``key_by``, window, join or ``process``)
+gives the same results in any order: its bounded run is the streaming loop over the sources
+read to their ends (the runner's choice), nothing held or sorted, the events in arrival
+order as a streaming run gives them.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rheos.connectors.base import Chunk, RawReader, SourceReader
-from rheos.flows.steps import Graph
+from rheos.flows.steps import Graph, SinkStep, SourceStep, TransformStep, UnionStep
 from rheos.runtime.repartition import source_stages
 from rheos.runtime.source_run import SourceRun
 from rheos.windowing.watermarks import Disorder
@@ -125,6 +131,23 @@ def run_stages(
         if not last:
             flush()
     finish()
+
+
+def order_free(graph: Graph) -> bool:
+    """Whether no step of ``graph`` depends on the order of its events: none keeps state
+    or time (see the module docs)."""
+    stateless = (SourceStep, TransformStep, UnionStep, SinkStep)
+    return all(isinstance(step, stateless) for step in graph.steps)
+
+
+def backlog(readers: list[Any]) -> int:
+    """The records ``readers`` have left to read, as far as they tell (0: unknown)."""
+    left = 0
+    for reader in readers:
+        ask = getattr(reader, "backlog", None)
+        if ask is not None:
+            left += sum(end - position for position, end in ask().values())
+    return left
 
 
 @contextlib.contextmanager

@@ -21,7 +21,9 @@ are idle its watermark follows the clock from its last event), and processing-ti
 advance with the clock.
 
 Bounded mode (``bounded=True``) is the executor's whole: every source read to its end, its
-events pushed in event-time order with a perfect watermark, then every window closed.
+events pushed in event-time order with a perfect watermark, then every window closed -- but
+for a flow of stateless steps only (:func:`~rheos.runtime.bounded.order_free`), whose results
+no order changes: the streaming loop runs over the sources read to their ends.
 
 >>> import rheos as rh
 >>> out = []
@@ -37,13 +39,16 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from rheos.connectors.base import OpenContext
 from rheos.connectors.repartition_topic import WATERMARK_OF
 from rheos.errors import BadEventsWarning, CheckpointError, RheosWarning
 from rheos.flows.steps import Graph, SinkStep
 from rheos.runtime.badevents import BadEvents, replay_letters
+from rheos.runtime.bounded import backlog, order_free, progress_bar
 from rheos.runtime.build import Compiled
 from rheos.runtime.checkpointing import Checkpointed, Checkpointer, FlowLock, start_checkpoints
 from rheos.runtime.deadletters import DeadLetters
@@ -99,6 +104,8 @@ class Runner:
         self._accounted = False
         """Every event read has reached its sinks or the flow's final state: offsets may be
         committed (a bounded run, exhausted sources, or a drained stop without discards)."""
+        self._tick: Callable[[int], Any] | None = None
+        """A bounded run's progress bar (:meth:`_run_to_ends`), told the events run so far."""
         self._draining: str | None = None
         """Why a drained stop of a flow split into tasks is under way: it no longer reads its
         own sources and reads its repartition topics to their end markers."""
@@ -174,7 +181,9 @@ class Runner:
                 self.metrics.sample(self)
                 executor.metrics = self.metrics
                 executor.sample = partial(self.metrics.sample, self)
-            if bounded:
+            if bounded and order_free(self.graph):
+                summary.stopped = self._run_to_ends(progress)
+            elif bounded:
                 executor.run_bounded(progress)
                 summary.stopped = "exhausted"
                 self._accounted = True
@@ -322,6 +331,17 @@ class Runner:
         self._fill(summary)
         return summary
 
+    def _run_to_ends(self, progress: bool | None) -> str:
+        """A bounded run of a flow no order changes: the streaming loop, to the sources' ends
+        (their readers were opened bounded), with a progress bar over their backlog."""
+        readers = [src.reader for src in self.sources]
+        with progress_bar(self.graph.name, backlog(readers), progress) as tick:
+            self._tick = tick
+            try:
+                return self._run_streaming(None, None, False)
+            finally:
+                self._tick = None
+
     # -- streaming ----------------------------------------------------------------------------
     def _run_streaming(self, stop_after: int | None, timeout: float | None, drain: bool) -> str:
         """The run loop: rounds of reads, each source polled once (the executor pushes what
@@ -369,6 +389,8 @@ class Runner:
             if metrics is not None and time.monotonic() >= metrics.next_sample:
                 metrics.sample(self)
             now = time.monotonic()
+            if self._tick is not None:
+                self._tick(self._input_events())
             if got == 0:
                 self._idle()
                 self._flush()
