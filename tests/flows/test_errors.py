@@ -142,3 +142,35 @@ def test_an_event_an_aggregation_cannot_add_changes_no_accumulator(windows: obje
     assert {row["key"] for row in out} == {"a"}
     for row in out:
         assert (row["n"], row["total"], row["avg"], row["top"]) == (2, 4, 2.0, 3)
+
+
+def test_a_bad_event_neither_grows_nor_bridges_sessions() -> None:
+    """Sessions with a 10 s gap: a bad event that would have grown a session (so that a later
+    event joins it) or bridged two (merging them) is dead-lettered and changes neither."""
+    events = [
+        {"k": "grow", "v": 1, "ts": 1_000},
+        {"k": "grow", "v": "lots", "ts": 9_000},  # would grow [1 s, 11 s) to 19 s
+        {"k": "grow", "v": 2, "ts": 16_000},  # a session of its own
+        {"k": "bridge", "v": 1, "ts": 1_000},
+        {"k": "bridge", "v": 2, "ts": 15_000},
+        {"k": "bridge", "v": "lots", "ts": 8_000},  # would bridge [1 s, 11 s) and [15 s, 25 s)
+    ]
+    out: list = []
+    flow = rh.Flow("bad-bridges")
+    (
+        flow.source(
+            rh.iterable_source(events), timestamp="ts", timestamp_unit="ms", out_of_orderness="8s"
+        )
+        .key_by("k")
+        .window(rh.session("10s"))
+        .aggregate(n=rh.count(), total=rh.sum("v"), seen=rh.collect("v"))
+        .sink(rh.list_sink(out))
+    )
+    summary = flow.run()
+    assert summary.dead == 2
+    assert sorted((r["key"], r["window_start"], r["n"], r["total"], r["seen"]) for r in out) == [
+        ("bridge", 1_000, 1, 1, [1]),
+        ("bridge", 15_000, 1, 2, [2]),
+        ("grow", 1_000, 1, 1, [1]),
+        ("grow", 16_000, 1, 2, [2]),
+    ]

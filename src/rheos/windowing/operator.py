@@ -94,6 +94,7 @@ from __future__ import annotations
 
 from bisect import insort
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+from copy import deepcopy
 from heapq import heappop, heappush
 from typing import Any, NamedTuple
 
@@ -446,24 +447,29 @@ class WindowOperator:
             insort(sessions, state, key=lambda s: s[0])
             self._state_size += 1
             self._push_session(key, state)
-        else:
+        elif len(hits) == 1:
             state = sessions[hits[0]]
-            bounds = (state[0], state[1])
+            start = state[0]
+            self._add(state, 3, event, values, ts, seq)  # (first: a bad event grows nothing)
+            state[0] = min(start, ts)
+            state[1] = max(state[1], end)
+            if state[0] != start:
+                # (a session that only ends later keeps its heap entry, found too early and
+                # pushed again then: one push per session and gap, not one per event)
+                self._push_session(key, state)
+        else:  # the event bridges sessions: merged into a new one, kept once it is added
+            first = sessions[hits[0]]
+            state = [min(first[0], ts), first[1], first[2], *deepcopy(first[3:])]
             for other in [sessions[i] for i in hits[1:]]:
                 state[1] = max(state[1], other[1])
                 state[2] = min(state[2], other[2])
                 for i, agg in enumerate(self._aggs, 3):
-                    state[i] = agg.merge(state[i], other[i])
-            if len(hits) > 1:
-                del sessions[hits[1] : hits[-1] + 1]  # overlapping sessions are contiguous
-                self._state_size -= len(hits) - 1
-            state[0] = min(state[0], ts)
+                    state[i] = agg.merge(state[i], deepcopy(other[i]))
             state[1] = max(state[1], end)
-            if len(hits) > 1 or bounds[0] != state[0]:
-                # (a session that only ends later keeps its heap entry, found too early and
-                # pushed again then: one push per session and gap, not one per event)
-                self._push_session(key, state)
             self._add(state, 3, event, values, ts, seq)
+            sessions[hits[0] : hits[-1] + 1] = [state]  # overlapping sessions are contiguous
+            self._state_size -= len(hits) - 1
+            self._push_session(key, state)
         self._changed.add(key)
         if self._update:
             row = self._row(key, state[0], state[1], state, 3)
