@@ -4,6 +4,7 @@ dead letters and counts of a streaming run of the same flow."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,48 @@ def test_the_backlog_of_bounded_readers_is_what_they_will_read(tmp_path: Path) -
         assert backlog([object()]) == 0  # (a reader that cannot tell)
     finally:
         reader.close()
+
+
+def test_session_windows_of_a_bounded_run_close_coarsely_with_the_same_rows_in_order(
+    tmp_path: Path,
+) -> None:
+    """A bounded stream-first run calls a session window at most once per gap of event time
+    (``WindowNode.coarse_ms``): the rows, and their order, are those of the micro-batch run
+    (which calls it at every rise) and those of the definition of sessions."""
+    rnd = random.Random(5)
+    events, ts = [], 0
+    for i in range(3_000):
+        ts += rnd.choice([37, 101, 450, 1_300, 2_900])  # some gaps longer than 1 s
+        events.append({"k": f"k{i % 23}", "v": i, "ts": ts + rnd.randint(-1_500, 0)})
+    log = rh.Log(tmp_path)
+    log.create_topic("in", 1)
+    with log.producer("in") as p:
+        p.append([msgspec.json.encode(e) for e in events])
+    log.close()
+    runs = {}
+    for mode in ("stream-first", "micro-batch"):
+        out: list[Any] = []
+        flow = rh.Flow("sessions", data_dir=tmp_path, checkpoint_interval=None)
+        (
+            flow.source(rh.log_source("in"), timestamp="ts", timestamp_unit="ms")
+            .key_by("k")
+            .window(rh.session("1s"))
+            .aggregate(n=rh.count(), vs=rh.collect("v"))
+            .sink(rh.list_sink(out))
+        )
+        flow.run(bounded=True, mode=mode)
+        runs[mode] = out
+    assert runs["stream-first"] == runs["micro-batch"]
+    expected = []  # the definition: per key, events in time order, split at gaps of 1 s
+    for key in sorted({e["k"] for e in events}):
+        mine = sorted((e for e in events if e["k"] == key), key=lambda e: e["ts"])
+        group = [mine[0]]
+        for e in mine[1:]:
+            if e["ts"] - group[-1]["ts"] >= 1_000:
+                expected.append((key, group[0]["ts"], group[-1]["ts"] + 1_000, len(group)))
+                group = []
+            group.append(e)
+        expected.append((key, group[0]["ts"], group[-1]["ts"] + 1_000, len(group)))
+    got = [(r["key"], r["window_start"], r["window_end"], r["n"]) for r in runs["stream-first"]]
+    assert sorted(got) == sorted(expected)
+    assert [r["window_end"] for r in runs["stream-first"]] == sorted(e[2] for e in expected)

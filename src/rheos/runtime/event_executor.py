@@ -345,6 +345,8 @@ class EventExecutor:
         assert self.compiled is not None
         for node in self.compiled.nodes:  # steps reading it see the minimum until the end
             node.flow_watermark = _min_watermark
+            if isinstance(node, WindowNode) and node.op.kernel.session:
+                node.coarse_ms = node.op.kernel.size  # (its gap: see WindowNode.coarse_ms)
         total = sum(len(arrival.values) for arrival in arrivals)
         # What was read (lists of millions of items) lives until the end: out of the garbage
         # collector's way, or every full collection walks it; and collections less often, as

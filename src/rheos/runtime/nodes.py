@@ -169,6 +169,12 @@ class WindowNode:
         """Set by the runner: the flow watermark now (for late records)."""
         self._due = MIN_WATERMARK + 1
         self._sessions = self.op.kernel.session
+        self.coarse_ms = 0
+        """Set by a bounded run for session windows (their gap): the operator is called at
+        most once per this much event time. With its perfect watermark no event is late, so
+        a session closed up to a gap later holds the same events, and the rows come out in
+        the same order (by end); a session that keeps growing is looked at once per call,
+        not once per gap."""
         self.on_close_error: CloseErrorHandler = raise_close_error
         """Set by the runtime: where errors of user code at window close go."""
         self.disorder = Disorder()
@@ -276,7 +282,7 @@ class WindowNode:
             rows = self.op.advance(watermark - self.hold_ms, self._close_failed, self.emit_rows)
             if rows:
                 self.emit_rows(rows)
-            self._due = watermark + 1
+            self._due = watermark + 1 + self.coarse_ms
             return
         wm = held(watermark, self.hold_ms)
         self._close(wm)
