@@ -458,6 +458,10 @@ class BatchExecutor:
     def _bounded(self) -> None:
         """Every source read to its end, its events in event-time order, in rounds; a
         repartitioned graph stage by stage (:func:`rheos.runtime.bounded.run_stages`)."""
+        assert self.compiled is not None
+        for node in self.compiled.nodes:
+            if isinstance(node, WindowNode) and node.op.kernel.session:
+                node.coarse_ms = node.op.kernel.size  # (its gap: see WindowNode.coarse_ms)
         run_stages(self.graph, self.sources, self._columnar_stage, self._flush, self._finish)
 
     def _columnar_stage(self, sources: list[SourceRun], timed: bool) -> None:
