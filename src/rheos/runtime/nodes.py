@@ -599,17 +599,21 @@ class JoinNode:
 
     @property
     def next_due(self) -> int:
-        """Joins decide lateness on the exact watermark: due on every rise."""
+        """Interval joins decide lateness on the exact watermark: due on every rise. Window
+        joins, like windows, at the watermarks their kernel names (between two of them the
+        operator's answers are the same)."""
         return self._due
 
     def advance(self, watermark: int) -> None:
         wm = held(watermark, self.hold_ms)
-        self._due = MAX_WATERMARK if wm >= MAX_WATERMARK else watermark + 1
         if self.interval_op is not None:
+            self._due = MAX_WATERMARK if wm >= MAX_WATERMARK else watermark + 1
             self.interval_op.advance(wm)
             return
         assert self.window_op is not None
         self._emit(self.window_op.advance(wm))
+        nxt = self.window_op.kernel.next_change(wm)
+        self._due = nxt if nxt >= MAX_WATERMARK else nxt + self.hold_ms
 
     def _emit(self, rows: list[dict[str, Any]]) -> None:
         combine, out = self._combine, self._out

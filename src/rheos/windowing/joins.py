@@ -54,6 +54,7 @@ from typing import Any
 from rheos.durations import Duration, to_ms
 from rheos.errors import CheckpointError, ConfigError
 from rheos.windowing.aggregations import BoundAggregation
+from rheos.windowing.kernel import WindowKernel
 from rheos.windowing.operator import (
     LateInfo,
     ProcessResult,
@@ -271,6 +272,11 @@ class WindowJoinOperator:
         self._op = WindowOperator(
             spec, {"pairs": _BothSides()}, allowed_lateness_ms=allowed_lateness_ms
         )
+
+    @property
+    def kernel(self) -> WindowKernel:
+        """The windows' kernel: when they finalize, and when events become late."""
+        return self._op.kernel
 
     @property
     def watermark(self) -> int:
