@@ -17,6 +17,7 @@ checkpoint to resume from).
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -69,6 +70,10 @@ def _child(body: Callable[[], RunSummary | None], result: Callable[[], Any] | No
 def _fork(body: Callable[[], RunSummary | None], result: Callable[[], Any] | None) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
+    # Clients of earlier runs that only reference cycles keep alive are destroyed first: a
+    # Kafka producer's librdkafka threads still running when the process forks can leave
+    # one of their locks held in the child, whose own Kafka clients then wait on it forever.
+    gc.collect()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child's coverage is not collected
         _child(body, result)
