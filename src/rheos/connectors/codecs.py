@@ -59,11 +59,14 @@ def value_decoder(
     return dec
 
 
-def fields_decoder(fmt: str, fields: frozenset[str]) -> Callable[[bytes], Any] | None:
+def fields_decoder(
+    fmt: str, fields: frozenset[str], schema: type | None = None
+) -> Callable[[bytes], Any] | None:
     """A function decoding one JSON or MessagePack object into a dict of only ``fields``
     (those it has; the rest of the object is checked and skipped, not built), or None for
-    another format. A value that is not an object raises :class:`msgspec.ValidationError`."""
-    if fmt not in ("json", "msgpack"):
+    another format or given a ``schema`` (a source decoding into its type, not dicts). A
+    value that is not an object raises :class:`msgspec.ValidationError`."""
+    if fmt not in ("json", "msgpack") or schema is not None:
         return None
     only = TypedDict("Fields", dict.fromkeys(fields, Any), total=False)  # type: ignore[misc]
     module = msgspec.json if fmt == "json" else msgspec.msgpack

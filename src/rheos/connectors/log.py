@@ -156,10 +156,7 @@ class LogReader(BaseReader):
     def project(self, fields: frozenset[str]) -> bool:
         """Decode only ``fields`` of each record (JSON and MessagePack objects without a
         schema; see :class:`~rheos.connectors.base.ProjectingReader`)."""
-        source = self.source
-        if source.schema is not None:
-            return False
-        only = fields_decoder(source.format, fields)
+        only = fields_decoder(self.source.format, fields, self.source.schema)
         if only is None:
             return False
         self._hot = only

@@ -54,7 +54,7 @@ from rheos.runtime.executor import (
     flush_writers,
 )
 from rheos.runtime.metrics import FlowMetrics
-from rheos.runtime.nodes import ProcessNode, WindowNode
+from rheos.runtime.nodes import ProcessNode, WindowNode, coarsen_sessions
 from rheos.runtime.projection import project_source, whole
 from rheos.runtime.source_run import SourceRun
 from rheos.windowing import MAX_WATERMARK, MIN_WATERMARK
@@ -345,8 +345,7 @@ class EventExecutor:
         assert self.compiled is not None
         for node in self.compiled.nodes:  # steps reading it see the minimum until the end
             node.flow_watermark = _min_watermark
-            if isinstance(node, WindowNode) and node.op.kernel.session:
-                node.coarse_ms = node.op.kernel.size  # (its gap: see WindowNode.coarse_ms)
+        coarsen_sessions(self.compiled.nodes)
         total = sum(len(arrival.values) for arrival in arrivals)
         # What was read (lists of millions of items) lives until the end: out of the garbage
         # collector's way, or every full collection walks it; and collections less often, as

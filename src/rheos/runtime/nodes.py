@@ -326,6 +326,14 @@ class WindowNode:
         self.op.merge_changed(taken)
 
 
+def coarsen_sessions(nodes: Iterable[Any]) -> None:
+    """For a bounded run: session windows among ``nodes`` are called once per gap of event
+    time (see :attr:`WindowNode.coarse_ms`)."""
+    for node in nodes:
+        if isinstance(node, WindowNode) and node.op.kernel.session:
+            node.coarse_ms = node.op.kernel.size
+
+
 class NodeContext:
     """The :class:`~rheos.flows.ProcessContext` of a :class:`ProcessNode`."""
 
@@ -693,6 +701,7 @@ __all__ = [
     "ProcessNode",
     "WindowNode",
     "close_error",
+    "coarsen_sessions",
     "held",
     "raise_close_error",
     "user_error",

@@ -49,7 +49,7 @@ from rheos.runtime.microbatch.kafka import ColumnarKafkaReader
 from rheos.runtime.microbatch.plan import Plan
 from rheos.runtime.microbatch.sources import ColumnarLogReader, Part, from_chunk
 from rheos.runtime.microbatch.stateful import Round
-from rheos.runtime.nodes import WindowNode
+from rheos.runtime.nodes import WindowNode, coarsen_sessions
 from rheos.runtime.projection import project_source, whole
 from rheos.runtime.runner import Runner
 from rheos.runtime.source_run import AUTO_MS_FROM, SourceRun
@@ -459,9 +459,7 @@ class BatchExecutor:
         """Every source read to its end, its events in event-time order, in rounds; a
         repartitioned graph stage by stage (:func:`rheos.runtime.bounded.run_stages`)."""
         assert self.compiled is not None
-        for node in self.compiled.nodes:
-            if isinstance(node, WindowNode) and node.op.kernel.session:
-                node.coarse_ms = node.op.kernel.size  # (its gap: see WindowNode.coarse_ms)
+        coarsen_sessions(self.compiled.nodes)
         run_stages(self.graph, self.sources, self._columnar_stage, self._flush, self._finish)
 
     def _columnar_stage(self, sources: list[SourceRun], timed: bool) -> None:
