@@ -9,7 +9,8 @@ the events up to 5 s late). Then, the same run:
   topic: a plain confluent-kafka consumer loop (``consume(10_000)``, orjson per value, a dict
   of groups), rheos stream-first, and rheos micro-batch (batches of 100,000), streaming runs
   that stop after the N events and close their windows (``flow.run(stop_after=N,
-  drain=True)``, as in ``bench_flows.py``); the results must agree.
+  drain=True)``, as in ``bench_flows.py``), and bounded runs (``flow.run(bounded=True)``, to
+  the end offsets seen at their start); the results must agree.
 * **Sink**: ``--sink-events`` (200,000) events written from the embedded log to a new Kafka
   topic by a checkpointed flow (``kafka_sink``: one transaction per checkpoint, every 1 s)
   against a plain idempotent producer loop (``produce`` per value, one ``flush``).
@@ -146,7 +147,9 @@ def plain_w2(
     return elapsed, groups
 
 
-def rheos_w2(servers: str, topic: str, n: int, mode: Any) -> tuple[float, dict[Any, list[Any]]]:
+def rheos_w2(
+    servers: str, topic: str, n: int, mode: Any, bounded: bool = False
+) -> tuple[float, dict[Any, list[Any]]]:
     out: list[Any] = []
     with tempfile.TemporaryDirectory(prefix="rheos-bench-") as data_dir:
         flow = Flow("w2", data_dir=data_dir, checkpoint_interval=None)
@@ -163,7 +166,10 @@ def rheos_w2(servers: str, topic: str, n: int, mode: Any) -> tuple[float, dict[A
             .sink(list_sink(out))
         )
         started = time.perf_counter()
-        summary = flow.run(stop_after=n, drain=True, mode=mode, batch_size=100_000)
+        if bounded:  # to the end offsets seen at its start
+            summary = flow.run(bounded=True, mode=mode, batch_size=100_000, progress=False)
+        else:
+            summary = flow.run(stop_after=n, drain=True, mode=mode, batch_size=100_000)
         elapsed = time.perf_counter() - started
     assert summary.late == 0, summary
     return elapsed, {(r["key"], r["window_start"]): [r["n"], r["total"]] for r in out}
@@ -253,9 +259,11 @@ def run(servers: str, n: int, m: int, extra: int = 0) -> list[tuple[str, float, 
         ),
     ]
     for mode in ("stream-first", "micro-batch"):
-        t, got = rheos_w2(servers, topic, n, mode)
-        assert same_groups(got, plain), f"W2 {mode}: rheos and the plain loop disagree"
-        rows.append((f"W2, rheos {mode}", n / t, f"{t_plain / t:.2f}x", f"{t_tuned / t:.2f}x"))
+        for bounded in (False, True):
+            t, got = rheos_w2(servers, topic, n, mode, bounded)
+            assert same_groups(got, plain), f"W2 {mode}: rheos and the plain loop disagree"
+            name = f"W2, rheos {mode}" + (", bounded" if bounded else "")
+            rows.append((name, n / t, f"{t_plain / t:.2f}x", f"{t_tuned / t:.2f}x"))
     sink_values = values[:m]
     t_sink_plain = plain_produce(servers, create(servers), sink_values)
     rows.append(("sink, plain idempotent producer", m / t_sink_plain, "", ""))
