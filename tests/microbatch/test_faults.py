@@ -156,11 +156,17 @@ def test_skip_and_fail_policies(tmp_path: Path) -> None:
     assert not rh.Log(tmp_path).has_topic("skip.dlq")
     errors = []
     for mode in ("stream-first", "micro-batch"):
-        strict = build(tmp_path, "strict", on_error="fail")
-        with pytest.raises(rh.EventError) as caught:
-            strict.run(mode=mode, batch_size=10, bounded=True)
-        errors.append(str(caught.value))
-    assert errors[0] == errors[1] and "offset" in errors[0]
+        for bounded in (True, False):
+            strict = build(tmp_path, "strict", on_error="fail")
+            with pytest.raises(rh.EventError) as caught:
+                if bounded:
+                    strict.run(mode=mode, batch_size=10, bounded=True)
+                else:
+                    strict.run(mode=mode, batch_size=10, stop_after=64, drain=True, timeout=30)
+            errors.append(str(caught.value))
+    # the first bad record by offset (a timestamp missing), not the first that failed to
+    # decode further on in the same read
+    assert len(set(errors)) == 1 and "offset 20)" in errors[0], errors
 
 
 def test_without_a_data_directory() -> None:

@@ -76,34 +76,56 @@ class BadEvents:
 
     def rejects(self, src: SourceRun, chunk: Chunk) -> None:
         """Apply the policy to the records of a chunk that did not become events."""
-        dead = self._letters()
         for offset, raw, exc in chunk.rejects or ():
-            dead.handle(
-                exc,
-                source=src.step.name,
-                step=src.step.name,
-                raw=raw,
-                topic=chunk.topic,
-                partition=chunk.partition,
-                offset=offset,
-            )
+            self._reject(src, chunk, offset, raw, exc)
         chunk.rejects = None
 
+    def _reject(
+        self, src: SourceRun, chunk: Chunk, offset: int | None, raw: Any, exc: Exception
+    ) -> None:
+        self._letters().handle(
+            exc,
+            source=src.step.name,
+            step=src.step.name,
+            raw=raw,
+            topic=chunk.topic,
+            partition=chunk.partition,
+            offset=offset,
+        )
+
+    def _bad_time(self, src: SourceRun, chunk: Chunk, i: int, exc: Exception) -> None:
+        self._letters().handle(
+            exc,
+            source=src.step.name,
+            step=src.step.name,
+            raw=chunk.raw[i] if chunk.raw is not None else None,
+            value=chunk.values[i],
+            **chunk.where(i),
+        )
+
     def sift(self, src: SourceRun, chunk: Chunk) -> list[int]:
-        """Apply the policy to a chunk's rejects and bad timestamps; return the good times."""
-        self.rejects(src, chunk)
-        dead = self._letters()
+        """Apply the policy to a chunk's rejects and bad timestamps, in the order of their
+        offsets (the first bad record is the one a ``fail`` policy names); return the good
+        times."""
         tss, bad = src.timestamps(chunk)
-        if bad:
+        rejects = chunk.rejects or []
+        offsets = chunk.offsets
+        if rejects and bad and offsets is not None and all(r[0] is not None for r in rejects):
+            letters = sorted(
+                [(offsets[i], 1, n) for n, (i, _) in enumerate(bad)]
+                + [(r[0], 0, n) for n, r in enumerate(rejects)]
+            )
+            for _, kind, n in letters:
+                if kind:
+                    self._bad_time(src, chunk, *bad[n])
+                else:
+                    self._reject(src, chunk, *rejects[n])
+            chunk.rejects = None
+        else:
+            self.rejects(src, chunk)
             for i, exc in bad:
-                dead.handle(
-                    exc,
-                    source=src.step.name,
-                    step=src.step.name,
-                    raw=chunk.raw[i] if chunk.raw is not None else None,
-                    value=chunk.values[i],
-                    **chunk.where(i),
-                )
+                self._bad_time(src, chunk, i, exc)
+        if bad:
             gone = {i for i, _ in bad}
             chunk.drop(sorted(gone))
             tss = [t for i, t in enumerate(tss) if i not in gone]

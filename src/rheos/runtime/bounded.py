@@ -10,11 +10,20 @@ source's events in arrival order on ties, as a stable merge of the sources would
 No per-event record is built while reading: a bad event found later (a failing step) is
 located back in its chunk through the positions (:meth:`Arrival.locate`).
 
-A flow whose steps are all stateless (:func:`order_free`: sources, ``map``, ``filter``,
-``flat_map``, ``with_columns``, unions and sinks; no ``key_by``, window, join or ``process``)
-gives the same results in any order: its bounded run is the streaming loop over the sources
-read to their ends (the runner's choice), nothing held or sorted, the events in arrival
-order as a streaming run gives them.
+A flow that no order of its events changes (:func:`order_free`) needs none of this. Its steps
+are stateless (sources, ``map``, ``filter``, ``flat_map``, ``with_columns``, ``key_by``,
+unions and sinks) or event-time tumbling or calendar windows emitting final rows whose
+aggregations add in any order (``count``, ``sum``, ``min``, ``max``, ``mean``, ``first``,
+``last``, ``count_distinct``: see ``BoundAggregation.order_free``). (Not joins: a sorted run
+closes their windows as it goes, and holds less than all of their buffers.) Its bounded
+run is the streaming loop over the sources read to their ends (the runner's choice), in
+arrival order, with the watermark held at its lowest until every source has ended: no event
+is late, as in event-time order, and the final watermark then closes every window, in
+window order. Nothing is held but the windows' state (less than the events a sort holds),
+nothing is sorted, and decoding overlaps with the steps as in a streaming run. The rows are
+those of event-time order, up to what a streaming run with no late event takes from arrival
+order: the keys of a window in the order their first event arrived, the bits of a sum of
+floats.
 """
 
 from __future__ import annotations
@@ -28,10 +37,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rheos.connectors.base import Chunk, RawReader, SourceReader
-from rheos.flows.steps import Graph, SinkStep, SourceStep, TransformStep, UnionStep
+from rheos.flows.steps import (
+    Graph,
+    KeyByStep,
+    SinkStep,
+    SourceStep,
+    Step,
+    TransformStep,
+    UnionStep,
+    WindowStep,
+)
 from rheos.runtime.repartition import source_stages
 from rheos.runtime.source_run import SourceRun
+from rheos.windowing.calendars import CalendarWindows
 from rheos.windowing.watermarks import Disorder
+from rheos.windowing.windows import TumblingWindows
 
 
 @dataclass
@@ -134,10 +154,23 @@ def run_stages(
 
 
 def order_free(graph: Graph) -> bool:
-    """Whether no step of ``graph`` depends on the order of its events: none keeps state
-    or time (see the module docs)."""
-    stateless = (SourceStep, TransformStep, UnionStep, SinkStep)
-    return all(isinstance(step, stateless) for step in graph.steps)
+    """Whether no step of ``graph`` depends on the order of its events (see the module
+    docs): each is stateless, or a window :func:`order_free_window`."""
+    stateless = (SourceStep, TransformStep, KeyByStep, UnionStep, SinkStep)
+    return all(isinstance(step, stateless) or order_free_window(step) for step in graph.steps)
+
+
+def order_free_window(step: Step) -> bool:
+    """Whether ``step`` is a window that gives the same rows in any order of its events, none
+    late, and whose state held to the end stays small: event-time tumbling or calendar
+    windows, final rows only, aggregations that add in any order. (Not sliding windows: each
+    event is in several, held to the end they could take more memory than the events; nor
+    sessions: a key's sessions held open to the end make every event search them all.)"""
+    if not isinstance(step, WindowStep) or step.time != "event" or step.emit != "final":
+        return False
+    if not isinstance(step.spec, TumblingWindows | CalendarWindows):
+        return False
+    return all(getattr(agg, "order_free", False) for agg in step.aggregations.values())
 
 
 def backlog(readers: list[Any]) -> int:

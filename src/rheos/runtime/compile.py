@@ -170,7 +170,8 @@ def source_loop(
     head = [
         "def loop(values, tss, src, rt):",
         "    stats = src.stats",
-        "    top, wm, bound, timed = src.top, src.wm, src.bound, rt.timed",
+        "    top, wm, bound = src.top, src.wm, src.bound",
+        "    timed = rt.timed and not src.held",
         "    ooo, maxd = 0, stats.max_delay_ms",
         "    failed = rt.event_failed",
         "    for i, (v, t) in enumerate(zip(values, tss)):",

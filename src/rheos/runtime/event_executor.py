@@ -264,7 +264,7 @@ class EventExecutor:
         self._at = _in_chunk(chunk, tss)
         self._src = src
         push = src.push
-        timed = self.timed
+        timed = self.timed and not src.held
         stats = src.stats
         stats.events += len(values)
         if src.single and src.loop is not None:
@@ -290,7 +290,7 @@ class EventExecutor:
                     self.event_failed(src, i, exc)
             stats.out_of_order = src.tracker.out_of_order_count
             stats.max_delay_ms = src.tracker.max_delay_ms
-        if src.own_watermark is None:
+        if src.own_watermark is None and not src.held:
             w = src.tracker.current()
             if w > src.wm:
                 src.wm = w

@@ -22,8 +22,9 @@ advance with the clock.
 
 Bounded mode (``bounded=True``) is the executor's whole: every source read to its end, its
 events pushed in event-time order with a perfect watermark, then every window closed -- but
-for a flow of stateless steps only (:func:`~rheos.runtime.bounded.order_free`), whose results
-no order changes: the streaming loop runs over the sources read to their ends.
+for a flow whose results no order of its events changes (stateless steps, and windows whose
+aggregations add in any order: :func:`~rheos.runtime.bounded.order_free`): the streaming
+loop runs over the sources read to their ends, the watermark held at its lowest until then.
 
 >>> import rheos as rh
 >>> out = []
@@ -181,7 +182,7 @@ class Runner:
                 self.metrics.sample(self)
                 executor.metrics = self.metrics
                 executor.sample = partial(self.metrics.sample, self)
-            if bounded and order_free(self.graph):
+            if bounded and self._in_arrival_order():
                 summary.stopped = self._run_to_ends(progress)
             elif bounded:
                 executor.run_bounded(progress)
@@ -331,9 +332,19 @@ class Runner:
         self._fill(summary)
         return summary
 
+    def _in_arrival_order(self) -> bool:
+        """Whether this bounded run takes the events in arrival order: a flow no order of its
+        events changes (:func:`~rheos.runtime.bounded.order_free`), not split into stages by
+        repartition topics."""
+        return order_free(self.graph) and all(s.own_watermark is None for s in self.sources)
+
     def _run_to_ends(self, progress: bool | None) -> str:
         """A bounded run of a flow no order changes: the streaming loop, to the sources' ends
-        (their readers were opened bounded), with a progress bar over their backlog."""
+        (their readers were opened bounded), with each source's watermark held at its lowest
+        until it ends (no event is late: the final watermark closes the windows), and a
+        progress bar over the sources' backlog."""
+        for src in self.sources:
+            src.held = True
         readers = [src.reader for src in self.sources]
         with progress_bar(self.graph.name, backlog(readers), progress) as tick:
             self._tick = tick
@@ -470,7 +481,7 @@ class Runner:
         """No source gave events: idle sources' watermarks may advance (see the event-time
         docs), and the flow's with them."""
         for src in self.sources:
-            if src.done or self.executor.holds(src):
+            if src.done or src.held or self.executor.holds(src):
                 continue
             if src.stalled():
                 continue  # its data cannot be reached: not idle (see StallingReader)

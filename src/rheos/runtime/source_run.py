@@ -63,6 +63,9 @@ class SourceRun:
         self.top = MIN_WATERMARK
         self.wm = MIN_WATERMARK
         self.done = False
+        self.held = False
+        """Whether its watermark is held at its lowest until it ends (a bounded run in
+        arrival order: :func:`~rheos.runtime.bounded.order_free`)."""
         self.projected = False
         """Whether its reader decodes only the fields the flow reads
         (:mod:`rheos.runtime.projection`)."""

@@ -166,6 +166,14 @@ class BoundAggregation:
     sums_in_order = False
     """A sum of floats (``sum``, ``mean``): a columnar run adds a group's values one by one,
     in arrival order (:meth:`running_sum`, :meth:`with_sum`), to give the row form's bits."""
+    order_free = False
+    """Whether the result is the same in whatever order the events of a window are added,
+    up to what a streaming run also takes from arrival order (the bits of a float sum, the
+    first of equal extremes): ``count``, ``sum``, ``min``, ``max``, ``mean``, ``first`` and
+    ``last`` (by event time, ties to the first to arrive) and ``count_distinct``; not
+    ``collect`` (a list in arrival order) nor an aggregation of the user's. A bounded run
+    whose windows only aggregate so takes the events in arrival order
+    (:func:`rheos.runtime.bounded.order_free`)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -254,6 +262,7 @@ class BoundAggregation:
 
 class _Count(BoundAggregation):
     kind = "count"
+    order_free = True
     INIT = "0"
     ADD = "{acc} += 1"
     columnar = True
@@ -270,6 +279,7 @@ class _Count(BoundAggregation):
 
 class _Sum(BoundAggregation):
     kind = "sum"
+    order_free = True
     INIT = "0"
     ADD = "if {value} is not None:\n    {acc} += {value}"
     columnar = True
@@ -293,6 +303,7 @@ class _Sum(BoundAggregation):
 class _Extreme(BoundAggregation):
     """``min`` and ``max``: the smallest or largest value (the first to arrive among equals)."""
 
+    order_free = True
     columnar = True
 
     def partial_polars(self, value: str, ts: str, seq: str, out: str, *, floats: bool) -> list[Any]:
@@ -335,6 +346,7 @@ class _Max(_Extreme):
 
 class _Mean(BoundAggregation):
     kind = "mean"
+    order_free = True
     INIT = "[0, 0]"
     ADD = "if {value} is not None:\n    acc_ = {acc}\n    acc_[0] += {value}\n    acc_[1] += 1"
     columnar = True
@@ -364,6 +376,7 @@ class _Mean(BoundAggregation):
 
 class _First(BoundAggregation):
     kind = "first"
+    order_free = True
     columnar = True
 
     def init(self) -> None:
@@ -398,6 +411,7 @@ class _First(BoundAggregation):
 
 class _Last(BoundAggregation):
     kind = "last"
+    order_free = True
     columnar = True
 
     def init(self) -> None:
@@ -470,6 +484,7 @@ def _canonical(value: Any) -> Any:
 
 class _CountDistinct(BoundAggregation):
     kind = "count_distinct"
+    order_free = True
 
     def init(self) -> dict[str, None]:
         return {}

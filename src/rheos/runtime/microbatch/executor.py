@@ -40,7 +40,7 @@ import polars as pl
 from rheos.connectors.base import Chunk, OpenContext, SeekableReader
 from rheos.errors import EventError
 from rheos.flows.steps import Graph, SourceStep
-from rheos.runtime.bounded import progress_bar, run_stages
+from rheos.runtime.bounded import order_free, progress_bar, run_stages
 from rheos.runtime.build import Compiled
 from rheos.runtime.executor import IDLE_WAIT_S, RunParts, flow_watermark, flush_writers
 from rheos.runtime.metrics import FlowMetrics
@@ -122,9 +122,10 @@ class BatchExecutor:
         self._bounded()
 
     def _open_parts(self, ctx: OpenContext) -> None:
+        sorted_run = ctx.bounded and not order_free(self.graph)  # (else: the streaming loop)
         for step in self.graph.steps:
             if isinstance(step, SourceStep):
-                if ColumnarLogReader.accepts(step.source) and ctx.bounded:
+                if ColumnarLogReader.accepts(step.source) and sorted_run:
                     # (whole record batches of the log: the rounds are cut after ordering)
                     size = max(self.batch_size, ROWS_BELOW)
                     reader: Any = ColumnarLogReader(step.source, ctx, size, exact=False)
@@ -297,6 +298,9 @@ class BatchExecutor:
         end = src.tracker.current()
         if end > src.wm:
             src.wm = end
+        if src.held:  # (a bounded run in arrival order: the watermark stays at its lowest)
+            src.wm = MIN_WATERMARK
+            return np.full(len(ts), MIN_WATERMARK, dtype=np.int64)
         return wm
 
     def _others(self, src: SourceRun) -> int:
