@@ -10,6 +10,7 @@ log), whether the run is bounded, and the flow's clock.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -37,7 +38,7 @@ class Chunk:
     timestamps: list[int] | None = None
     topic: str | None = None
     offsets: range | list[int] | None = None
-    raw: list[bytes] | None = None
+    raw: Sequence[bytes] | None = None
     rejects: list[tuple[int | None, bytes, Exception]] | None = None
     append_time: int | None = None
     times_of: str | None = None

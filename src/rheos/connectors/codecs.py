@@ -73,6 +73,20 @@ def fields_decoder(
     return module.Decoder(only).decode  # type: ignore[no-any-return]
 
 
+def lines_decoder(
+    fmt: str, schema: type | None = None, fields: frozenset[str] | None = None
+) -> Callable[[bytes], list[Any]] | None:
+    """A function decoding newline-delimited JSON values at once (``decode_lines``: one call
+    for a record batch), each exactly as :func:`value_decoder` (or, given ``fields``,
+    :func:`fields_decoder`) decodes it; None for another format or a ``schema``."""
+    if fmt != "json" or schema is not None:
+        return None
+    if fields is None:
+        return msgspec.json.Decoder().decode_lines
+    only = TypedDict("Fields", dict.fromkeys(fields, Any), total=False)  # type: ignore[misc]
+    return msgspec.json.Decoder(only).decode_lines
+
+
 def decoder(
     fmt: str, schema: type | None = None, *, as_dict: bool = True
 ) -> Callable[[list[bytes]], list[Any]]:
@@ -117,8 +131,9 @@ def sift(
     """The chunk of a stretch of records with bad ones among them: the records that decode
     become events, the others rejects (``where`` is the records' topic and partition)."""
     topic, partition = where
-    chunk = Chunk(partition, [], [], topic, [], [], [])
-    assert chunk.timestamps is not None and chunk.raw is not None
+    kept: list[bytes] = []
+    chunk = Chunk(partition, [], [], topic, [], kept, [])
+    assert chunk.timestamps is not None
     assert isinstance(chunk.offsets, list) and chunk.rejects is not None
     for value, offset, ts in zip(raw, offsets, timestamps, strict=True):
         try:
@@ -147,7 +162,7 @@ def sift(
         chunk.values.append(decoded)
         chunk.timestamps.append(ts)
         chunk.offsets.append(offset)
-        chunk.raw.append(value)
+        kept.append(value)
     return chunk
 
 

@@ -31,7 +31,7 @@ import sys
 from array import array
 from collections.abc import Iterator, Sequence
 from itertools import accumulate, repeat
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
 import msgspec
 from crc32c import crc32c
@@ -311,6 +311,38 @@ class RecordBatch:
         stops = ends[self.start + 1 : self.stop + 1]
         return list(map(data.__getitem__, map(slice, starts, stops)))
 
+    def lazy_values(self) -> BatchValues:
+        """The values as a sequence that slices each one out only when it is asked for."""
+        return BatchValues(self)
+
+    def joined_values(self) -> bytes | None:
+        """The values one after the other, each followed by a newline (the text of
+        newline-delimited JSON) -- or None when one line could hold other than one value: a
+        value holding a newline, empty or starting with blanks (a blank line is no value);
+        also without NumPy (the micro-batch extra), which joins them without a Python
+        object per value."""
+        try:
+            import numpy as np
+        except ImportError:  # pragma: no cover - NumPy comes with the micro-batch extra
+            return None
+        n = len(self)
+        ends = self.value_ends
+        first, last = ends[self.start], ends[self.stop]
+        data = self.value_data
+        if data.find(b"\n", first, last) >= 0:
+            return None
+        bounds = np.frombuffer(ends, dtype=np.uint32)[self.start : self.stop + 1].astype(np.intp)
+        body = np.frombuffer(data, dtype=np.uint8, count=last - first, offset=first)
+        starts = bounds[:-1] - first
+        if (bounds[1:] - bounds[:-1] == 0).any() or np.isin(body[starts], _BLANKS).any():
+            return None
+        breaks = bounds[1:] - first + np.arange(n)  # where the newlines go
+        text = np.full(last - first + n, 10, dtype=np.uint8)
+        keep = np.ones(len(text), dtype=bool)
+        keep[breaks] = False
+        text[keep] = body
+        return text.tobytes()
+
     def keys(self) -> list[bytes | None]:
         if self._key_ends is None or self._key_null is None:
             return [None] * len(self)
@@ -343,6 +375,45 @@ class RecordBatch:
             headers,
         )
         return map(tuple.__new__, repeat(Record), columns)
+
+
+_BLANKS = list(b" \t\r\n")
+"""The bytes JSON takes as blanks."""
+
+
+class BatchValues(Sequence[bytes]):
+    """The values of a :class:`RecordBatch`, each sliced out of the batch when it is asked
+    for: the record bytes a chunk keeps for its odd dead letter or late event, without a
+    Python object per record."""
+
+    __slots__ = ("_batch",)
+
+    def __init__(self, batch: RecordBatch) -> None:
+        self._batch = batch
+
+    def __len__(self) -> int:
+        return len(self._batch)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        batch = self._batch
+        if isinstance(index, slice):
+            return batch.values()[index]
+        n = len(batch)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError("record index out of range")
+        at = batch.start + index
+        return batch.value_data[batch.value_ends[at] : batch.value_ends[at + 1]]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._batch.values())
 
 
 def decode_batch(
