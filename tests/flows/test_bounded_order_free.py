@@ -89,6 +89,7 @@ def test_stateless_steps_and_windows_that_add_in_any_order_are_order_free(
                 la=rh.last("v"),
                 d=rh.count_distinct("i"),
                 lo=rh.min("v"),
+                vs=rh.collect("v"),
             )
         ),
     }
@@ -96,7 +97,9 @@ def test_stateless_steps_and_windows_that_add_in_any_order_are_order_free(
         "running aggregate": lambda e: e.key_by("v").aggregate(n=rh.count()),
         "sliding": lambda e: e.window(rh.sliding("2s", "1s")).aggregate(n=rh.count()),
         "session": lambda e: e.key_by("v").window(rh.session("1s")).aggregate(n=rh.count()),
-        "collect": lambda e: e.window(rh.tumbling("1s")).aggregate(vs=rh.collect("v")),
+        "own aggregation": lambda e: e.window(rh.tumbling("1s")).aggregate(
+            n=rh.aggregate_with(Tally())
+        ),
         "update rows": lambda e: e.window(rh.tumbling("1s"), emit="update").aggregate(n=rh.count()),
         "processing time": lambda e: e.window(rh.tumbling("1s"), time="processing").aggregate(
             n=rh.count()
@@ -113,6 +116,22 @@ def test_stateless_steps_and_windows_that_add_in_any_order_are_order_free(
         assert order_free(flow.graph()) == (name in free), name
 
 
+class Tally:
+    """An aggregation of the user's: rheos cannot tell whether its order matters."""
+
+    def init(self) -> int:
+        return 0
+
+    def add(self, acc: int, value: Any) -> int:
+        return acc + 1
+
+    def merge(self, a: int, b: int) -> int:
+        return a + b
+
+    def result(self, acc: int) -> int:
+        return acc
+
+
 def windowed(data_dir: Path, out: list[Any], window: Any, seen: list[Any]) -> rh.Flow:
     flow = rh.Flow("windowed", data_dir=data_dir, checkpoint_interval=None)
     (
@@ -126,6 +145,7 @@ def windowed(data_dir: Path, out: list[Any], window: Any, seen: list[Any]) -> rh
             first=rh.first("ts"),
             last=rh.last("ts"),
             top=rh.max("v"),
+            times=rh.collect("ts"),
         )
         .sink(rh.list_sink(out))
     )
@@ -169,12 +189,23 @@ def test_a_bounded_run_of_order_free_windows_holds_the_watermark_and_loses_no_ev
         for at, g in groups.items():
             times = [e["ts"] for e in g]
             row = (key, at * size, (at + 1) * size, len(g), sum(e["v"] for e in g))
-            expected.append((*row, min(times), max(times), max(e["v"] for e in g)))
+            top = max(e["v"] for e in g)
+            expected.append((*row, min(times), max(times), top, sorted(times)))
     out = runs["stream-first"]
     got = [
         tuple(
             r[f]
-            for f in ("key", "window_start", "window_end", "n", "total", "first", "last", "top")
+            for f in (
+                "key",
+                "window_start",
+                "window_end",
+                "n",
+                "total",
+                "first",
+                "last",
+                "top",
+                "times",
+            )
         )
         for r in out
     ]

@@ -14,8 +14,9 @@ A flow that no order of its events changes (:func:`order_free`) needs none of th
 are stateless (sources, ``map``, ``filter``, ``flat_map``, ``with_columns``, ``key_by``,
 unions and sinks) or event-time tumbling or calendar windows emitting final rows whose
 aggregations add in any order (``count``, ``sum``, ``min``, ``max``, ``mean``, ``first``,
-``last``, ``count_distinct``: see ``BoundAggregation.order_free``). (Not joins: a sorted run
-closes their windows as it goes, and holds less than all of their buffers.) Its bounded
+``last``, ``collect``, ``count_distinct``: see ``BoundAggregation.order_free``). (Not
+joins: a sorted run closes their windows as it goes, and holds less than all of their
+buffers.) Its bounded
 run is the streaming loop over the sources read to their ends (the runner's choice), in
 arrival order, with the watermark held at its lowest until every source has ended: no event
 is late, as in event-time order, and the final watermark then closes every window, in

@@ -169,9 +169,9 @@ class BoundAggregation:
     order_free = False
     """Whether the result is the same in whatever order the events of a window are added,
     up to what a streaming run also takes from arrival order (the bits of a float sum, the
-    first of equal extremes): ``count``, ``sum``, ``min``, ``max``, ``mean``, ``first`` and
-    ``last`` (by event time, ties to the first to arrive) and ``count_distinct``; not
-    ``collect`` (a list in arrival order) nor an aggregation of the user's. A bounded run
+    first of equal extremes): ``count``, ``sum``, ``min``, ``max``, ``mean``, ``first``,
+    ``last`` and ``collect`` (by event time, ties by arrival) and ``count_distinct``; not an
+    aggregation of the user's. A bounded run
     whose windows only aggregate so takes the events in arrival order
     (:func:`rheos.runtime.bounded.order_free`)."""
 
@@ -446,6 +446,7 @@ class _Last(BoundAggregation):
 
 class _Collect(BoundAggregation):
     kind = "collect"
+    order_free = True
 
     def init(self) -> list[Any]:
         return []
