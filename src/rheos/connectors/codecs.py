@@ -68,9 +68,8 @@ def fields_decoder(
     value that is not an object raises :class:`msgspec.ValidationError`."""
     if fmt not in ("json", "msgpack") or schema is not None:
         return None
-    only = TypedDict("Fields", dict.fromkeys(fields, Any), total=False)  # type: ignore[misc]
     module = msgspec.json if fmt == "json" else msgspec.msgpack
-    return module.Decoder(only).decode  # type: ignore[no-any-return]
+    return module.Decoder(_only(fields)).decode  # type: ignore[no-any-return]
 
 
 def lines_decoder(
@@ -81,10 +80,13 @@ def lines_decoder(
     :func:`fields_decoder`) decodes it; None for another format or a ``schema``."""
     if fmt != "json" or schema is not None:
         return None
-    if fields is None:
-        return msgspec.json.Decoder().decode_lines
-    only = TypedDict("Fields", dict.fromkeys(fields, Any), total=False)  # type: ignore[misc]
-    return msgspec.json.Decoder(only).decode_lines
+    kind = Any if fields is None else _only(fields)
+    return msgspec.json.Decoder(kind).decode_lines
+
+
+def _only(fields: frozenset[str]) -> Any:
+    """The type of an object decoded into a dict of only ``fields`` (those it has)."""
+    return TypedDict("Fields", dict.fromkeys(fields, Any), total=False)  # type: ignore[operator]
 
 
 def decoder(

@@ -47,6 +47,7 @@ from rheos.connectors.codecs import (
 )
 from rheos.errors import ConfigError, RecordTooLargeError
 from rheos.transport import RecordBatch, Start
+from rheos.transport.format import BatchValues
 from rheos.transport.log import Isolation, Reader
 from rheos.transport.partition import read_committed
 
@@ -256,7 +257,7 @@ class LogReader(BaseReader):
         if len(values) != len(batch):  # (a record of blanks only: not a line)
             return None
         timestamps = batch.timestamp_list()
-        raw = batch.lazy_values()
+        raw = BatchValues(batch)  # (each record's bytes sliced out when asked for)
         chunk = Chunk(batch.partition, values, timestamps, self.topic, batch.offsets(), raw)
         chunk.append_time = batch.append_time
         return chunk

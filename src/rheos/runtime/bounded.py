@@ -48,7 +48,7 @@ from rheos.flows.steps import (
     UnionStep,
     WindowStep,
 )
-from rheos.runtime.repartition import source_stages
+from rheos.runtime.repartition import source_stages, stages
 from rheos.runtime.source_run import SourceRun
 from rheos.windowing.calendars import CalendarWindows
 from rheos.windowing.watermarks import Disorder
@@ -161,6 +161,13 @@ def order_free(graph: Graph) -> bool:
     return all(isinstance(step, stateless) or order_free_window(step) for step in graph.steps)
 
 
+def in_arrival_order(graph: Graph) -> bool:
+    """Whether a bounded run of ``graph`` takes the events in arrival order (the runner's
+    streaming loop, see the module docs): it is :func:`order_free` and not split into stages
+    by repartition topics."""
+    return order_free(graph) and len(set(stages(graph).values())) <= 1
+
+
 def order_free_window(step: Step) -> bool:
     """Whether ``step`` is a window that gives the same rows in any order of its events, none
     late, and whose state held to the end stays small: event-time tumbling or calendar
@@ -244,9 +251,12 @@ def merged_order(arrivals: list[Arrival]) -> tuple[list[int], list[int], list[in
 
 __all__ = [
     "Arrival",
+    "backlog",
     "disorder",
     "event_order",
+    "in_arrival_order",
     "merged_order",
+    "order_free",
     "progress_bar",
     "read_all",
     "run_stages",

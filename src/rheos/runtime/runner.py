@@ -49,7 +49,7 @@ from rheos.connectors.repartition_topic import WATERMARK_OF
 from rheos.errors import BadEventsWarning, CheckpointError, RheosWarning
 from rheos.flows.steps import Graph, SinkStep
 from rheos.runtime.badevents import BadEvents, replay_letters
-from rheos.runtime.bounded import backlog, order_free, progress_bar
+from rheos.runtime.bounded import backlog, in_arrival_order, progress_bar
 from rheos.runtime.build import Compiled
 from rheos.runtime.checkpointing import Checkpointed, Checkpointer, FlowLock, start_checkpoints
 from rheos.runtime.deadletters import DeadLetters
@@ -182,7 +182,7 @@ class Runner:
                 self.metrics.sample(self)
                 executor.metrics = self.metrics
                 executor.sample = partial(self.metrics.sample, self)
-            if bounded and self._in_arrival_order():
+            if bounded and in_arrival_order(self.graph):
                 summary.stopped = self._run_to_ends(progress)
             elif bounded:
                 executor.run_bounded(progress)
@@ -331,12 +331,6 @@ class Runner:
         summary.elapsed_s = time.perf_counter() - started
         self._fill(summary)
         return summary
-
-    def _in_arrival_order(self) -> bool:
-        """Whether this bounded run takes the events in arrival order: a flow no order of its
-        events changes (:func:`~rheos.runtime.bounded.order_free`), not split into stages by
-        repartition topics."""
-        return order_free(self.graph) and all(s.own_watermark is None for s in self.sources)
 
     def _run_to_ends(self, progress: bool | None) -> str:
         """A bounded run of a flow no order changes: the streaming loop, to the sources' ends

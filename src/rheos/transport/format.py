@@ -31,7 +31,7 @@ import sys
 from array import array
 from collections.abc import Iterator, Sequence
 from itertools import accumulate, repeat
-from typing import NamedTuple, overload
+from typing import Any, NamedTuple, overload
 
 import msgspec
 from crc32c import crc32c
@@ -311,10 +311,6 @@ class RecordBatch:
         stops = ends[self.start + 1 : self.stop + 1]
         return list(map(data.__getitem__, map(slice, starts, stops)))
 
-    def lazy_values(self) -> BatchValues:
-        """The values as a sequence that slices each one out only when it is asked for."""
-        return BatchValues(self)
-
     def joined_values(self) -> bytes | None:
         """The values one after the other, each followed by a newline (the text of
         newline-delimited JSON) -- or None when one line could hold other than one value: a
@@ -333,15 +329,27 @@ class RecordBatch:
             return None
         bounds = np.frombuffer(ends, dtype=np.uint32)[self.start : self.stop + 1].astype(np.intp)
         body = np.frombuffer(data, dtype=np.uint8, count=last - first, offset=first)
-        starts = bounds[:-1] - first
-        if (bounds[1:] - bounds[:-1] == 0).any() or np.isin(body[starts], _BLANKS).any():
+        if (bounds[1:] == bounds[:-1]).any() or np.isin(body[bounds[:-1] - first], _BLANKS).any():
             return None
-        breaks = bounds[1:] - first + np.arange(n)  # where the newlines go
-        text = np.full(last - first + n, 10, dtype=np.uint8)
-        keep = np.ones(len(text), dtype=bool)
-        keep[breaks] = False
-        text[keep] = body
+        text = np.empty(last - first + n, dtype=np.uint8)
+        self.write_lines(text, np.empty(len(text), dtype=bool))
         return text.tobytes()
+
+    def write_lines(self, text: Any, keep: Any) -> Any:
+        """Write the values into ``text`` (a NumPy array of bytes as long as the values plus
+        one byte each), each followed by a newline, with ``keep`` (booleans, as long) for
+        scratch; return where each value starts in ``text``."""
+        import numpy as np
+
+        ends = np.frombuffer(self.value_ends, dtype=np.uint32)[self.start : self.stop + 1]
+        ends = ends.astype(np.intp)
+        first, last = int(ends[0]), int(ends[-1])
+        breaks = ends[1:] - first + np.arange(len(self))  # where the newlines go
+        keep[:] = True
+        keep[breaks] = False
+        text[keep] = np.frombuffer(self.value_data, np.uint8, last - first, first)
+        text[breaks] = 10
+        return breaks - (ends[1:] - ends[:-1])
 
     def keys(self) -> list[bytes | None]:
         if self._key_ends is None or self._key_null is None:

@@ -40,7 +40,7 @@ import polars as pl
 from rheos.connectors.base import Chunk, OpenContext, SeekableReader
 from rheos.errors import EventError
 from rheos.flows.steps import Graph, SourceStep
-from rheos.runtime.bounded import order_free, progress_bar, run_stages
+from rheos.runtime.bounded import in_arrival_order, progress_bar, run_stages
 from rheos.runtime.build import Compiled
 from rheos.runtime.executor import IDLE_WAIT_S, RunParts, flow_watermark, flush_writers
 from rheos.runtime.metrics import FlowMetrics
@@ -122,7 +122,7 @@ class BatchExecutor:
         self._bounded()
 
     def _open_parts(self, ctx: OpenContext) -> None:
-        sorted_run = ctx.bounded and not order_free(self.graph)  # (else: the streaming loop)
+        sorted_run = ctx.bounded and not in_arrival_order(self.graph)
         for step in self.graph.steps:
             if isinstance(step, SourceStep):
                 if ColumnarLogReader.accepts(step.source) and sorted_run:

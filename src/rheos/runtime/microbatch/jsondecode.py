@@ -295,18 +295,9 @@ class JsonDecoder:
         starts = np.empty(n + 1, dtype=np.int64)
         at = i = 0
         for batch, size in zip(batches, sizes, strict=True):
-            ends = np.frombuffer(batch.value_ends, dtype=np.uint32)[batch.start : batch.stop + 1]
-            ends = ends.astype(np.int64)
             m = len(batch)
-            first = int(ends[0])
-            breaks = ends[1:] - first + np.arange(m)  # where the newlines go
-            keep = self._keep[at : at + size]
-            keep[:] = True
-            keep[breaks] = False
-            line = self._text[at : at + size]
-            line[keep] = np.frombuffer(batch.value_data, np.uint8, size - m, first)
-            line[breaks] = ord("\n")
-            starts[i : i + m] = breaks - ends[1:] + ends[:-1] + at
+            at_line = batch.write_lines(self._text[at : at + size], self._keep[at : at + size])
+            starts[i : i + m] = at_line + at
             at += size
             i += m
         starts[n] = at
