@@ -19,7 +19,8 @@ from rheos.connectors import list_sink, log_source
 from rheos.connectors.base import OpenContext
 from rheos.flows.expressions import col
 from rheos.runtime import Flow
-from rheos.runtime.microbatch.jsondecode import PROBE, JsonDecoder
+from rheos.runtime.microbatch import jsondecode
+from rheos.runtime.microbatch.jsondecode import PROBE, STRUCTS_FROM, JsonDecoder
 from rheos.runtime.microbatch.sources import ColumnarLogReader
 from rheos.transport import Log, RecordBatch
 from rheos.windowing import count, sum, tumbling
@@ -360,6 +361,14 @@ WIDE = [
 ]
 
 
+@pytest.fixture(params=["arrow", "msgspec"], autouse=False)
+def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which reader takes the fields asked for: Arrow's JSON reader (records under
+    :data:`STRUCTS_FROM` bytes on average) or msgspec's structs (records over it)."""
+    monkeypatch.setattr(jsondecode, "STRUCTS_FROM", 10**9 if request.param == "arrow" else 0)
+    return str(request.param)
+
+
 def projected(values: list[bytes]) -> list[bytes]:
     """msgspec, record by record, only the fields of ``ONLY`` (in name order), re-encoded."""
     out = []
@@ -369,18 +378,25 @@ def projected(values: list[bytes]) -> list[bytes]:
     return out
 
 
-def read_only(values: list[bytes]) -> list[bytes] | None:
+def read_only(values: list[bytes], listed: bool = False) -> list[bytes] | None:
+    """The fields of ``ONLY`` read in bulk, from a record batch or (``listed``) from a list
+    of values, as a Kafka poll gives them."""
     decoder = JsonDecoder()
     decoder.project(ONLY)
-    frame = decoder.frame([batch_of(values)])
+    frame = decoder.values_frame(values) if listed else decoder.frame([batch_of(values)])
     if frame is None:
         return None
     assert sorted(frame.columns) == sorted(ONLY)
     return [encode({name: row[name] for name in sorted(ONLY)}) for row in frame.to_dicts()]
 
 
-def test_only_the_fields_asked_for_are_read_in_bulk_past_nested_values_and_nulls() -> None:
-    assert read_only(WIDE) == projected(WIDE)
+def test_only_the_fields_asked_for_are_read_in_bulk_past_nested_values_and_nulls(
+    way: str,
+) -> None:
+    many = WIDE * 500  # (a poll large enough to be cut in pieces by Arrow's way)
+    for listed in (False, True):
+        assert read_only(WIDE, listed) == projected(WIDE)
+        assert read_only(many, listed) == projected(many)
 
 
 @pytest.mark.parametrize(
@@ -405,14 +421,85 @@ def test_only_the_fields_asked_for_are_read_in_bulk_past_nested_values_and_nulls
         b'{"x":0.5, "k":"k",  "id":1}',
     ],
 )
-def test_what_a_read_of_some_fields_takes_is_exact(late: bytes) -> None:
+def test_what_a_read_of_some_fields_takes_is_exact(late: bytes, way: str) -> None:
     values = [*WIDE[:20], late, *WIDE[20:]]
-    got = read_only(values)
     try:
         want: list[bytes] | None = projected(values)
     except (msgspec.DecodeError, KeyError):
         want = None  # msgspec gives no such record: bulk must decline
-    assert got is None or got == want
+    for listed in (False, True):
+        got = read_only(values, listed)
+        assert got is None or got == want
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        [b'{"id":1,"k":"k",\n"x":0.5}'],  # a record over two lines
+        [b"", b'{"id":1,"k":"k","x":0.5}\n{"id":2,"k":"k","x":0.5}'],  # two in one, one empty
+        [b"", b'{"id":1,"k":"k","x":0.5} {"id":2,"k":"k","x":0.5}'],
+        [b'{"id":1,"k":"k","x":0.5}{"id":2,"k":"k","x":0.5}'],
+        [b" ", b'{"id":1,"k":"k","x":0.5}\r{"id":2,"k":"k","x":0.5}'],
+        [b'{"id":1,"k":"k","x":0.5}\r'],
+        [b' {"id":1,"k":"k","x":0.5}'],
+        [b"{", b'"id":1,"k":"k","x":0.5}'],  # one record cut in two
+        [b"{}"],
+        [b"[]"],
+    ],
+)
+def test_values_that_are_not_one_object_each_are_never_read_wrong(
+    odd: list[bytes], way: str
+) -> None:
+    """Joined by newlines, these could shift every later record by one (a value holding two
+    objects, an empty one) or be cut where they should not."""
+    values = [*WIDE[:20], *odd, *WIDE[20:]]
+    try:
+        want: list[bytes] | None = projected(values)
+    except (msgspec.DecodeError, LookupError, TypeError):
+        want = None
+    for listed in (False, True):
+        got = read_only(values, listed)
+        assert got is None or got == want
+
+
+@st.composite
+def wide_sets(draw: st.DrawFn) -> list[bytes]:
+    """Records holding the fields of ``ONLY`` among others, each of a type kept by most."""
+    kinds = {name: draw(st.sampled_from(sorted(SCALARS))) for name in sorted(ONLY)}
+    out = []
+    for _ in range(draw(st.integers(1, 40))):
+        record: dict[str, Any] = {name: draw(SCALARS[kinds[name]]) for name in sorted(ONLY)}
+        record["pad"] = {"k": "x" * draw(st.integers(0, 200)), "id": [None, 1.5]}
+        change = draw(st.sampled_from(["none"] * 8 + ["kind", "drop", "order", "twice"]))
+        if change == "kind":
+            record[draw(st.sampled_from(sorted(ONLY)))] = draw(st.one_of(*SCALARS.values()))
+        elif change == "drop":
+            record.pop(draw(st.sampled_from(sorted(ONLY))))
+        elif change == "order":
+            record = dict(reversed(record.items()))
+        raw = encode(record)
+        if change == "twice":
+            name = draw(st.sampled_from(sorted(ONLY)))
+            raw = raw[:-1] + b"," + encode(name) + b":" + encode(draw(SCALARS["int"])) + b"}"
+        out.append(raw)
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=wide_sets())
+def test_a_read_of_some_fields_is_exact_or_declines(values: list[bytes]) -> None:
+    try:
+        want: list[bytes] | None = projected(values)
+    except KeyError:
+        want = None
+    for limit in (10**9, 0):  # Arrow's way, msgspec's way
+        jsondecode.STRUCTS_FROM = limit
+        try:
+            for listed in (False, True):
+                got = read_only(values, listed)
+                assert got is None or got == want, (limit, listed)
+        finally:
+            jsondecode.STRUCTS_FROM = STRUCTS_FROM
 
 
 def test_rows_that_make_no_frame_are_filtered_and_extended_from_the_fields_read(

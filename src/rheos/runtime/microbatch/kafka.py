@@ -12,8 +12,6 @@ records become rejects, dead-lettered as in stream-first mode).
 
 from __future__ import annotations
 
-from array import array
-from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -22,7 +20,6 @@ from rheos.connectors.base import Chunk, OpenContext
 from rheos.connectors.kafka import KafkaReader, KafkaSource
 from rheos.runtime.microbatch.jsondecode import JsonDecoder
 from rheos.runtime.microbatch.sources import BULK_FROM, Part, from_chunk
-from rheos.transport import RecordBatch
 
 
 class ColumnarKafkaReader:
@@ -56,12 +53,7 @@ class ColumnarKafkaReader:
     def poll(self, timeout: float) -> list[Part]:
         parts = []
         for i, raw, offsets, stamps in self._reader.poll_records(timeout, self.max_records):
-            frame = None
-            if len(raw) >= BULK_FROM:
-                ends = array("I", accumulate(map(len, raw), initial=0))
-                topic = self._reader.topic_of(i)
-                batch = RecordBatch(topic, i, 0, 0, array("q", stamps), ends, b"".join(raw))
-                frame = self._json.frame([batch])
+            frame = self._json.values_frame(raw) if len(raw) >= BULK_FROM else None
             if frame is None:
                 parts.append(from_chunk(self._reader.chunk(i, raw, offsets, stamps)))
                 continue
