@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+from rheos.transport import Log
+
 from ._rh import rh
 from .helpers import ev, rows, windowed
 
@@ -231,3 +233,72 @@ def test_idle_partition_stops_holding_the_watermark(tmp_path) -> None:
     flow.stop()
     runner.join(10)
     assert result[0].stopped == "stopped"
+
+
+def test_a_window_inlined_in_the_source_loop_counts_and_adds_as_its_operator_does(
+    tmp_path: object,
+) -> None:
+    """A log source's generated chunk loop runs the tumbling window after ``key_by`` inline
+    (its operator's ``process`` and counters in the loop's locals): over many chunks, with
+    events out of order, late ones and ones without the key, the rows, the late events and
+    the window's statistics are those worked out here event by event."""
+    import random
+
+    import msgspec
+
+    rnd = random.Random(5)
+    events: list[dict[str, object]] = []
+    for i in range(30_000):  # (a chunk holds up to 10,000)
+        ts = i * 40 - (rnd.randrange(6_000) if rnd.random() < 0.1 else 0)
+        event: dict[str, object] = {"ts": max(ts, 0), "k": f"k{rnd.randrange(5)}", "v": i % 7}
+        if i % 4_999 == 0:
+            del event["k"]  # (a bad event: dead-lettered before the window)
+        events.append(event)
+    log = Log(tmp_path)
+    log.create_topic("in", 1)
+    with log.producer("in") as producer:
+        for at in range(0, len(events), 300):  # batches of 300: many chunks
+            producer.append([msgspec.json.encode(e) for e in events[at : at + 300]])
+    log.close()
+    out: list[dict[str, object]] = []
+    flow = rh.Flow("inline", data_dir=tmp_path, checkpoint_interval=None)
+    windows = (
+        flow.source(rh.log_source("in"), timestamp="ts", timestamp_unit="ms", out_of_orderness="2s")
+        .key_by("k")
+        .window(rh.tumbling("1s"))
+    )
+    windows.aggregate(n=rh.count(), total=rh.sum("v")).sink(rh.list_sink(out))
+    summary = flow.run(stop_after=len(events), drain=True)
+
+    # by hand: the source's watermark is its largest time so far less 2 s (it rises before
+    # the event is pushed); a window [s, s + 1 s) is closed once the watermark reaches s + 1 s
+    want: dict[tuple[object, int], list[int]] = {}
+    top = top_w = -(2**62)
+    n_w = ooo_w = max_w = late = 0
+    for e in events:
+        ts = int(e["ts"])  # type: ignore[call-overload]
+        top = max(top, ts)
+        if "k" not in e:
+            continue
+        n_w += 1
+        if ts < top_w:
+            ooo_w += 1
+            max_w = max(max_w, top_w - ts)
+        top_w = max(top_w, ts)
+        start = ts - ts % 1_000
+        if start + 1_000 <= top - 2_000:
+            late += 1
+            continue
+        acc = want.setdefault((e["k"], start), [0, 0])
+        acc[0] += 1
+        acc[1] += int(e["v"])  # type: ignore[call-overload]
+    got = {(r["key"], r["window_start"]): [r["n"], r["total"]] for r in out}
+    assert got == want
+    stats = summary.steps["window"]
+    assert (stats.events_in, stats.out_of_order, stats.max_delay_ms, stats.late) == (
+        n_w,
+        ooo_w,
+        max_w,
+        late,
+    )
+    assert late > 0 and summary.dead == 7

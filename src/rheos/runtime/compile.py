@@ -70,11 +70,19 @@ def _key_error(flow: str, step: Step, value: Any, field_name: str) -> EventError
 
 
 def _chain_lines(
-    chain: list[Step], window: WindowNode | None, env: dict[str, Any], ind: str, skip: str
+    chain: list[Step],
+    window: WindowNode | None,
+    env: dict[str, Any],
+    ind: str,
+    skip: str,
+    edges: tuple[list[str], list[str]] | None = None,
+    track: bool = False,
 ) -> list[str]:
     """Python lines running ``chain`` on ``k, v, t``, then the tail (or ``window`` inlined).
 
     ``skip`` is the statement that drops the current event (``return`` or ``continue``).
+    ``edges``: the lines are a chunk loop's (for ``window``, :meth:`WindowNode.loop_source`,
+    whose lines before and after the loop are added to them; ``track``: as there).
     """
     lines: list[str] = []
 
@@ -124,7 +132,13 @@ def _chain_lines(
         lines.append(f"{ind}tail(k, v, t)")
         return lines
     # the window step's push, inlined
-    lines.extend(f"{ind}{line}" for line in window.push_source("k", "v", "t", env))
+    if edges is None:
+        lines.extend(f"{ind}{line}" for line in window.push_source("k", "v", "t", env))
+        return lines
+    before, body, after = window.loop_source("k", "v", "t", env, track=track)
+    edges[0].extend(before)
+    edges[1].extend(after)
+    lines.extend(f"{ind}{line}" for line in body)
     return lines
 
 
@@ -175,7 +189,7 @@ def source_loop(
         "    ooo, maxd = 0, stats.max_delay_ms",
         "    failed = rt.event_failed",
         "    for i, (v, t) in enumerate(zip(values, tss)):",
-        *(["        rt.i = i"] if track else []),
+        *(["        rt.i = i"] if track and window is None else []),
         *(
             "        " + line
             for line in disorder_source(
@@ -197,7 +211,7 @@ def source_loop(
         "    stats.out_of_order += ooo",
         "    stats.max_delay_ms = maxd",
     ]
-    return _loop(flow, chain, tail, window, head, tail_lines, "source loop")
+    return _loop(flow, chain, tail, window, head, tail_lines, "source loop", track)
 
 
 def ordered_loop(
@@ -216,7 +230,7 @@ def ordered_loop(
         "    wm, timed = src.wm, rt.timed",
         "    failed = rt.event_failed",
         "    for i, (v, t) in enumerate(zip(values, tss)):",
-        *(["        rt.i = i"] if track else []),
+        *(["        rt.i = i"] if track and window is None else []),
         "        if timed and t > wm:",
         "            wm = src.wm = t",
         "            if wm >= rt.due:",
@@ -226,7 +240,7 @@ def ordered_loop(
         "    if tss and tss[-1] > src.top:",
         "        src.top = tss[-1]",
     ]
-    return _loop(flow, chain, tail, window, head, tail_lines, "ordered source loop")
+    return _loop(flow, chain, tail, window, head, tail_lines, "ordered source loop", track)
 
 
 def _loop(
@@ -237,20 +251,27 @@ def _loop(
     head: list[str],
     after: list[str],
     label: str,
+    track: bool,
 ) -> ChunkLoop:
     """A chunk loop: ``head`` (up to the loop's per-event bookkeeping), the chain inside a
-    ``try`` that hands a bad event to ``runner.event_failed``, then ``after``."""
+    ``try`` that hands a bad event to ``runner.event_failed``, then ``after`` (``window``'s
+    lines before and after the loop added: :meth:`WindowNode.loop_source`)."""
     env = _env(flow, tail)
     env["_bad"] = BAD_EVENT_ERRORS
-    body = _chain_lines(chain, window, env, "            ", "continue")
+    edges: tuple[list[str], list[str]] = ([], [])
+    body = _chain_lines(chain, window, env, "            ", "continue", edges, track)
+    at = next(j for j, line in enumerate(head) if line.startswith("    for "))
     lines = [
-        *head,
+        *head[:at],
+        *("    " + line for line in edges[0]),
+        *head[at:],
         "        k = None",
         "        try:",
         *body,
         "        except _bad as e:",
         "            failed(src, i, e)",
         *after,
+        *("    " + line for line in edges[1]),
     ]
     loop: ChunkLoop = _build("\n".join(lines), env, label, "loop")
     return loop

@@ -206,6 +206,45 @@ class WindowNode:
             "    wlate(late)",
         ]
 
+    def loop_source(
+        self, k: str, v: str, t: str, env: dict[str, Any], *, track: bool
+    ) -> tuple[list[str], list[str], list[str]]:
+        """:meth:`push_source` for a source's chunk loop (event-time windows): lines before
+        the loop, in it, after it. The counters of :attr:`cell` are locals of the loop,
+        stored after it (nothing else pushes to this window while it runs); a tumbling
+        window's ``process`` is inlined (:meth:`WindowOperator.inline_source`); with
+        ``track``, ``rt.i`` is set only before a late event is routed (the one use of it:
+        its record, to write it whole)."""
+        env.update(wc=self.cell, wproc=self.op.process, wlate=self.route_late, werr=self.error)
+        before = ["w_n, w_top, w_ooo, w_max = wc", "w_at = w_keys = None"]
+        after = ["wc[0], wc[1], wc[2], wc[3] = w_n, w_top, w_ooo, w_max"]
+        inlined = self.op.inline_source(env, k, v, t, "w_", "w_late")
+        lines = ["w_n += 1", *disorder_source(t, "w_top", "w_ooo", "w_max").splitlines()]
+        if inlined is None:
+            env["wrows"] = self.emit_rows
+            lines += [
+                "try:",
+                f"    rows, w_late = wproc({k}, {v}, {t})",
+                "except Exception as e:",
+                "    raise werr(e) from e",
+                "if rows:",
+                "    wrows(rows)",
+            ]
+        else:  # (final rows come only as the watermark moves: no rows here)
+            late, body = inlined
+            lines += [
+                "try:",
+                *("    " + line for line in late),
+                "    else:",
+                "        w_late = None",
+                *("        " + line for line in body),
+                "except Exception as e:",
+                "    raise werr(e) from e",
+            ]
+        lines += ["if w_late is not None:", *(["    rt.i = i"] if track else [])]
+        lines.append("    wlate(w_late)")
+        return before, lines, after
+
     def _make_push(self) -> Push:
         env: dict[str, Any] = {"now": self._now}
         lines = ["def push(key, value, ts):"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from rheos.connectors.base import Chunk, SourceReader, StallingReader, WatermarkReader
@@ -99,7 +100,7 @@ class SourceRun:
         if isinstance(field, str) and self.step.timestamp_unit in ("ms", "auto"):
             # fast path: a field of int epoch milliseconds needs no parsing
             try:
-                raw = [v[field] for v in chunk.values]
+                raw = list(map(itemgetter(field), chunk.values))
             except Exception:
                 raw = None
             if (

@@ -237,6 +237,9 @@ class WindowOperator:
         self._changed: set[Hashable] = set()
         self._env: dict[str, Any] | None = None
         """The globals of a generated ``process`` (it binds ``_changed.add``)."""
+        self._inlined: list[tuple[dict[str, Any], str]] = []
+        """The globals of loops that inline ``process`` (:func:`tumbling_source`: they bind
+        ``_changed.add`` too)."""
         self._state_size = 0
         # Which windows an event is in, and whether it is late: the event-time kernel.
         kernel = self.kernel = WindowKernel(spec, self.allowed_lateness_ms)
@@ -414,6 +417,18 @@ class WindowOperator:
             row["final"] = False
             return ProcessResult([row], None)
         return _new_result(ProcessResult, ([], None))
+
+    def inline_source(
+        self, env: dict[str, Any], key: str, event: str, ts: str, prefix: str, late_name: str
+    ) -> tuple[list[str], list[str]] | None:
+        """What :meth:`process` does, as Python lines for a generated loop to inline (see
+        :func:`tumbling_source`, ``cached``: the loop sets ``{prefix}at = None`` before
+        it): tumbling windows in final mode; None for the others."""
+        if self._kind is not TumblingWindows or self._update:
+            return None
+        lines = tumbling_source(self, env, key, event, ts, prefix, late_name, cached=True)
+        self._inlined.append((env, prefix))
+        return lines
 
     def _push_session(self, key: Hashable, state: list[Any]) -> None:
         self._pushes += 1
@@ -613,8 +628,14 @@ class WindowOperator:
     def _untracked(self) -> None:
         self._on_disk = True
         self._changed = NoChanges()
+        self._rebind()
+
+    def _rebind(self) -> None:
+        """Have the generated code add changed keys to :attr:`_changed` (a new set)."""
         if self._env is not None:
             self._env["changed_add"] = self._changed.add
+        for env, prefix in self._inlined:
+            env[f"{prefix}changed_add"] = self._changed.add
 
     @property
     def session_pushes(self) -> int:
@@ -654,8 +675,7 @@ class WindowOperator:
         it fails)."""
         taken = self._changed
         self._changed = NoChanges() if isinstance(taken, NoChanges) else set()
-        if self._env is not None:  # the generated hot path adds to the new set
-            self._env["changed_add"] = self._changed.add
+        self._rebind()  # (the generated hot paths add to the new set)
         return taken
 
     def merge_changed(self, taken: set[Hashable]) -> None:
@@ -1010,6 +1030,43 @@ def _compile_tumbling(op: WindowOperator) -> Any:
     whose value an aggregation cannot add (a string to a sum) changes no accumulator and
     makes no key (it is a bad event, dead-lettered).
     """
+    env: dict[str, Any] = {"ProcessResult": ProcessResult, "NO_RESULT": _NO_RESULT}
+    late, body = tumbling_source(op, env, "key", "event", "ts", "")
+    lines = [
+        "def process(key, event, ts):",
+        *("    " + line for line in late),
+        "        return ProcessResult([], late)",
+        *("    " + line for line in body),
+        "    return NO_RESULT",
+    ]
+    code = compile("\n".join(lines), f"<rheos tumbling window {op.spec!r}>", "exec")
+    exec(code, env)
+    op._env = env
+    return env["process"]
+
+
+def tumbling_source(
+    op: WindowOperator,
+    env: dict[str, Any],
+    key: str,
+    event: str,
+    ts: str,
+    p: str,
+    late_name: str = "late",
+    cached: bool = False,
+) -> tuple[list[str], list[str]]:
+    """What the ``process`` of a tumbling operator in final mode does, as Python lines over
+    the names ``key``, ``event`` and ``ts`` -- for :func:`_compile_tumbling` and for loops
+    that inline it (its locals and ``env``'s names start with ``p``; ``env`` is bound to the
+    operator's changed keys, as the generated ``process`` is).
+
+    Two parts: lines ending in an ``if`` whose block sets ``late_name`` to the report of a
+    late event; then the lines adding an event that is not late (for an ``else``).
+
+    ``cached``: the keys of the last window added to are kept in locals (``{p}at``, the
+    window's start, ``None`` at first; ``{p}keys``), for events of the same window. A
+    window's keys stay the same object while it is open, and an event of a window no
+    longer open is late (the watermark only rises), so the keys kept are the window's."""
     reads: list[str] = []
     adds: list[str] = []
     later: list[str] = []
@@ -1017,87 +1074,89 @@ def _compile_tumbling(op: WindowOperator) -> Any:
     loads: list[str] = []
     fresh: list[str] = []
     stores: list[str] = []
-    env: dict[str, Any] = {
-        "op": op,
-        "windows": op._windows,
-        "starts": op._starts,
-        "heappush": heappush,
-        "changed_add": op._changed.add,
-        "NO_RESULT": _NO_RESULT,
-        "ProcessResult": ProcessResult,
-    }
+    env.update(
+        {
+            f"{p}op": op,
+            f"{p}windows": op._windows,
+            f"{p}starts": op._starts,
+            f"{p}heappush": heappush,
+            f"{p}changed_add": op._changed.add,
+        }
+    )
+    o = f"{p}op"
     for i, agg in enumerate(op._aggs):
         at = i + 1
         field = agg.field
         if field is None:
-            value = "event"
+            value = event
         elif isinstance(field, str):
-            reads.append(f"        v{i} = event[{field!r}]")
-            value = f"v{i}"
+            reads.append(f"    {p}v{i} = {event}[{field!r}]")
+            value = f"{p}v{i}"
         else:
-            env[f"read{i}"] = field
-            reads.append(f"        v{i} = read{i}(event)")
-            value = f"v{i}"
-        add = agg.add_source(f"a{i}", value)  # the aggregation's row form, inlined
+            env[f"{p}read{i}"] = field
+            reads.append(f"    {p}v{i} = {p}read{i}({event})")
+            value = f"{p}v{i}"
+        add = agg.add_source(f"{p}a{i}", value)  # the aggregation's row form, inlined
         if add is not None and agg.INIT is not None:
             init = agg.INIT
             # (mean's accumulator is a list changed in place: added after those that are not)
-            (later if _in_place(agg) else adds).extend("    " + ln for ln in add.splitlines())
+            (later if _in_place(agg) else adds).extend(add.splitlines())
         else:
-            env[f"init{i}"] = agg.init
-            env[f"add{i}"] = agg.add_value
-            init = f"init{i}()"
-            calls.append(f"    a{i} = add{i}(a{i}, {value}, ts, seq)")
-        loads.append(f"        a{i} = state[{at}]")
-        fresh.append(f"        a{i} = {init}")
-        stores.append(f"        state[{at}] = a{i}")
+            env[f"{p}init{i}"] = agg.init
+            env[f"{p}add{i}"] = agg.add_value
+            init = f"{p}init{i}()"
+            calls.append(f"{p}a{i} = {p}add{i}({p}a{i}, {value}, {ts}, {p}seq)")
+        loads.append(f"    {p}a{i} = {p}state[{at}]")
+        fresh.append(f"    {p}a{i} = {init}")
+        stores.append(f"    {p}state[{at}] = {p}a{i}")
     adds += later + calls  # (user code last: it may change an accumulator in place)
     kernel = op.kernel  # the formulas of event time, as source text
+    start = f"{p}start"
     if op._calendar is None:
-        lines = [
-            "def process(key, event, ts):",
-            f"    start = {kernel.start_source('ts')}",
-            f"    if {kernel.late_source('start', 'op._watermark')}:",
-            f"        return ProcessResult([], op._late(key, event, ts, "
-            f"((start, start + {kernel.size}),)))",
+        late = [
+            f"{start} = {kernel.start_source(ts)}",
+            f"if {kernel.late_source(start, f'{o}._watermark')}:",
+            f"    {late_name} = {o}._late({key}, {event}, {ts}, "
+            f"(({start}, {start} + {kernel.size}),))",
         ]
     else:  # the spec says which period
-        env["window_of"] = op._calendar.window_of
-        lines = [
-            "def process(key, event, ts):",
-            "    start, end = window_of(ts)",
-            f"    if {kernel.late_end_source('end', 'op._watermark')}:",
-            "        return ProcessResult([], op._late(key, event, ts, ((start, end),)))",
+        env[f"{p}window_of"] = op._calendar.window_of
+        late = [
+            f"{start}, {p}end = {p}window_of({ts})",
+            f"if {kernel.late_end_source(f'{p}end', f'{o}._watermark')}:",
+            f"    {late_name} = {o}._late({key}, {event}, {ts}, (({start}, {p}end),))",
         ]
+    body: list[str] = []
     if reads:
-        lines += ["    try:", *reads]
-        lines += [
-            "    except (LookupError, TypeError) as exc:",
-            "        raise op._bad_event(event, exc) from None",
+        body += ["try:", *reads]
+        body += [
+            "except (LookupError, TypeError) as exc:",
+            f"    raise {o}._bad_event({event}, exc) from None",
         ]
-    names = ", ".join(f"a{i}" for i in range(len(op._aggs)))
-    lines += [
-        "    keys = windows.get(start)",
-        "    if keys is None:",
-        "        keys = windows[start] = op._new_keys(start)",
-        "        heappush(starts, start)",
-        "    seq = op._seq",
-        "    op._seq = seq + 1",
-        "    state = keys.get(key)",
-        "    if state is None:",
-        *(fresh or ["        pass"]),
-        "    else:",
-        *(loads or ["        pass"]),
-        *adds,  # (into locals: an add that raises leaves the state as it was)
-        "    if state is None:",
-        f"        keys[key] = [seq, {names}]",
-        "        op._state_size += 1",
-        "    else:",
-        *(stores or ["        pass"]),
-        "    changed_add(key)",
-        "    return NO_RESULT",
+    names = ", ".join(f"{p}a{i}" for i in range(len(op._aggs)))
+    find = [
+        f"{p}keys = {p}windows.get({start})",
+        f"if {p}keys is None:",
+        f"    {p}keys = {p}windows[{start}] = {o}._new_keys({start})",
+        f"    {p}heappush({p}starts, {start})",
     ]
-    code = compile("\n".join(lines), f"<rheos tumbling window {op.spec!r}>", "exec")
-    exec(code, env)
-    op._env = env
-    return env["process"]
+    if cached:
+        find = [f"if {start} != {p}at:", *("    " + line for line in find), f"    {p}at = {start}"]
+    body += [
+        *find,
+        f"{p}seq = {o}._seq",
+        f"{o}._seq = {p}seq + 1",
+        f"{p}state = {p}keys.get({key})",
+        f"if {p}state is None:",
+        *(fresh or ["    pass"]),
+        "else:",
+        *(loads or ["    pass"]),
+        *adds,  # (into locals: an add that raises leaves the state as it was)
+        f"if {p}state is None:",
+        f"    {p}keys[{key}] = [{p}seq, {names}]",
+        f"    {o}._state_size += 1",
+        "else:",
+        *(stores or ["    pass"]),
+        f"{p}changed_add({key})",
+    ]
+    return late, body
