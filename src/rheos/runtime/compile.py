@@ -260,11 +260,10 @@ def _loop(
     env["_bad"] = BAD_EVENT_ERRORS
     edges: tuple[list[str], list[str]] = ([], [])
     body = _chain_lines(chain, window, env, "            ", "continue", edges, track)
-    at = next(j for j, line in enumerate(head) if line.startswith("    for "))
     lines = [
-        *head[:at],
+        head[0],  # (the def line: a window's lines before the loop read only globals)
         *("    " + line for line in edges[0]),
-        *head[at:],
+        *head[1:],
         "        k = None",
         "        try:",
         *body,

@@ -186,22 +186,11 @@ class WindowNode:
         """The push of this node as Python lines over the names ``k``, ``v``, ``t`` (event
         time windows): what :meth:`push` runs, for generated loops to inline; ``env``
         receives the names the lines use."""
-        env.update(
-            wc=self.cell,
-            wproc=self.op.process,
-            wrows=self.emit_rows,
-            wlate=self.route_late,
-            werr=self.error,
-        )
+        env.update(wc=self.cell, wlate=self.route_late)
         return [
             "wc[0] += 1",
             *disorder_source(t, "wc[1]", "wc[2]", "wc[3]").splitlines(),
-            "try:",
-            f"    rows, late = wproc({k}, {v}, {t})",
-            "except Exception as e:",
-            "    raise werr(e) from e",
-            "if rows:",
-            "    wrows(rows)",
+            *self._process_call(k, v, t, "late", env),
             "if late is not None:",
             "    wlate(late)",
         ]
@@ -215,21 +204,13 @@ class WindowNode:
         window's ``process`` is inlined (:meth:`WindowOperator.inline_source`); with
         ``track``, ``rt.i`` is set only before a late event is routed (the one use of it:
         its record, to write it whole)."""
-        env.update(wc=self.cell, wproc=self.op.process, wlate=self.route_late, werr=self.error)
+        env.update(wc=self.cell, wlate=self.route_late, werr=self.error)
         before = ["w_n, w_top, w_ooo, w_max = wc", "w_at = w_keys = None"]
         after = ["wc[0], wc[1], wc[2], wc[3] = w_n, w_top, w_ooo, w_max"]
         inlined = self.op.inline_source(env, k, v, t, "w_", "w_late")
         lines = ["w_n += 1", *disorder_source(t, "w_top", "w_ooo", "w_max").splitlines()]
         if inlined is None:
-            env["wrows"] = self.emit_rows
-            lines += [
-                "try:",
-                f"    rows, w_late = wproc({k}, {v}, {t})",
-                "except Exception as e:",
-                "    raise werr(e) from e",
-                "if rows:",
-                "    wrows(rows)",
-            ]
+            lines += self._process_call(k, v, t, "w_late", env)
         else:  # (final rows come only as the watermark moves: no rows here)
             late, body = inlined
             lines += [
@@ -244,6 +225,19 @@ class WindowNode:
         lines += ["if w_late is not None:", *(["    rt.i = i"] if track else [])]
         lines.append("    wlate(w_late)")
         return before, lines, after
+
+    def _process_call(self, k: str, v: str, t: str, late: str, env: dict[str, Any]) -> list[str]:
+        """Lines calling the operator's ``process``: its rows sent on, its late report in
+        ``late``."""
+        env.update(wproc=self.op.process, wrows=self.emit_rows, werr=self.error)
+        return [
+            "try:",
+            f"    rows, {late} = wproc({k}, {v}, {t})",
+            "except Exception as e:",
+            "    raise werr(e) from e",
+            "if rows:",
+            "    wrows(rows)",
+        ]
 
     def _make_push(self) -> Push:
         env: dict[str, Any] = {"now": self._now}

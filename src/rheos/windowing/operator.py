@@ -235,11 +235,10 @@ class WindowOperator:
         self.late_events = 0
         """Events that missed at least one window."""
         self._changed: set[Hashable] = set()
-        self._env: dict[str, Any] | None = None
-        """The globals of a generated ``process`` (it binds ``_changed.add``)."""
-        self._inlined: list[tuple[dict[str, Any], str]] = []
-        """The globals of loops that inline ``process`` (:func:`tumbling_source`: they bind
-        ``_changed.add`` too)."""
+        self._bound: list[tuple[dict[str, Any], str]] = []
+        """The globals of generated code that binds ``_changed.add`` (as ``prefix +
+        "changed_add"``): a generated ``process``, loops that inline it
+        (:meth:`inline_source`)."""
         self._state_size = 0
         # Which windows an event is in, and whether it is late: the event-time kernel.
         kernel = self.kernel = WindowKernel(spec, self.allowed_lateness_ms)
@@ -427,7 +426,7 @@ class WindowOperator:
         if self._kind is not TumblingWindows or self._update:
             return None
         lines = tumbling_source(self, env, key, event, ts, prefix, late_name, cached=True)
-        self._inlined.append((env, prefix))
+        self._bound.append((env, prefix))
         return lines
 
     def _push_session(self, key: Hashable, state: list[Any]) -> None:
@@ -632,9 +631,7 @@ class WindowOperator:
 
     def _rebind(self) -> None:
         """Have the generated code add changed keys to :attr:`_changed` (a new set)."""
-        if self._env is not None:
-            self._env["changed_add"] = self._changed.add
-        for env, prefix in self._inlined:
+        for env, prefix in self._bound:
             env[f"{prefix}changed_add"] = self._changed.add
 
     @property
@@ -1013,7 +1010,7 @@ def _compile_sliding(op: WindowOperator) -> Any:
     ]
     code = compile("\n".join(lines), f"<rheos sliding window {op.spec!r}>", "exec")
     exec(code, env)
-    op._env = env
+    op._bound.append((env, ""))
     return env["process"]
 
 
@@ -1041,7 +1038,7 @@ def _compile_tumbling(op: WindowOperator) -> Any:
     ]
     code = compile("\n".join(lines), f"<rheos tumbling window {op.spec!r}>", "exec")
     exec(code, env)
-    op._env = env
+    op._bound.append((env, ""))
     return env["process"]
 
 

@@ -435,16 +435,15 @@ class JsonDecoder:
         return True
 
 
-_ARROW = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
-"""The Arrow type of a field read by :meth:`JsonDecoder.project`, by its first value's."""
-
-_KINDS = {
-    pa.int64(): (int, pl.Int64),
-    pa.float64(): (float, pl.Float64),
-    pa.string(): (str, pl.String),
-    pa.bool_(): (bool, pl.Boolean),
-}
-"""The Python and Polars types of each Arrow type :meth:`JsonDecoder._projected` learns."""
+_TYPES = [
+    (int, pa.int64(), pl.Int64),
+    (float, pa.float64(), pl.Float64),
+    (str, pa.string(), pl.String),
+    (bool, pa.bool_(), pl.Boolean),
+]
+"""The types a field read by :meth:`JsonDecoder.project` may have: Python, Arrow, Polars."""
+_ARROW = {python: arrow for python, arrow, _ in _TYPES}
+_KINDS = {arrow: (python, polars) for python, arrow, polars in _TYPES}
 
 
 def _pieces(batches: list[RecordBatch], n: int, k: int) -> list[list[RecordBatch]]:
