@@ -50,9 +50,8 @@ SPLIT_ABOVE = 20_000
 STRUCTS_FROM = 160
 """Bytes a record has on average from which the fields of :meth:`JsonDecoder.project` are
 read by msgspec, into structs of those fields only, rather than by Arrow's JSON reader.
-Arrow's reader tokenises every field it skips; msgspec skips them faster and decodes on one
-thread what Arrow's does on two (records of 400 bytes, 3 fields read: 0.8 µs a record by
-msgspec, columns built, against 1.4 µs of Arrow's threads' time; records of 60 bytes: alike)."""
+Arrow's reader tokenises every field it skips; msgspec skips them faster, on one thread
+(``benchmarks/bench_interleaved.py --extra-fields 21 --both-readers`` compares the two)."""
 
 
 class JsonDecoder:
