@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from rheos.transport import Log
 
@@ -302,3 +303,74 @@ def test_a_window_inlined_in_the_source_loop_counts_and_adds_as_its_operator_doe
         late,
     )
     assert late > 0 and summary.dead == 7
+
+
+def test_late_records_carry_the_flow_watermark_whatever_the_loop_keeps_in_locals(
+    tmp_path: object,
+) -> None:
+    """A source's chunk loop may keep its watermark in a local (no step sets timers, and
+    nothing but an inlined window reads it mid-loop); a late record still carries the flow
+    watermark at the late event's arrival: here a tumbling window inlined, a sliding window
+    after a map, two windows on one source, and a tumbling window before a process step."""
+    import msgspec
+
+    events = []
+    for i in range(3_000):
+        ts = i * 50
+        if i % 97 == 0 and i:
+            ts -= 3_000  # late for a 1 s window with a 2 s bound
+        events.append({"ts": ts, "k": f"k{i % 3}", "v": i})
+    log = Log(tmp_path)
+    log.create_topic("in", 1)
+    with log.producer("in") as producer:
+        for at in range(0, len(events), 250):
+            producer.append([msgspec.json.encode(e) for e in events[at : at + 250]])
+    log.close()
+    # by hand: the watermark at an event's arrival is the largest time so far (its own
+    # included) less 2 s; an event is late once its first window has closed
+    top, want, want_sliding = -(2**62), [], []
+    for e in events:
+        ts = e["ts"]
+        top = max(top, ts)
+        if ts - ts % 1_000 + 1_000 <= top - 2_000:  # [s, s + 1 s)
+            want.append((ts, top - 2_000))
+        if ts - 1_000 - (ts - 1_000) % 500 + 1_500 <= top - 2_000:  # 1 s every 500 ms
+            want_sliding.append((ts, top - 2_000))
+
+    class Timers:
+        def process(self, ctx: Any, event: Any) -> None:
+            ctx.register_timer(ctx.timestamp + 100)  # (lowers the due point mid-loop)
+
+        def on_timer(self, ctx: Any, timestamp: int) -> None:
+            return None
+
+    def shapes(flow: rh.Flow, lates: list[list[dict[str, object]]]) -> list[object]:
+        def source() -> object:
+            return flow.source(
+                rh.log_source("in"), timestamp="ts", timestamp_unit="ms", out_of_orderness="2s"
+            )
+
+        def late(window: object, then: str = "sink") -> None:
+            lates.append([])
+            counts = window.aggregate(n=rh.count())  # type: ignore[attr-defined]
+            counts.late().sink(rh.list_sink(lates[-1]))
+            if then == "process":
+                counts = counts.key_by("key").process(Timers())
+            counts.sink(rh.list_sink([]))
+
+        return [
+            lambda: late(source().key_by("k").window(rh.tumbling("1s"))),
+            lambda: late(source().map(dict).key_by("k").window(rh.sliding("1s", "500ms"))),
+            lambda: [late(s.key_by("k").window(rh.tumbling("1s"))) for s in [source()] * 2],
+            lambda: late(source().key_by("k").window(rh.tumbling("1s")), then="process"),
+        ]
+
+    for shape in range(4):
+        lates: list[list[dict[str, object]]] = []
+        flow = rh.Flow(f"late{shape}", data_dir=tmp_path, checkpoint_interval=None)
+        shapes(flow, lates)[shape]()
+        flow.run(stop_after=len(events), drain=True)
+        assert len(lates) == (2 if shape == 2 else 1)
+        for got in lates:
+            pairs = sorted((r["timestamp"], r["watermark"]) for r in got)
+            assert pairs == (want_sliding if shape == 1 else want), shape

@@ -18,22 +18,27 @@ from typing import Any
 
 from rheos.connectors.base import OpenContext, SinkWriter
 from rheos.errors import EventError
+from rheos.flows.expressions import Expr, WithColumns
 from rheos.flows.steps import (
     LATE,
     OUT,
     Graph,
+    JoinStep,
     KeyByStep,
     Port,
+    ProcessStep,
     SinkStep,
     SourceStep,
     Step,
     TransformStep,
     UnionStep,
+    WindowStep,
 )
 from rheos.runtime.build import ChunkLoop, Compiled, SinkCounter, build, hold_back
 from rheos.runtime.nodes import (
     BAD_EVENT_ERRORS,
     JoinNode,
+    LoopEdges,
     Node,
     Push,
     WindowNode,
@@ -42,6 +47,10 @@ from rheos.runtime.nodes import (
 )
 from rheos.runtime.projection import fields_read
 from rheos.windowing.watermarks import disorder_source
+
+NEVER = 1 << 64
+"""An event time no event reaches (above every watermark): a loop's ``fire`` when its
+source's watermark is not raised by events."""
 
 
 def _noop(key: Any, value: Any, ts: int) -> None:
@@ -69,20 +78,26 @@ def _key_error(flow: str, step: Step, value: Any, field_name: str) -> EventError
     return err
 
 
+def _per_event(fn: Any) -> Any:
+    """What a generated chain calls for ``fn``: the generated function of an expression or
+    of ``with_columns`` (:meth:`Expr.row_function`: one call, not two), else ``fn``."""
+    return fn.row_function() if isinstance(fn, Expr | WithColumns) else fn
+
+
 def _chain_lines(
     chain: list[Step],
     window: WindowNode | None,
     env: dict[str, Any],
     ind: str,
     skip: str,
-    edges: tuple[list[str], list[str]] | None = None,
+    edges: LoopEdges | None = None,
     track: bool = False,
 ) -> list[str]:
     """Python lines running ``chain`` on ``k, v, t``, then the tail (or ``window`` inlined).
 
     ``skip`` is the statement that drops the current event (``return`` or ``continue``).
     ``edges``: the lines are a chunk loop's (for ``window``, :meth:`WindowNode.loop_source`,
-    whose lines before and after the loop are added to them; ``track``: as there).
+    which adds the lines it needs around the loop to them; ``track``: as there).
     """
     lines: list[str] = []
 
@@ -110,11 +125,11 @@ def _chain_lines(
                     ]
                 )
             else:
-                env[f"f{i}"] = step.key
+                env[f"f{i}"] = _per_event(step.key)
                 guarded(f"k = f{i}(v)", i)
             continue
         assert isinstance(step, TransformStep)
-        env[f"f{i}"] = step.fn
+        env[f"f{i}"] = _per_event(step.fn)
         if step.transform == "map":
             guarded(f"v = f{i}(v)", i)
         elif step.transform == "filter":
@@ -135,9 +150,7 @@ def _chain_lines(
     if edges is None:
         lines.extend(f"{ind}{line}" for line in window.push_source("k", "v", "t", env))
         return lines
-    before, body, after = window.loop_source("k", "v", "t", env, track=track)
-    edges[0].extend(before)
-    edges[1].extend(after)
+    body = window.loop_source("k", "v", "t", env, edges, track=track)
     lines.extend(f"{ind}{line}" for line in body)
     return lines
 
@@ -169,6 +182,7 @@ def source_loop(
     window: WindowNode | None = None,
     *,
     track: bool = False,
+    fixed_due: bool = False,
 ) -> ChunkLoop:
     """Generate the loop over one chunk of a single-partition source, with the source's
     chain of stateless steps (and its window, if that comes next) inlined.
@@ -180,38 +194,77 @@ def source_loop(
     the :class:`~rheos.runtime.event_executor.EventExecutor`). With ``track``, ``rt.i`` is
     the index of the event being pushed (a source whose events are projected:
     :mod:`rheos.runtime.projection`).
+
+    ``fixed_due``: nothing lowers the due point while the loop runs (no step sets timers)
+    and nothing reads the source's watermark but the flow's advance and late events routed
+    by a window inlined (:func:`_fixed_due`). The loop then keeps in a local the event time
+    at which the watermark reaches the due point (``fire``) and stores the source's
+    watermark only then, before a late event is routed and once it ends: one comparison
+    per event that raises the top time, where otherwise the watermark is raised, stored
+    and compared with ``rt.due`` for each.
     """
-    head = [
-        "def loop(values, tss, src, rt):",
-        "    stats = src.stats",
-        "    top, wm, bound = src.top, src.wm, src.bound",
-        "    timed = rt.timed and not src.held",
-        "    ooo, maxd = 0, stats.max_delay_ms",
-        "    failed = rt.event_failed",
-        "    for i, (v, t) in enumerate(zip(values, tss)):",
-        *(["        rt.i = i"] if track and window is None else []),
-        *(
-            "        " + line
-            for line in disorder_source(
-                "t",
-                "top",
-                "ooo",
-                "maxd",
-                on_top=[
-                    "if timed and t - bound > wm:",
-                    "    wm = src.wm = t - bound",
-                    "    if wm >= rt.due:",
-                    "        rt.advance_flow()",
-                ],
-            ).splitlines()
-        ),
-    ]
-    tail_lines = [
-        "    src.top = top",
+    if fixed_due:
+        head = [
+            "def loop(values, tss, src, rt):",
+            "    stats = src.stats",
+            "    top, bound = src.top, src.bound",
+            "    timed = rt.timed and not src.held",
+            "    fire = rt.due + bound if timed else _never",
+            "    ooo, maxd = 0, stats.max_delay_ms",
+            "    failed = rt.event_failed",
+            "    for i, (v, t) in enumerate(zip(values, tss)):",
+            *(["        rt.i = i"] if track and window is None else []),
+            *(
+                "        " + line
+                for line in disorder_source(
+                    "t",
+                    "top",
+                    "ooo",
+                    "maxd",
+                    on_top=[
+                        "if t >= fire:",
+                        "    if t - bound > src.wm:",
+                        "        src.wm = t - bound",
+                        "        rt.advance_flow()",
+                        "    fire = rt.due + bound",
+                    ],
+                ).splitlines()
+            ),
+        ]
+        settle = ["if timed and top - bound > src.wm:", "    src.wm = top - bound"]
+        tail_lines = ["    src.top = top", *("    " + line for line in settle)]
+    else:
+        head = [
+            "def loop(values, tss, src, rt):",
+            "    stats = src.stats",
+            "    top, wm, bound = src.top, src.wm, src.bound",
+            "    timed = rt.timed and not src.held",
+            "    ooo, maxd = 0, stats.max_delay_ms",
+            "    failed = rt.event_failed",
+            "    for i, (v, t) in enumerate(zip(values, tss)):",
+            *(["        rt.i = i"] if track and window is None else []),
+            *(
+                "        " + line
+                for line in disorder_source(
+                    "t",
+                    "top",
+                    "ooo",
+                    "maxd",
+                    on_top=[
+                        "if timed and t - bound > wm:",
+                        "    wm = src.wm = t - bound",
+                        "    if wm >= rt.due:",
+                        "        rt.advance_flow()",
+                    ],
+                ).splitlines()
+            ),
+        ]
+        tail_lines, settle = ["    src.top = top"], []
+    tail_lines += [
         "    stats.out_of_order += ooo",
         "    stats.max_delay_ms = maxd",
     ]
-    return _loop(flow, chain, tail, window, head, tail_lines, "source loop", track)
+    return _loop(flow, chain, tail, window, head, tail_lines, "source loop", track, settle)
 
 
 def ordered_loop(
@@ -221,26 +274,48 @@ def ordered_loop(
     window: WindowNode | None = None,
     *,
     track: bool = False,
+    fixed_due: bool = False,
 ) -> ChunkLoop:
     """:func:`source_loop` for events already in event-time order (a bounded run): each
     event's time is the watermark (nothing earlier is still to come), so there is no
     disorder to count and no bound to subtract."""
-    head = [
-        "def loop(values, tss, src, rt):",
-        "    wm, timed = src.wm, rt.timed",
-        "    failed = rt.event_failed",
-        "    for i, (v, t) in enumerate(zip(values, tss)):",
-        *(["        rt.i = i"] if track and window is None else []),
-        "        if timed and t > wm:",
-        "            wm = src.wm = t",
-        "            if wm >= rt.due:",
-        "                rt.advance_flow()",
-    ]
-    tail_lines = [
+    if fixed_due:
+        head = [
+            "def loop(values, tss, src, rt):",
+            "    timed = rt.timed",
+            "    fire = rt.due if timed else _never",
+            "    failed = rt.event_failed",
+            "    for i, (v, t) in enumerate(zip(values, tss)):",
+            *(["        rt.i = i"] if track and window is None else []),
+            "        if t >= fire:",
+            "            if t > src.wm:",
+            "                src.wm = t",
+            "                rt.advance_flow()",
+            "            fire = rt.due",
+        ]
+        settle = ["if timed and t > src.wm:", "    src.wm = t"]
+        tail_lines = [
+            "    if timed and tss and tss[-1] > src.wm:",
+            "        src.wm = tss[-1]",
+        ]
+    else:
+        head = [
+            "def loop(values, tss, src, rt):",
+            "    wm, timed = src.wm, rt.timed",
+            "    failed = rt.event_failed",
+            "    for i, (v, t) in enumerate(zip(values, tss)):",
+            *(["        rt.i = i"] if track and window is None else []),
+            "        if timed and t > wm:",
+            "            wm = src.wm = t",
+            "            if wm >= rt.due:",
+            "                rt.advance_flow()",
+        ]
+        tail_lines, settle = [], []
+    tail_lines += [
         "    if tss and tss[-1] > src.top:",
         "        src.top = tss[-1]",
     ]
-    return _loop(flow, chain, tail, window, head, tail_lines, "ordered source loop", track)
+    return _loop(flow, chain, tail, window, head, tail_lines, "ordered source loop", track, settle)
 
 
 def _loop(
@@ -252,28 +327,50 @@ def _loop(
     after: list[str],
     label: str,
     track: bool,
+    settle: list[str],
 ) -> ChunkLoop:
     """A chunk loop: ``head`` (up to the loop's per-event bookkeeping), the chain inside a
-    ``try`` that hands a bad event to ``runner.event_failed``, then ``after`` (``window``'s
-    lines before and after the loop added: :meth:`WindowNode.loop_source`)."""
+    ``try`` that hands a bad event to ``runner.event_failed``, then ``after`` -- with the
+    lines ``window`` needs around the loop (:meth:`WindowNode.loop_source`): before it,
+    around each ``rt.advance_flow()`` of ``head``, and in a ``finally`` before ``after``
+    (``settle``: :attr:`LoopEdges.settle`)."""
     env = _env(flow, tail)
     env["_bad"] = BAD_EVENT_ERRORS
-    edges: tuple[list[str], list[str]] = ([], [])
+    env["_never"] = NEVER
+    edges = LoopEdges(settle=settle)
     body = _chain_lines(chain, window, env, "            ", "continue", edges, track)
-    lines = [
-        head[0],  # (the def line: a window's lines before the loop read only globals)
-        *("    " + line for line in edges[0]),
-        *head[1:],
+    start = next(i for i, line in enumerate(head) if line.startswith("    for "))
+    loop = [
+        *head[start:],
         "        k = None",
         "        try:",
         *body,
         "        except _bad as e:",
         "            failed(src, i, e)",
-        *after,
-        *("    " + line for line in edges[1]),
     ]
-    loop: ChunkLoop = _build("\n".join(lines), env, label, "loop")
-    return loop
+    if edges.sync or edges.resume:
+        moved = []
+        for line in loop:
+            if line.strip() != "rt.advance_flow()":
+                moved.append(line)
+                continue
+            at = line[: len(line) - len(line.lstrip())]
+            moved += [*(at + s for s in edges.sync), line, *(at + s for s in edges.resume)]
+        loop = moved
+    # (the def line, then the window's lines: those before the loop read only globals)
+    lines = [head[0], *("    " + line for line in edges.before), *head[1:start]]
+    if edges.after:
+        lines += [
+            "    try:",
+            *("    " + line for line in loop),
+            "    finally:",
+            *("        " + line for line in edges.after),
+            *after,
+        ]
+    else:
+        lines += [*loop, *after]
+    built: ChunkLoop = _build("\n".join(lines), env, label, "loop")
+    return built
 
 
 class StreamWiring:
@@ -344,11 +441,46 @@ class StreamWiring:
                     chain, tail, window = self.chains[first.id]
                 elif first.id in self.windows and not self.windows[first.id].processing_time:
                     window = self.windows[first.id]
-            track = fields_read(self.compiled.graph, step) is not None
-            self.compiled.loops[step.id] = source_loop(flow, chain, tail, window, track=track)
-            self.compiled.ordered_loops[step.id] = ordered_loop(
-                flow, chain, tail, window, track=track
+            graph = self.compiled.graph
+            track = fields_read(graph, step) is not None
+            fixed = _fixed_due(graph, self.consumers, step, window)
+            self.compiled.loops[step.id] = source_loop(
+                flow, chain, tail, window, track=track, fixed_due=fixed
             )
+            self.compiled.ordered_loops[step.id] = ordered_loop(
+                flow, chain, tail, window, track=track, fixed_due=fixed
+            )
+
+
+def _fixed_due(
+    graph: Graph,
+    consumers: dict[Port, list[tuple[Step, int]]],
+    source: SourceStep,
+    window: WindowNode | None,
+) -> bool:
+    """Whether a loop over ``source``'s events may keep its watermark in locals
+    (:func:`source_loop`'s ``fixed_due``): no process step (its timers lower the due point
+    as events pass), and no window or join reached by the events pushed -- each reads the
+    flow watermark when it routes a late event -- but ``window`` if it is inlined (whose
+    late events the loop settles first, and whose rows come only as the watermark moves)."""
+    if any(isinstance(step, ProcessStep) for step in graph.steps):
+        return False
+    if window is not None:
+        return window.op.inlinable
+    seen: set[int] = set()
+    todo: list[Step] = [source]
+    while todo:
+        step = todo.pop()
+        for port, readers in consumers.items():
+            if port[0] != step.id:
+                continue
+            for reader, _ in readers:
+                if isinstance(reader, WindowStep | JoinStep):
+                    return False
+                if reader.id not in seen:
+                    seen.add(reader.id)
+                    todo.append(reader)
+    return True
 
 
 def compile_flow(

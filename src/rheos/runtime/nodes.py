@@ -16,6 +16,7 @@ keys, windows and timers. The default hook raises it.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from typing import Any
 
@@ -138,6 +139,25 @@ class LateRouter:
         self.out(late.key, record, late.ts)
 
 
+@dataclass
+class LoopEdges:
+    """The lines that steps inlined in a source's chunk loop need around its body
+    (:meth:`WindowNode.loop_source`)."""
+
+    before: list[str] = field(default_factory=list)
+    """Before the loop."""
+    after: list[str] = field(default_factory=list)
+    """Once the loop ends, however it ends."""
+    sync: list[str] = field(default_factory=list)
+    """Before the flow's watermark moves (``rt.advance_flow()``)."""
+    resume: list[str] = field(default_factory=list)
+    """After it moved."""
+    settle: list[str] = field(default_factory=list)
+    """From the loop, for the steps: before anything reads the flow watermark in the loop
+    (a late event routed), the source's watermark stored, where the loop keeps it in a
+    local."""
+
+
 class WindowNode:
     """Runs a :class:`WindowStep` with a :class:`~rheos.windowing.WindowOperator`."""
 
@@ -196,35 +216,38 @@ class WindowNode:
         ]
 
     def loop_source(
-        self, k: str, v: str, t: str, env: dict[str, Any], *, track: bool
-    ) -> tuple[list[str], list[str], list[str]]:
-        """:meth:`push_source` for a source's chunk loop (event-time windows): lines before
-        the loop, in it, after it. The counters of :attr:`cell` are locals of the loop,
-        stored after it (nothing else pushes to this window while it runs); a tumbling
-        window's ``process`` is inlined (:meth:`WindowOperator.inline_source`); with
-        ``track``, ``rt.i`` is set only before a late event is routed (the one use of it:
-        its record, to write it whole)."""
+        self, k: str, v: str, t: str, env: dict[str, Any], edges: LoopEdges, *, track: bool
+    ) -> list[str]:
+        """:meth:`push_source` for a source's chunk loop (event-time windows): the lines in
+        the loop, those around it added to ``edges``. The counters of :attr:`cell` are
+        locals of the loop, stored once it ends (nothing else pushes to this window while it
+        runs); a tumbling window's ``process`` is inlined
+        (:meth:`WindowOperator.inline_source`); with ``track``, ``rt.i`` is set only before
+        a late event is routed (the one use of it: its record, to write it whole)."""
         env.update(wc=self.cell, wlate=self.route_late, werr=self.error)
-        before = ["w_n, w_top, w_ooo, w_max = wc", "w_at = w_keys = None"]
-        after = ["wc[0], wc[1], wc[2], wc[3] = w_n, w_top, w_ooo, w_max"]
+        edges.before.append("w_n, w_top, w_ooo, w_max = wc")
+        edges.after.append("wc[0], wc[1], wc[2], wc[3] = w_n, w_top, w_ooo, w_max")
         inlined = self.op.inline_source(env, k, v, t, "w_", "w_late")
         lines = ["w_n += 1", *disorder_source(t, "w_top", "w_ooo", "w_max").splitlines()]
         if inlined is None:
             lines += self._process_call(k, v, t, "w_late", env)
         else:  # (final rows come only as the watermark moves: no rows here)
-            late, body = inlined
+            edges.before.extend(inlined.enter)
+            edges.after.extend(inlined.sync)
+            edges.sync.extend(inlined.sync)
+            edges.resume.extend(inlined.resume)
             lines += [
                 "try:",
-                *("    " + line for line in late),
+                *("    " + line for line in inlined.late),
                 "    else:",
                 "        w_late = None",
-                *("        " + line for line in body),
+                *("        " + line for line in inlined.body),
                 "except Exception as e:",
                 "    raise werr(e) from e",
             ]
         lines += ["if w_late is not None:", *(["    rt.i = i"] if track else [])]
-        lines.append("    wlate(w_late)")
-        return before, lines, after
+        lines += [*("    " + line for line in edges.settle), "    wlate(w_late)"]
+        return lines
 
     def _process_call(self, k: str, v: str, t: str, late: str, env: dict[str, Any]) -> list[str]:
         """Lines calling the operator's ``process``: its rows sent on, its late report in

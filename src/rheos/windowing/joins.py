@@ -49,6 +49,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from datetime import timedelta
 from heapq import heappop, heappush
+from operator import itemgetter
 from typing import Any
 
 from rheos.durations import Duration, to_ms
@@ -259,9 +260,21 @@ class _BothSides(BoundAggregation):
         return [a[0] + b[0], a[1] + b[1]]
 
     def result(self, acc: Any) -> Any:
-        left = [e[2] for e in sorted(acc[0], key=lambda e: (e[0], e[1]))]
-        right = [e[2] for e in sorted(acc[1], key=lambda e: (e[0], e[1]))]
-        return [(a, b) for a in left for b in right]
+        left, right = acc
+        if not left or not right:  # (an inner join: no pairs)
+            return []
+        return [(a, b) for a in _in_time_order(left) for b in _in_time_order(right)]
+
+
+def _in_time_order(entries: list[list[Any]]) -> list[Any]:
+    """The payloads of ``[ts, seq, payload]`` entries by time, then arrival (sorted only
+    when their times are not already in order: entries are kept in arrival order)."""
+    if any(entries[i][0] > entries[i + 1][0] for i in range(len(entries) - 1)):
+        entries = sorted(entries, key=_TIME_SEQ)
+    return [e[2] for e in entries]
+
+
+_TIME_SEQ = itemgetter(0, 1)
 
 
 class WindowJoinOperator:
@@ -296,9 +309,9 @@ class WindowJoinOperator:
     def _process(self, side: int, key: Hashable, event: Any, ts: int) -> ProcessResult:
         result = self._op.process(key, (side, event), ts)
         late = result.late
-        if late is not None:
-            late = LateInfo(late.key, late.ts, event, late.windows)
-        return ProcessResult([], late)
+        if late is None:  # (final mode: no rows either)
+            return result
+        return ProcessResult([], LateInfo(late.key, late.ts, event, late.windows))
 
     def process_left(self, key: Hashable, event: Any, ts: int) -> ProcessResult:
         """Add a left event; ``late`` reports the windows it missed, if any."""

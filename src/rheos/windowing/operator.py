@@ -153,6 +153,23 @@ class ProcessResult(NamedTuple):
 _new_result = tuple.__new__  # ProcessResult without the NamedTuple constructor: the hot path
 
 
+class Inlined(NamedTuple):
+    """:meth:`WindowOperator.process` as Python lines for a generated loop over many events
+    (:meth:`WindowOperator.inline_source`)."""
+
+    enter: list[str]
+    """Before the loop."""
+    late: list[str]
+    """Per event: lines ending in an ``if`` whose block sets the late report."""
+    body: list[str]
+    """Per event: adding an event that is not late (for an ``else``)."""
+    sync: list[str]
+    """Storing the loop's locals into the operator: before the watermark moves (a checkpoint
+    may read them) and once the loop ends, however it ends."""
+    resume: list[str]
+    """After the watermark moved."""
+
+
 def key_to_plain(key: Hashable) -> Any:
     """A key as plain data (tuples become lists)."""
     if isinstance(key, tuple):
@@ -417,17 +434,33 @@ class WindowOperator:
             return ProcessResult([row], None)
         return _new_result(ProcessResult, ([], None))
 
+    @property
+    def inlinable(self) -> bool:
+        """Whether :meth:`inline_source` gives lines (tumbling windows in final mode: their
+        rows come only as the watermark moves)."""
+        return self._kind is TumblingWindows and not self._update
+
     def inline_source(
         self, env: dict[str, Any], key: str, event: str, ts: str, prefix: str, late_name: str
-    ) -> tuple[list[str], list[str]] | None:
-        """What :meth:`process` does, as Python lines for a generated loop to inline (see
-        :func:`tumbling_source`, ``cached``: the loop sets ``{prefix}at = None`` before
-        it): tumbling windows in final mode; None for the others."""
-        if self._kind is not TumblingWindows or self._update:
+    ) -> Inlined | None:
+        """What :meth:`process` does, as Python lines for a generated loop to inline
+        (:func:`tumbling_source`, ``cached``): tumbling windows in final mode; None for the
+        others. The loop keeps the arrival number in a local, stored back (``sync``) before
+        anything outside the loop can read it -- before the watermark moves, and however
+        the loop ends."""
+        if not self.inlinable:
             return None
-        lines = tumbling_source(self, env, key, event, ts, prefix, late_name, cached=True)
+        late, body = tumbling_source(self, env, key, event, ts, prefix, late_name, cached=True)
         self._bound.append((env, prefix))
-        return lines
+        o = f"{prefix}op"
+        return Inlined(
+            enter=[f"{prefix}at = {prefix}keys = None", f"{prefix}seq = {o}._seq"],
+            late=late,
+            body=body,
+            sync=[f"{o}._seq = {prefix}seq"],
+            # (windows may have closed: the next event's is looked up and checked again)
+            resume=[f"{prefix}at = None", f"{prefix}seq = {o}._seq"],
+        )
 
     def _push_session(self, key: Hashable, state: list[Any]) -> None:
         self._pushes += 1
@@ -1060,10 +1093,12 @@ def tumbling_source(
     Two parts: lines ending in an ``if`` whose block sets ``late_name`` to the report of a
     late event; then the lines adding an event that is not late (for an ``else``).
 
-    ``cached``: the keys of the last window added to are kept in locals (``{p}at``, the
-    window's start, ``None`` at first; ``{p}keys``), for events of the same window. A
-    window's keys stay the same object while it is open, and an event of a window no
-    longer open is late (the watermark only rises), so the keys kept are the window's."""
+    ``cached``: for a loop over many events, which keeps in locals the keys of the last
+    window added to (``{p}at``, the window's start, ``None`` at first and whenever the
+    watermark may have moved; ``{p}keys``) and the next arrival number (``{p}seq``). A
+    window's keys stay the same object while it is open, so the keys kept are the window's;
+    and an event of the window kept is not late (it was open when the watermark was last
+    read): only an event of another window is checked."""
     reads: list[str] = []
     adds: list[str] = []
     later: list[str] = []
@@ -1081,6 +1116,7 @@ def tumbling_source(
         }
     )
     o = f"{p}op"
+    number = f"{p}seq - 1" if cached else f"{p}seq"  # (the event's arrival number)
     for i, agg in enumerate(op._aggs):
         at = i + 1
         field = agg.field
@@ -1102,17 +1138,18 @@ def tumbling_source(
             env[f"{p}init{i}"] = agg.init
             env[f"{p}add{i}"] = agg.add_value
             init = f"{p}init{i}()"
-            calls.append(f"{p}a{i} = {p}add{i}({p}a{i}, {value}, {ts}, {p}seq)")
+            calls.append(f"{p}a{i} = {p}add{i}({p}a{i}, {value}, {ts}, {number})")
         loads.append(f"    {p}a{i} = {p}state[{at}]")
         fresh.append(f"    {p}a{i} = {init}")
         stores.append(f"    {p}state[{at}] = {p}a{i}")
     adds += later + calls  # (user code last: it may change an accumulator in place)
     kernel = op.kernel  # the formulas of event time, as source text
     start = f"{p}start"
+    other = f"{start} != {p}at and " if cached else ""
     if op._calendar is None:
         late = [
             f"{start} = {kernel.start_source(ts)}",
-            f"if {kernel.late_source(start, f'{o}._watermark')}:",
+            f"if {other}{kernel.late_source(start, f'{o}._watermark')}:",
             f"    {late_name} = {o}._late({key}, {event}, {ts}, "
             f"(({start}, {start} + {kernel.size}),))",
         ]
@@ -1120,7 +1157,7 @@ def tumbling_source(
         env[f"{p}window_of"] = op._calendar.window_of
         late = [
             f"{start}, {p}end = {p}window_of({ts})",
-            f"if {kernel.late_end_source(f'{p}end', f'{o}._watermark')}:",
+            f"if {other}{kernel.late_end_source(f'{p}end', f'{o}._watermark')}:",
             f"    {late_name} = {o}._late({key}, {event}, {ts}, (({start}, {p}end),))",
         ]
     body: list[str] = []
@@ -1137,12 +1174,13 @@ def tumbling_source(
         f"    {p}keys = {p}windows[{start}] = {o}._new_keys({start})",
         f"    {p}heappush({p}starts, {start})",
     ]
+    seq = [f"{p}seq = {o}._seq", f"{o}._seq = {p}seq + 1"]
     if cached:
         find = [f"if {start} != {p}at:", *("    " + line for line in find), f"    {p}at = {start}"]
+        seq = [f"{p}seq += 1"]
     body += [
         *find,
-        f"{p}seq = {o}._seq",
-        f"{o}._seq = {p}seq + 1",
+        *seq,
         f"{p}state = {p}keys.get({key})",
         f"if {p}state is None:",
         *(fresh or ["    pass"]),
@@ -1150,7 +1188,7 @@ def tumbling_source(
         *(loads or ["    pass"]),
         *adds,  # (into locals: an add that raises leaves the state as it was)
         f"if {p}state is None:",
-        f"    {p}keys[{key}] = [{p}seq, {names}]",
+        f"    {p}keys[{key}] = [{number}, {names}]",
         f"    {o}._state_size += 1",
         "else:",
         *(stores or ["    pass"]),

@@ -79,7 +79,10 @@ plus the allowed lateness: ``at + delta`` with ``at`` the end and ``delta`` the 
 
 
 def align_source(ts: str, every: int | str, offset: int | str) -> str:
-    """:data:`ALIGN` as a Python expression over the names or numbers given."""
+    """:data:`ALIGN` as a Python expression over the names or numbers given (with no
+    offset, ``ts - ts % every``: the same value, one operation less)."""
+    if isinstance(offset, int) and offset == 0:
+        return f"{ts} - {ts} % {every}"
     return ALIGN.format(ts=ts, every=every, offset=offset)
 
 
