@@ -4,7 +4,8 @@ On a machine whose speed drifts (a shared host), runs made one after the other c
 moments as much as code: a slow minute during one row and not the next moves a ratio by
 20 % or more. Here every round runs each row once -- the plain orjson loop, Polars, and the
 flow stream-first and micro-batch, streaming and bounded -- and each row keeps its best
-round, so the ratios compare runs made within seconds of each other.
+round, so the ratios compare runs made within seconds of each other. Each round starts one
+row further on, so that no row always runs first (on the freshest heap) or last.
 
 The events are ``bench_batch.py``'s (5 fields, 5 % up to 5 s late; ``--extra-fields K``
 adds K that no step reads), written to a JSON-lines file and produced into the log with
@@ -87,8 +88,9 @@ def main() -> None:
                             data_dir, w, "micro-batch", b, n, other=True
                         )
             best = dict.fromkeys(rows, float("inf"))
-            for _ in range(args.rounds):
-                for label, run in rows.items():
+            runs = list(rows.items())
+            for r in range(args.rounds):  # each round starts one row further on
+                for label, run in runs[r % len(runs) :] + runs[: r % len(runs)]:
                     gc.collect()
                     started = time.perf_counter()
                     run()

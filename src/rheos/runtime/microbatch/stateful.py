@@ -209,8 +209,8 @@ class Driver:
                         strict=True,
                     )
                 )
-        if len(inputs) > 1:
-            items.sort(key=lambda item: (item[0], item[1]))
+        if len(inputs) > 1:  # by position, then input (a stable sort: added in input order)
+            items.sort(key=_POSITION)
         pushes, cur, on_bad, node = self.pushes, self.cur, self.on_bad, self.node
         failed = -1
         clear, due = -1, MAX_WATERMARK  # no crossing before ``clear`` while due stays
@@ -234,6 +234,9 @@ class Driver:
                     failed = pos
                 on_bad(self.node.step, pos, exc, (key, value, ts))
         self.cross(rnd, 3 * rnd.n + 2)
+
+
+_POSITION = operator.itemgetter(0)
 
 
 def vectorizable(step: WindowStep) -> bool:
