@@ -156,10 +156,7 @@ class Expr:
         return None
 
     def __call__(self, event: Any) -> Any:
-        fn = self.__dict__.get("_row")
-        if fn is None:
-            fn = self.row_function()
-        return fn(event)
+        return (self.__dict__.get("_row") or self.row_function())(event)
 
     def row_function(self) -> Callable[[Any], Any]:
         """One Python function computing :meth:`eval_row` -- the same values, errors and

@@ -48,6 +48,10 @@ from rheos.runtime.nodes import (
 from rheos.runtime.projection import fields_read
 from rheos.windowing.watermarks import disorder_source
 
+ADVANCE = "rt.advance_flow()"
+"""The line of a chunk loop that moves the flow's watermark (:func:`_loop` places the lines
+of inlined steps around it)."""
+
 NEVER = 1 << 64
 """An event time no event reaches (above every watermark): a loop's ``fire`` when its
 source's watermark is not raised by events."""
@@ -204,63 +208,44 @@ def source_loop(
     and compared with ``rt.due`` for each.
     """
     if fixed_due:
-        head = [
-            "def loop(values, tss, src, rt):",
-            "    stats = src.stats",
-            "    top, bound = src.top, src.bound",
-            "    timed = rt.timed and not src.held",
-            "    fire = rt.due + bound if timed else _never",
-            "    ooo, maxd = 0, stats.max_delay_ms",
-            "    failed = rt.event_failed",
-            "    for i, (v, t) in enumerate(zip(values, tss)):",
-            *(["        rt.i = i"] if track and window is None else []),
-            *(
-                "        " + line
-                for line in disorder_source(
-                    "t",
-                    "top",
-                    "ooo",
-                    "maxd",
-                    on_top=[
-                        "if t >= fire:",
-                        "    if t - bound > src.wm:",
-                        "        src.wm = t - bound",
-                        "        rt.advance_flow()",
-                        "    fire = rt.due + bound",
-                    ],
-                ).splitlines()
-            ),
+        start = [
+            "top, bound = src.top, src.bound",
+            "timed = rt.timed and not src.held",
+            "fire = rt.due + bound if timed else _never",
+        ]
+        on_top = [
+            "if t >= fire:",
+            "    if t - bound > src.wm:",
+            "        src.wm = t - bound",
+            f"        {ADVANCE}",
+            "    fire = rt.due + bound",
         ]
         settle = ["if timed and top - bound > src.wm:", "    src.wm = top - bound"]
-        tail_lines = ["    src.top = top", *("    " + line for line in settle)]
     else:
-        head = [
-            "def loop(values, tss, src, rt):",
-            "    stats = src.stats",
-            "    top, wm, bound = src.top, src.wm, src.bound",
-            "    timed = rt.timed and not src.held",
-            "    ooo, maxd = 0, stats.max_delay_ms",
-            "    failed = rt.event_failed",
-            "    for i, (v, t) in enumerate(zip(values, tss)):",
-            *(["        rt.i = i"] if track and window is None else []),
-            *(
-                "        " + line
-                for line in disorder_source(
-                    "t",
-                    "top",
-                    "ooo",
-                    "maxd",
-                    on_top=[
-                        "if timed and t - bound > wm:",
-                        "    wm = src.wm = t - bound",
-                        "    if wm >= rt.due:",
-                        "        rt.advance_flow()",
-                    ],
-                ).splitlines()
-            ),
+        start = ["top, wm, bound = src.top, src.wm, src.bound", "timed = rt.timed and not src.held"]
+        on_top = [
+            "if timed and t - bound > wm:",
+            "    wm = src.wm = t - bound",
+            "    if wm >= rt.due:",
+            f"        {ADVANCE}",
         ]
-        tail_lines, settle = ["    src.top = top"], []
-    tail_lines += [
+        settle = []
+    head = [
+        "def loop(values, tss, src, rt):",
+        "    stats = src.stats",
+        *("    " + line for line in start),
+        "    ooo, maxd = 0, stats.max_delay_ms",
+        "    failed = rt.event_failed",
+        "    for i, (v, t) in enumerate(zip(values, tss)):",
+        *(["        rt.i = i"] if track and window is None else []),
+        *(
+            "        " + line
+            for line in disorder_source("t", "top", "ooo", "maxd", on_top=on_top).splitlines()
+        ),
+    ]
+    tail_lines = [
+        "    src.top = top",
+        *("    " + line for line in settle),
         "    stats.out_of_order += ooo",
         "    stats.max_delay_ms = maxd",
     ]
@@ -280,37 +265,33 @@ def ordered_loop(
     event's time is the watermark (nothing earlier is still to come), so there is no
     disorder to count and no bound to subtract."""
     if fixed_due:
-        head = [
-            "def loop(values, tss, src, rt):",
-            "    timed = rt.timed",
-            "    fire = rt.due if timed else _never",
-            "    failed = rt.event_failed",
-            "    for i, (v, t) in enumerate(zip(values, tss)):",
-            *(["        rt.i = i"] if track and window is None else []),
-            "        if t >= fire:",
-            "            if t > src.wm:",
-            "                src.wm = t",
-            "                rt.advance_flow()",
-            "            fire = rt.due",
+        start = ["timed = rt.timed", "fire = rt.due if timed else _never"]
+        on_event = [
+            "if t >= fire:",
+            "    if t > src.wm:",
+            "        src.wm = t",
+            f"        {ADVANCE}",
+            "    fire = rt.due",
         ]
         settle = ["if timed and t > src.wm:", "    src.wm = t"]
-        tail_lines = [
-            "    if timed and tss and tss[-1] > src.wm:",
-            "        src.wm = tss[-1]",
-        ]
+        tail_lines = ["    if timed and tss and tss[-1] > src.wm:", "        src.wm = tss[-1]"]
     else:
-        head = [
-            "def loop(values, tss, src, rt):",
-            "    wm, timed = src.wm, rt.timed",
-            "    failed = rt.event_failed",
-            "    for i, (v, t) in enumerate(zip(values, tss)):",
-            *(["        rt.i = i"] if track and window is None else []),
-            "        if timed and t > wm:",
-            "            wm = src.wm = t",
-            "            if wm >= rt.due:",
-            "                rt.advance_flow()",
+        start = ["wm, timed = src.wm, rt.timed"]
+        on_event = [
+            "if timed and t > wm:",
+            "    wm = src.wm = t",
+            "    if wm >= rt.due:",
+            f"        {ADVANCE}",
         ]
-        tail_lines, settle = [], []
+        settle, tail_lines = [], []
+    head = [
+        "def loop(values, tss, src, rt):",
+        *("    " + line for line in start),
+        "    failed = rt.event_failed",
+        "    for i, (v, t) in enumerate(zip(values, tss)):",
+        *(["        rt.i = i"] if track and window is None else []),
+        *("        " + line for line in on_event),
+    ]
     tail_lines += [
         "    if tss and tss[-1] > src.top:",
         "        src.top = tss[-1]",
@@ -351,7 +332,7 @@ def _loop(
     if edges.sync or edges.resume:
         moved = []
         for line in loop:
-            if line.strip() != "rt.advance_flow()":
+            if line.strip() != ADVANCE:
                 moved.append(line)
                 continue
             at = line[: len(line) - len(line.lstrip())]
